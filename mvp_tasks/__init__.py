@@ -1,0 +1,16 @@
+"""mvp-studio deploy tooling: ship every app of the monorepo to AWS ECS Fargate.
+
+The root collection and every `mvp.*` config default live here, so `invoke.yaml`, `-f FILE` and
+`INVOKE_MVP_*` environment variables layer over them. Importing this module must stay cheap:
+boto3, rich and moto are imported only when a task runs.
+"""
+
+from invoke import Collection
+
+from .settings import DEFAULTS
+from .tasks import cluster, sandbox
+
+ns = Collection()
+ns.add_collection(Collection.from_module(cluster), name="cluster")
+ns.add_collection(Collection.from_module(sandbox), name="sandbox")
+ns.configure({"mvp": DEFAULTS})

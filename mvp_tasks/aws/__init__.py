@@ -1,0 +1,1 @@
+"""boto3 only: clients are injected, nothing here prints or reads Invoke config."""

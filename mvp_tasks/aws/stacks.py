@@ -1,0 +1,347 @@
+"""CloudFormation, one small method per step (after aws-cli's `deployer.py`).
+
+`Stacks(client)` takes an injected boto3 CloudFormation client; it neither prints nor reads
+config. Progress goes to an `on_event` callback; failures are raised as `MvpError`s.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Iterable, Mapping
+
+from ..errors import AwsError, StackBusy, StackFailed, TemplateError, WaitTimeout
+from .clients import aws_errors, error_code, error_message
+
+# Settled states a stack can be updated from.
+UPDATABLE = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE",
+             "IMPORT_ROLLBACK_COMPLETE"}
+SUCCESS = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "DELETE_COMPLETE", "IMPORT_COMPLETE"}
+# Every state but these counts as a live stack (DELETE_COMPLETE stacks linger in ListStacks).
+LIVE_FILTER = [
+    "CREATE_IN_PROGRESS", "CREATE_FAILED", "CREATE_COMPLETE", "ROLLBACK_IN_PROGRESS", "ROLLBACK_FAILED",
+    "ROLLBACK_COMPLETE", "DELETE_IN_PROGRESS", "DELETE_FAILED", "UPDATE_IN_PROGRESS",
+    "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS", "UPDATE_COMPLETE", "UPDATE_FAILED", "UPDATE_ROLLBACK_IN_PROGRESS",
+    "UPDATE_ROLLBACK_FAILED", "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS", "UPDATE_ROLLBACK_COMPLETE",
+    "REVIEW_IN_PROGRESS", "IMPORT_IN_PROGRESS", "IMPORT_COMPLETE", "IMPORT_ROLLBACK_IN_PROGRESS",
+    "IMPORT_ROLLBACK_FAILED", "IMPORT_ROLLBACK_COMPLETE",
+]
+CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
+# CloudFormation refuses inline template bodies above this size (larger ones go through S3).
+MAX_TEMPLATE_BODY = 51_200
+
+
+def is_in_progress(status: str) -> bool:
+    return status.endswith("_IN_PROGRESS")
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    name: str
+    stack_id: str
+    status: str
+    status_reason: str = ""
+    outputs: Mapping[str, str] = field(default_factory=dict)
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    created: datetime | None = None
+    last_updated: datetime | None = None
+    termination_protection: bool = False
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> "StackInfo":
+        return cls(
+            name=data["StackName"],
+            stack_id=data.get("StackId", ""),
+            status=data["StackStatus"],
+            status_reason=data.get("StackStatusReason", ""),
+            outputs={o["OutputKey"]: o.get("OutputValue", "") for o in data.get("Outputs", [])},
+            parameters={p["ParameterKey"]: p.get("ParameterValue", "") for p in data.get("Parameters", [])},
+            tags={t["Key"]: t["Value"] for t in data.get("Tags", [])},
+            created=data.get("CreationTime"),
+            last_updated=data.get("LastUpdatedTime"),
+            termination_protection=bool(data.get("EnableTerminationProtection", False)),
+        )
+
+
+@dataclass(frozen=True)
+class StackEvent:
+    event_id: str
+    timestamp: datetime | None
+    logical_id: str
+    resource_type: str
+    status: str
+    reason: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status.endswith("_FAILED")
+
+    def line(self) -> str:
+        when = self.timestamp.strftime("%H:%M:%S") if self.timestamp else "--:--:--"
+        text = f"{when} {self.status:<28} {self.resource_type} {self.logical_id}"
+        if self.reason:
+            text += f": {self.reason}"
+        return text
+
+
+@dataclass(frozen=True)
+class Change:
+    action: str  # Add | Modify | Remove | Import | Dynamic
+    logical_id: str
+    resource_type: str
+    replacement: str = ""
+
+    def line(self) -> str:
+        sign = {"Add": "+", "Remove": "-"}.get(self.action, "~")
+        text = f"{sign} {self.resource_type} {self.logical_id}"
+        if self.action == "Modify" and self.replacement in ("True", "Conditional"):
+            text += f" (replacement: {self.replacement})"
+        return text
+
+
+def _event(data: Mapping[str, Any]) -> StackEvent:
+    return StackEvent(
+        event_id=data.get("EventId", ""),
+        timestamp=data.get("Timestamp"),
+        logical_id=data.get("LogicalResourceId", ""),
+        resource_type=data.get("ResourceType", ""),
+        status=data.get("ResourceStatus", ""),
+        reason=data.get("ResourceStatusReason", ""),
+    )
+
+
+# Events that only echo the real cause, listed after it by CloudFormation.
+NOISE = ("Resource creation cancelled", "Resource update cancelled", "The following resource(s) failed")
+
+
+def failure_summary(events: Iterable[StackEvent]) -> list[StackEvent]:
+    """The failed resource events that explain a failure, root causes first, oldest first."""
+    failed = [e for e in events if e.failed and e.reason]
+    causes = [e for e in failed if not e.reason.startswith(NOISE)]
+    return sorted(causes or failed, key=lambda e: (e.timestamp is None, e.timestamp or 0))
+
+
+class Stacks:
+    """The CloudFormation steps the tasks need, on an injected client."""
+
+    def __init__(self, client, *, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic):
+        self.client = client
+        self.sleep = sleep
+        self.clock = clock
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def get_stack(self, name: str) -> StackInfo | None:
+        try:
+            with aws_errors():
+                data = self.client.describe_stacks(StackName=name)["Stacks"]
+        except AwsError as exc:
+            # CloudFormation has no NotFound code: a missing stack is a ValidationError.
+            if error_code(exc.__cause__) == "ValidationError" and "does not exist" in error_message(exc.__cause__):
+                return None
+            raise
+        return StackInfo.from_api(data[0]) if data else None
+
+    def list_live_stack_names(self) -> list[str]:
+        names = []
+        with aws_errors():
+            paginator = self.client.get_paginator("list_stacks")
+            for page in paginator.paginate(StackStatusFilter=LIVE_FILTER):
+                names.extend(s["StackName"] for s in page.get("StackSummaries", []))
+        return sorted(set(names))
+
+    def get_template_body(self, name: str) -> str:
+        with aws_errors():
+            body = self.client.get_template(StackName=name, TemplateStage="Original")["TemplateBody"]
+        if not isinstance(body, str):
+            # boto3 hands JSON templates back already parsed.
+            import json
+
+            body = json.dumps(body)
+        return body
+
+    def get_events(self, name: str, after_event_id: str = "", limit_pages: int = 5) -> list[StackEvent]:
+        """Events newer than `after_event_id`, oldest first (the API lists newest first)."""
+        events: list[StackEvent] = []
+        with aws_errors():
+            paginator = self.client.get_paginator("describe_stack_events")
+            for n, page in enumerate(paginator.paginate(StackName=name)):
+                for data in page.get("StackEvents", []):
+                    if after_event_id and data.get("EventId") == after_event_id:
+                        return list(reversed(events))
+                    events.append(_event(data))
+                if n + 1 >= limit_pages:
+                    break
+        return list(reversed(events))
+
+    def get_latest_event_id(self, name: str) -> str:
+        with aws_errors():
+            page = self.client.describe_stack_events(StackName=name)
+        events = page.get("StackEvents", [])
+        return events[0].get("EventId", "") if events else ""
+
+    # --- changing -----------------------------------------------------------------------------
+
+    def create_stack(self, name: str, body: str, parameters: Mapping[str, str], tags: Mapping[str, str],
+                     protect: bool = False) -> str:
+        with aws_errors():
+            response = self.client.create_stack(
+                StackName=name,
+                TemplateBody=body,
+                Parameters=_parameters(parameters),
+                Tags=_tags(tags),
+                Capabilities=CAPABILITIES,
+                EnableTerminationProtection=protect,
+                OnFailure="ROLLBACK",
+            )
+        return response.get("StackId", "")
+
+    def create_change_set(self, name: str, body: str, parameters: Mapping[str, str],
+                          tags: Mapping[str, str], change_set_name: str) -> str:
+        try:
+            with aws_errors():
+                response = self.client.create_change_set(
+                    StackName=name,
+                    ChangeSetName=change_set_name,
+                    ChangeSetType="UPDATE",
+                    TemplateBody=body,
+                    Parameters=_parameters(parameters),
+                    Tags=_tags(tags),
+                    Capabilities=CAPABILITIES,
+                    Description="mvp-tasks preview",
+                )
+        except AwsError as exc:
+            raise self._busy_or(exc, name) from None
+        return response.get("Id", change_set_name)
+
+    def wait_for_change_set(self, name: str, change_set: str, timeout: float, poll: float) -> list[Change] | None:
+        """The changes a change set holds, or None when it holds none (then it is deleted)."""
+        deadline = self.clock() + timeout
+        while True:
+            with aws_errors():
+                data = self.client.describe_change_set(StackName=name, ChangeSetName=change_set)
+            status = data.get("Status", "")
+            if status == "CREATE_COMPLETE":
+                changes = []
+                for item in data.get("Changes", []):
+                    rc = item.get("ResourceChange", {})
+                    changes.append(Change(rc.get("Action", ""), rc.get("LogicalResourceId", ""),
+                                          rc.get("ResourceType", ""), rc.get("Replacement", "")))
+                # Later pages of a very large change set are fetched too.
+                token = data.get("NextToken")
+                while token:
+                    with aws_errors():
+                        page = self.client.describe_change_set(StackName=name, ChangeSetName=change_set,
+                                                               NextToken=token)
+                    for item in page.get("Changes", []):
+                        rc = item.get("ResourceChange", {})
+                        changes.append(Change(rc.get("Action", ""), rc.get("LogicalResourceId", ""),
+                                              rc.get("ResourceType", ""), rc.get("Replacement", "")))
+                    token = page.get("NextToken")
+                return changes
+            if status == "FAILED":
+                reason = data.get("StatusReason", "")
+                # An unchanged stack gives a FAILED change set; it is a success, not an error.
+                if "didn't contain changes" in reason or "No updates are to be performed" in reason:
+                    self.delete_change_set(name, change_set)
+                    return None
+                self.delete_change_set(name, change_set)
+                raise TemplateError(f"stack {name}: CloudFormation rejected the change: {reason}")
+            if self.clock() >= deadline:
+                raise WaitTimeout(f"stack {name}: change set {change_set} still {status} after {timeout:.0f} s")
+            self.sleep(poll)
+
+    def execute_change_set(self, name: str, change_set: str) -> None:
+        try:
+            with aws_errors():
+                self.client.execute_change_set(StackName=name, ChangeSetName=change_set)
+        except AwsError as exc:
+            raise self._busy_or(exc, name) from None
+
+    def delete_change_set(self, name: str, change_set: str) -> None:
+        with aws_errors():
+            self.client.delete_change_set(StackName=name, ChangeSetName=change_set)
+
+    def delete_stack(self, name: str) -> None:
+        try:
+            with aws_errors():
+                self.client.delete_stack(StackName=name)
+        except AwsError as exc:
+            raise self._busy_or(exc, name) from None
+
+    def set_termination_protection(self, name: str, enabled: bool) -> None:
+        with aws_errors():
+            self.client.update_termination_protection(StackName=name, EnableTerminationProtection=enabled)
+
+    @staticmethod
+    def _busy_or(exc: AwsError, name: str) -> AwsError:
+        message = error_message(exc.__cause__) if exc.__cause__ else str(exc)
+        if "_IN_PROGRESS state" in message or "is in " in message and "IN_PROGRESS" in message:
+            return StackBusy(
+                f"stack {name} is busy with another operation ({message})",
+                "wait for it to finish (`inv cluster.status`), then re-run",
+            )
+        return exc
+
+    # --- waiting ------------------------------------------------------------------------------
+
+    def wait_for_stack(self, name: str, *, timeout: float, poll: float, after_event_id: str = "",
+                       on_event: Callable[[StackEvent], None] | None = None,
+                       stack_id: str = "") -> tuple[StackInfo | None, list[StackEvent]]:
+        """Poll until the stack settles, passing each new event to `on_event`.
+
+        A polling loop rather than a botocore waiter: waiters cannot stream events while they wait.
+        Returns the settled stack (None once deleted) and every event seen.
+        """
+        deadline = self.clock() + timeout
+        seen: list[StackEvent] = []
+        last = after_event_id
+        # Deleted stacks are only found by their id.
+        ref = stack_id or name
+        while True:
+            stack = self.get_stack(ref)
+            try:
+                new = self.get_events(ref, after_event_id=last) if stack is not None else []
+            except AwsError:
+                new = []
+            for event in new:
+                seen.append(event)
+                if on_event:
+                    on_event(event)
+            if new:
+                last = new[-1].event_id
+            if stack is None or stack.status == "DELETE_COMPLETE":
+                return None, seen
+            if not is_in_progress(stack.status):
+                return stack, seen
+            if self.clock() >= deadline:
+                raise WaitTimeout(
+                    f"stack {name} is still {stack.status} after {timeout:.0f} s",
+                    "CloudFormation keeps going on its own: check it with `inv cluster.status` and re-run when it settles",
+                )
+            self.sleep(poll)
+
+    def check_settled(self, stack: StackInfo | None, events: list[StackEvent], expected: set[str],
+                      action: str) -> None:
+        """Raise `StackFailed` naming the failing resources unless the stack reached an expected state."""
+        status = stack.status if stack else "DELETE_COMPLETE"
+        if status in expected:
+            return
+        causes = failure_summary(events)
+        if causes:
+            detail = "; ".join(f"{e.logical_id} ({e.resource_type}) {e.status}: {e.reason}" for e in causes[:5])
+        else:
+            detail = (stack.status_reason if stack else "") or "no failure events were reported"
+        raise StackFailed(f"{action} of stack {stack.name if stack else ''} ended in {status}: {detail}")
+
+
+def _parameters(parameters: Mapping[str, str]) -> list[dict[str, str]]:
+    # Sorted, so an unchanged stack always sends an identical list (change sets compare it).
+    return [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(parameters.items())]
+
+
+def _tags(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]

@@ -1,0 +1,213 @@
+"""Outcomes, check mode, confirmation, live progress and the recap: the only place that prints.
+
+Every task plans, shows, asks, acts and verifies, then reports one outcome per target
+(ok / changed / skipped / failed, as Ansible does) and ends with a recap line. On a terminal
+the output is rich (colour, a live spinner while waiting); otherwise it is plain lines for CI logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import IO, Iterator
+
+from .errors import NotConfirmed
+
+
+class Outcome(str, enum.Enum):
+    OK = "ok"
+    CHANGED = "changed"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+STYLES = {
+    Outcome.OK: "green",
+    Outcome.CHANGED: "yellow",
+    Outcome.SKIPPED: "cyan",
+    Outcome.FAILED: "bold red",
+}
+
+
+@dataclass
+class Result:
+    target: str
+    outcome: Outcome
+    message: str = ""
+
+
+@dataclass
+class Recap:
+    results: list[Result] = field(default_factory=list)
+
+    def add(self, result: Result) -> None:
+        self.results.append(result)
+
+    def counts(self) -> dict[str, int]:
+        counts = {o.value: 0 for o in Outcome}
+        for r in self.results:
+            counts[r.outcome.value] += 1
+        return counts
+
+    @property
+    def failed(self) -> bool:
+        return any(r.outcome is Outcome.FAILED for r in self.results)
+
+    def line(self) -> str:
+        c = self.counts()
+        return "recap: " + " ".join(f"{k}={v}" for k, v in c.items())
+
+
+def is_interactive(stream: IO | None = None) -> bool:
+    """A person is there to answer: stdin and the output are terminals, and this is not CI."""
+    stream = stream or sys.stdout
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        return sys.stdin.isatty() and stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class Reporter:
+    """Prints plans, progress and outcomes; asks for confirmation; keeps the recap.
+
+    `check=True` means nothing may change: callers ask `reporter.check` before acting and
+    report what *would* change as `changed` with a "(check)" note.
+    """
+
+    def __init__(self, *, check: bool = False, yes: bool = False, stream: IO | None = None,
+                 interactive: bool | None = None, json_output: bool = False):
+        from rich.console import Console  # rich is only needed once a task runs
+
+        self.stream = stream or sys.stdout
+        self.check = check
+        self.yes = yes
+        self.interactive = is_interactive(self.stream) if interactive is None else interactive
+        self.json_output = json_output
+        self.console = Console(
+            file=self.stream,
+            highlight=False,
+            soft_wrap=True,
+            force_terminal=self.interactive or None,
+            no_color=not self.interactive or None,
+        )
+        self.recap = Recap()
+
+    # --- plain output ------------------------------------------------------------------------
+
+    def _print(self, text: str, style: str | None = None) -> None:
+        if self.json_output:
+            return
+        self.console.print(text, style=style, markup=False)
+
+    def header(self, text: str) -> None:
+        self._print(text, "bold")
+
+    def info(self, text: str) -> None:
+        self._print(f"  {text}")
+
+    def warn(self, text: str) -> None:
+        self._print(f"  warning: {text}", "yellow")
+
+    def plan(self, target: str, lines: list[str]) -> None:
+        """Show what will change (or would, in check mode) before anything is done."""
+        prefix = "would" if self.check else "will"
+        if not lines:
+            return
+        self._print(f"  {target}: {prefix}:", "bold")
+        for line in lines:
+            self._print(f"    {line}", self._line_style(line))
+
+    @staticmethod
+    def _line_style(line: str) -> str | None:
+        return {"+": "green", "-": "red", "~": "yellow", "!": "bold red"}.get(line[:1])
+
+    def event(self, text: str, failed: bool = False) -> None:
+        """One line of progress (a stack event, a rollout count)."""
+        self._print(f"    {text}", "red" if failed else "dim")
+
+    @contextlib.contextmanager
+    def progress(self, text: str) -> Iterator[None]:
+        """A live spinner on a terminal; one plain line otherwise."""
+        if self.interactive and not self.json_output:
+            with self.console.status(text):
+                yield
+        else:
+            self._print(f"  {text}")
+            yield
+
+    def table(self, columns: list[str], rows: list[list[str]], title: str = "") -> None:
+        if self.json_output:
+            return
+        if self.interactive:
+            from rich.table import Table
+
+            t = Table(title=title or None)
+            for col in columns:
+                t.add_column(col)
+            for row in rows:
+                t.add_row(*row)
+            self.console.print(t)
+            return
+        widths = [max(len(str(x)) for x in [col] + [r[i] for r in rows]) for i, col in enumerate(columns)]
+        if title:
+            self._print(title)
+        self._print("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
+        for row in rows:
+            self._print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+
+    def emit_json(self, data: object) -> None:
+        self.stream.write(json.dumps(data, indent=2, default=str) + "\n")
+        self.stream.flush()
+
+    # --- outcomes ----------------------------------------------------------------------------
+
+    def result(self, target: str, outcome: Outcome, message: str = "") -> Result:
+        if self.check and outcome is Outcome.CHANGED:
+            message = f"{message} (check: nothing was changed)" if message else "(check: nothing was changed)"
+        result = Result(target, outcome, message)
+        self.recap.add(result)
+        text = f"{outcome.value}: {target}"
+        if message:
+            text += f"  {message}"
+        self._print(text, STYLES[outcome])
+        return result
+
+    def ok(self, target: str, message: str = "") -> Result:
+        return self.result(target, Outcome.OK, message)
+
+    def changed(self, target: str, message: str = "") -> Result:
+        return self.result(target, Outcome.CHANGED, message)
+
+    def skipped(self, target: str, message: str = "") -> Result:
+        return self.result(target, Outcome.SKIPPED, message)
+
+    def failed(self, target: str, message: str = "") -> Result:
+        return self.result(target, Outcome.FAILED, message)
+
+    def finish(self) -> Recap:
+        """Print the recap line; the task boundary exits non-zero when anything failed."""
+        self._print(self.recap.line(), "bold red" if self.recap.failed else "bold")
+        return self.recap
+
+    # --- confirmation ------------------------------------------------------------------------
+
+    def confirm(self, question: str, refuse_hint: str = "re-run with --yes") -> None:
+        """Ask on a terminal; without one, refuse unless --yes was given. Never waits on a pipe."""
+        if self.yes:
+            return
+        if not self.interactive:
+            raise NotConfirmed(f"{question} needs confirmation and there is no terminal to ask on; {refuse_hint}")
+        from rich.prompt import Confirm
+
+        try:
+            answer = Confirm.ask(f"{question}?", console=self.console, default=False)
+        except (EOFError, KeyboardInterrupt):
+            answer = False
+        if not answer:
+            raise NotConfirmed(f"{question}: not confirmed, nothing was changed")

@@ -1,0 +1,386 @@
+"""The studio's configuration: defaults declared in code, validated once into frozen dataclasses.
+
+Every key lives under `mvp` so Invoke layers `invoke.yaml`, `-f FILE` and `INVOKE_MVP_*` variables
+over `DEFAULTS`. Per-cluster and per-project entries are keyed by the studio's own names, so their
+defaults (`CLUSTER_DEFAULTS`, `PROJECT_DEFAULTS`) are applied here, at validation time.
+Nothing in this module touches AWS, a shell or the network.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+DEFAULTS: dict[str, Any] = {
+    # Empty: fall back to AWS_REGION / AWS_DEFAULT_REGION / the profile's region.
+    "region": "",
+    # Empty: the standard credential chain (AWS_PROFILE is honoured by boto3 itself).
+    "profile": "",
+    # Empty: the account's ECR. Otherwise an OCI registry host such as 127.0.0.1:5000.
+    "registry": "",
+    "default_cluster": "stage",
+    # Upper bound, in seconds, of every wait on CloudFormation or ECS.
+    "wait_timeout": 1800,
+    # Seconds between two polls while showing live progress.
+    "poll_interval": 5,
+    "build": {
+        # user@host[:port] of a build host reached over SSH; empty builds locally.
+        "host": "",
+        "platform": "linux/amd64",
+        # The container CLI: docker, or podman, or a path.
+        "docker": "docker",
+    },
+    "sandbox": {
+        # Where the local sandbox keeps its state, relative to the repository root.
+        "dir": ".sandbox",
+        "port": 5100,
+        "registry_port": 5000,
+    },
+    "clusters": {},
+    "projects": {},
+}
+
+CLUSTER_DEFAULTS: dict[str, Any] = {
+    "template": "infrastructure/fargate_cluster.yml",
+    "protected": False,
+    # The cluster whose image this one takes on `app.promote`; empty: nothing to promote from.
+    "promote_from": "",
+    # The image tag services in this cluster run; empty: the cluster's name.
+    "tag": "",
+    "parameters": {},
+}
+
+PROJECT_DEFAULTS: dict[str, Any] = {
+    "clusters": [],
+    # Path of the app's template, relative to projects/<name>/.
+    "template": "deploy.yml",
+    "parameters": {},
+    "build_args": {},
+    # Image repository name; empty: the project's name.
+    "repository": "",
+}
+
+# A CloudFormation stack name: a letter, then letters, digits and hyphens (128 at most).
+# Cluster and project names end up in stack names, image tags, paths and shell arguments,
+# so they are held to the intersection of what all of those accept.
+CLUSTER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+PROJECT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+PARAMETER_NAME = re.compile(r"^[A-Za-z0-9]{1,255}$")
+REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?(/[a-z0-9._/-]+)?$")
+BUILD_HOST = re.compile(r"^([A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(:\d{1,5})?$")
+PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")
+SCALAR = (str, int, float, bool)
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    name: str
+    template: str
+    protected: bool
+    promote_from: str
+    tag: str
+    parameters: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def stack_name(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    name: str
+    clusters: tuple[str, ...]
+    template: str
+    parameters: Mapping[str, str]
+    build_args: Mapping[str, str]
+    repository: str
+
+    def stack_name(self, cluster: str) -> str:
+        return f"{self.name}-{cluster}"
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    host: str
+    platform: str
+    docker: str
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    dir: str
+    port: int
+    registry_port: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path
+    region: str
+    profile: str
+    registry: str
+    default_cluster: str
+    wait_timeout: int
+    poll_interval: float
+    build: BuildSettings
+    sandbox: SandboxSettings
+    clusters: Mapping[str, ClusterSettings]
+    projects: Mapping[str, ProjectSettings]
+
+    def cluster(self, name: str | None) -> ClusterSettings:
+        """The cluster called `name` (default: `default_cluster`), or a ConfigError with the fix."""
+        name = name or self.default_cluster
+        check_cluster_name(name, where="--name")
+        if name not in self.clusters:
+            known = ", ".join(sorted(self.clusters)) or "none"
+            raise ConfigError(
+                f"unknown cluster '{name}' (configured: {known}); add it under mvp.clusters in invoke.yaml"
+            )
+        return self.clusters[name]
+
+    def project(self, name: str) -> ProjectSettings:
+        check_project_name(name)
+        if name not in self.projects:
+            known = ", ".join(sorted(self.projects)) or "none"
+            raise ConfigError(
+                f"unknown project '{name}' (configured: {known}); add it under mvp.projects in invoke.yaml"
+            )
+        return self.projects[name]
+
+    def projects_in(self, cluster: str) -> list[ProjectSettings]:
+        return [p for p in self.projects.values() if cluster in p.clusters]
+
+    @property
+    def sandbox_dir(self) -> Path:
+        return (self.root / self.sandbox.dir).resolve()
+
+
+def check_cluster_name(name: object, where: str = "cluster name") -> str:
+    if not isinstance(name, str) or not CLUSTER_NAME.match(name):
+        raise ConfigError(
+            f"{where}: {name!r} is not a valid cluster name "
+            "(a lowercase letter, then lowercase letters, digits or '-', 31 characters at most)"
+        )
+    return name
+
+
+def check_project_name(name: object, where: str = "project name") -> str:
+    if not isinstance(name, str) or not PROJECT_NAME.match(name):
+        raise ConfigError(
+            f"{where}: {name!r} is not a valid project name "
+            "(a lowercase letter, then lowercase letters, digits or '-', 63 characters at most)"
+        )
+    return name
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """Invoke's DataProxy objects -> plain dicts and lists, so validation sees ordinary types."""
+    if hasattr(value, "keys") and callable(value.keys):
+        return {k: _plain(value[k]) for k in value.keys()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", bool: "true/false", str: "a string"}.get(
+        type(value), type(value).__name__
+    )
+
+
+class _Reader:
+    """Reads one mapping, naming the key path in every error."""
+
+    def __init__(self, data: Any, path: str, allowed: Mapping[str, Any]):
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"config {path}: expected a mapping, got {_type_name(data)}")
+        unknown = sorted(set(data) - set(allowed))
+        if unknown:
+            raise ConfigError(
+                f"config {path}.{unknown[0]}: unknown key (allowed: {', '.join(sorted(allowed))})"
+            )
+        self.data = {**copy.deepcopy(dict(allowed)), **data}
+        self.path = path
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}"
+
+    def str(self, name: str, pattern: re.Pattern | None = None, what: str = "", empty: bool = True) -> str:
+        value = self.data[name]
+        if value is None:
+            value = ""
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            raise ConfigError(f"config {self.key(name)}: expected a string, got {_type_name(value)}")
+        if value == "" and empty:
+            return value
+        if pattern is not None and not pattern.match(value):
+            raise ConfigError(f"config {self.key(name)}: {value!r} is not {what}")
+        return value
+
+    def bool(self, name: str) -> bool:
+        value = self.data[name]
+        # INVOKE_MVP_* variables arrive as strings when the default is not a bool.
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        if not isinstance(value, bool):
+            raise ConfigError(f"config {self.key(name)}: expected true or false, got {value!r}")
+        return value
+
+    def number(self, name: str, low: float, high: float, integer: bool = True) -> Any:
+        value = self.data[name]
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            number = int(value) if integer else float(value)
+        except (TypeError, ValueError):
+            kind = "a whole number" if integer else "a number"
+            raise ConfigError(f"config {self.key(name)}: expected {kind}, got {value!r}") from None
+        if not low <= number <= high:
+            raise ConfigError(f"config {self.key(name)}: {number} is out of range ({low:g} to {high:g})")
+        return number
+
+    def mapping(self, name: str) -> dict:
+        value = self.data[name]
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"config {self.key(name)}: expected a mapping, got {_type_name(value)}")
+        return value
+
+    def scalars(self, name: str, key_pattern: re.Pattern, what: str) -> dict[str, str]:
+        """A mapping of names to scalar values, each turned into the string CloudFormation or docker takes."""
+        out = {}
+        for key, value in self.mapping(name).items():
+            path = f"{self.key(name)}.{key}"
+            if not isinstance(key, str) or not key_pattern.match(key):
+                raise ConfigError(f"config {path}: {key!r} is not {what}")
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            elif isinstance(value, list) and all(isinstance(v, SCALAR) for v in value):
+                # CloudFormation List<...> and CommaDelimitedList parameters take "a,b".
+                value = ",".join(str(v) for v in value)
+            elif not isinstance(value, SCALAR) or value is None:
+                raise ConfigError(f"config {path}: expected a string or number, got {_type_name(value)}")
+            out[key] = str(value)
+        return out
+
+
+BUILD_ARG = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def load_settings(config: Any, root: Path | str) -> Settings:
+    """Validate `config['mvp']` (an Invoke Config or a plain dict) into `Settings`."""
+    raw = _plain(config.get("mvp") if hasattr(config, "get") else None)
+    top = _Reader(raw, "mvp", DEFAULTS)
+
+    region = top.str("region", REGION, "an AWS region name like us-east-1")
+    profile = top.str("profile", re.compile(r"^[A-Za-z0-9_.+=,@-]+$"), "a profile name")
+    registry = top.str(
+        "registry", REGISTRY, "a registry host like 127.0.0.1:5000 or registry.example.com/team (or empty for ECR)"
+    )
+    default_cluster = top.str("default_cluster", CLUSTER_NAME, "a valid cluster name", empty=False)
+    wait_timeout = top.number("wait_timeout", 1, 24 * 3600)
+    poll_interval = top.number("poll_interval", 0, 300, integer=False)
+
+    b = _Reader(top.data["build"], "mvp.build", DEFAULTS["build"])
+    build = BuildSettings(
+        host=b.str("host", BUILD_HOST, "an SSH host like user@build.example.com:22"),
+        platform=b.str("platform", PLATFORM, "a platform like linux/amd64", empty=False),
+        docker=b.str("docker", re.compile(r"^[A-Za-z0-9_./-]+$"), "a command name or path", empty=False),
+    )
+    s = _Reader(top.data["sandbox"], "mvp.sandbox", DEFAULTS["sandbox"])
+    sandbox = SandboxSettings(
+        dir=s.str("dir", re.compile(r"^[A-Za-z0-9_./-]+$"), "a folder path", empty=False),
+        port=s.number("port", 1024, 65535),
+        registry_port=s.number("registry_port", 1024, 65535),
+    )
+
+    clusters: dict[str, ClusterSettings] = {}
+    for name, data in top.mapping("clusters").items():
+        path = f"mvp.clusters.{name}"
+        check_cluster_name(name, where=f"config {path}")
+        c = _Reader(data, path, CLUSTER_DEFAULTS)
+        clusters[name] = ClusterSettings(
+            name=name,
+            template=c.str("template", re.compile(r"^[A-Za-z0-9_./-]+\.(ya?ml|json|template)$"),
+                           "a template path like infrastructure/fargate_cluster.yml", empty=False),
+            protected=c.bool("protected"),
+            promote_from=c.str("promote_from", CLUSTER_NAME, "a valid cluster name"),
+            tag=c.str("tag", IMAGE_TAG, "a valid image tag") or name,
+            parameters=c.scalars("parameters", PARAMETER_NAME, "a CloudFormation parameter name"),
+        )
+
+    for cluster in clusters.values():
+        if cluster.promote_from and cluster.promote_from not in clusters:
+            raise ConfigError(
+                f"config mvp.clusters.{cluster.name}.promote_from: unknown cluster '{cluster.promote_from}' "
+                f"(configured: {', '.join(sorted(clusters))})"
+            )
+        if cluster.promote_from == cluster.name:
+            raise ConfigError(f"config mvp.clusters.{cluster.name}.promote_from: a cluster cannot promote from itself")
+
+    if clusters and default_cluster not in clusters:
+        raise ConfigError(
+            f"config mvp.default_cluster: unknown cluster '{default_cluster}' (configured: {', '.join(sorted(clusters))})"
+        )
+
+    projects: dict[str, ProjectSettings] = {}
+    for name, data in top.mapping("projects").items():
+        path = f"mvp.projects.{name}"
+        check_project_name(name, where=f"config {path}")
+        p = _Reader(data, path, PROJECT_DEFAULTS)
+        mapped = p.data["clusters"]
+        if isinstance(mapped, str):
+            mapped = [mapped]
+        if not isinstance(mapped, list):
+            raise ConfigError(f"config {path}.clusters: expected a list of cluster names, got {_type_name(mapped)}")
+        for cluster in mapped:
+            if cluster not in clusters:
+                raise ConfigError(
+                    f"config {path}.clusters: unknown cluster {cluster!r} "
+                    f"(configured: {', '.join(sorted(clusters)) or 'none'})"
+                )
+            if len(f"{name}-{cluster}") > 128:
+                raise ConfigError(f"config {path}: stack name '{name}-{cluster}' is longer than 128 characters")
+        projects[name] = ProjectSettings(
+            name=name,
+            clusters=tuple(dict.fromkeys(mapped)),
+            template=p.str("template", re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\.(ya?ml|json|template)$"),
+                           "a template path inside the project like deploy.yml", empty=False),
+            parameters=p.scalars("parameters", PARAMETER_NAME, "a CloudFormation parameter name"),
+            build_args=p.scalars("build_args", BUILD_ARG, "a build argument name"),
+            repository=p.str("repository", re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*$"),
+                             "a repository name (lowercase letters, digits, '.', '_', '-', '/')") or name,
+        )
+        if ".." in projects[name].template:
+            raise ConfigError(f"config {path}.template: must stay inside projects/{name}/")
+
+    return Settings(
+        root=Path(root).resolve(),
+        region=region,
+        profile=profile,
+        registry=registry.rstrip("/"),
+        default_cluster=default_cluster,
+        wait_timeout=wait_timeout,
+        poll_interval=poll_interval,
+        build=build,
+        sandbox=sandbox,
+        clusters=clusters,
+        projects=projects,
+    )

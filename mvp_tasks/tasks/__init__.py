@@ -1,0 +1,1 @@
+"""Thin @task functions: parse flags, load settings, plan, report, act."""

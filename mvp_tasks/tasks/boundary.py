@@ -1,0 +1,118 @@
+"""The task boundary: one decorator that turns expected errors into one line and an exit code,
+and the per-run objects (settings, reporter, AWS clients) every task starts from.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from invoke import Exit, task
+
+from ..errors import MvpError, UsageError
+from ..report import Reporter
+from ..settings import Settings, load_settings
+
+
+def mvp_task(*args: Any, **kwargs: Any) -> Callable:
+    """`@invoke.task`, plus: `MvpError`s and botocore errors become one line on stderr and exit 1."""
+
+    def decorate(body: Callable) -> Any:
+        @functools.wraps(body)
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            try:
+                return body(*a, **kw)
+            except Exit:
+                raise
+            except MvpError as exc:
+                raise Exit(f"error: {exc}", code=exc.exit_code) from None
+            except KeyboardInterrupt:
+                raise Exit("interrupted: AWS may still be working; check with a status task", code=130) from None
+            except Exception as exc:
+                from ..aws.clients import translate
+
+                mapped = translate(exc)
+                if mapped is None:
+                    raise
+                raise Exit(f"error: {mapped}", code=1) from None
+
+        return task(*args, **kwargs)(wrapper)
+
+    if len(args) == 1 and callable(args[0]) and not kwargs:
+        body, args = args[0], ()
+        return decorate(body)
+    return decorate
+
+
+def project_root(ctx: Any) -> Path:
+    """The folder holding tasks.py and invoke.yaml (Invoke finds it by walking up from the cwd)."""
+    prefix = getattr(ctx.config, "_project_prefix", None)
+    return Path(prefix) if prefix else Path.cwd()
+
+
+def get_settings(ctx: Any) -> Settings:
+    return load_settings(ctx.config, project_root(ctx))
+
+
+@dataclass
+class Run:
+    """What one task invocation works with."""
+
+    settings: Settings
+    reporter: Reporter
+    _clients: Any = field(default=None, repr=False)
+
+    @property
+    def aws(self):
+        if self._clients is None:
+            from ..aws.clients import AwsClients
+
+            self._clients = AwsClients(get_aws_target(self.settings))
+        return self._clients
+
+    def finish(self) -> None:
+        recap = self.reporter.finish()
+        if recap.failed:
+            raise Exit(code=1)
+
+
+def start(ctx: Any, title: str, *, check: bool = False, yes: bool = False, json_output: bool = False,
+          aws: bool = True) -> Run:
+    settings = get_settings(ctx)
+    reporter = Reporter(check=bool(check), yes=bool(yes), json_output=json_output)
+    run = Run(settings, reporter)
+    if aws:
+        target = run.aws.target
+        reporter.header(f"{title}  [{target.describe()}]" + ("  (check mode)" if check else ""))
+    else:
+        reporter.header(title + ("  (check mode)" if check else ""))
+    return run
+
+
+def get_aws_target(settings: Settings):
+    """Where AWS calls go: AWS_ENDPOINT_URL if set, else the local sandbox if it is up, else AWS."""
+    from ..aws.clients import AwsTarget
+    from ..sandbox import get_moto_endpoint
+
+    region = settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+    if endpoint:
+        return AwsTarget(region=region or "us-east-1", profile=settings.profile, endpoint_url=endpoint)
+    sandbox = get_moto_endpoint(settings.sandbox_dir)
+    if sandbox:
+        return AwsTarget(region=region or "us-east-1", endpoint_url=sandbox, sandbox=True)
+    return AwsTarget(region=region, profile=settings.profile)
+
+
+def require(value: Any, flag: str, example: str) -> Any:
+    if value in (None, ""):
+        raise UsageError(f"{flag} is required, e.g. {example}")
+    return value
+
+
+def stderr(text: str) -> None:
+    sys.stderr.write(text + "\n")

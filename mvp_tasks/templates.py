@@ -1,0 +1,137 @@
+"""Reading CloudFormation templates from disk and filling their parameters by name.
+
+Pure functions: no AWS calls. A template that cannot be read is a `TemplateError` naming the
+file and, for YAML/JSON syntax errors, the line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import TemplateError
+from .aws.stacks import MAX_TEMPLATE_BODY
+
+
+@dataclass(frozen=True)
+class Template:
+    path: Path
+    label: str  # the path as a person would write it (relative to the repository)
+    body: str
+    parameters: Mapping[str, Mapping[str, Any]]
+    resources: Mapping[str, str]  # logical id -> resource type
+
+    def required_parameters(self) -> list[str]:
+        return [name for name, spec in self.parameters.items() if "Default" not in spec]
+
+
+def load_template(path: Path, root: Path, config_key: str = "") -> Template:
+    label = _label(path, root)
+    where = f" (set by {config_key})" if config_key else ""
+    if not path.is_file():
+        raise TemplateError(f"template {label} not found{where}")
+    try:
+        body = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"template {label} cannot be read: {exc}") from None
+    if len(body.encode("utf-8")) > MAX_TEMPLATE_BODY:
+        raise TemplateError(
+            f"template {label} is larger than {MAX_TEMPLATE_BODY} bytes, the most CloudFormation takes inline",
+        )
+    data = parse_template(body, label)
+    resources = data.get("Resources")
+    if not isinstance(resources, dict) or not resources:
+        raise TemplateError(f"template {label}: no Resources section; is this a CloudFormation template?")
+    parameters = data.get("Parameters") or {}
+    if not isinstance(parameters, dict):
+        raise TemplateError(f"template {label}: Parameters must be a mapping")
+    return Template(
+        path=path,
+        label=label,
+        body=body,
+        parameters={k: (v if isinstance(v, dict) else {}) for k, v in parameters.items()},
+        resources={k: (v.get("Type", "?") if isinstance(v, dict) else "?") for k, v in resources.items()},
+    )
+
+
+def parse_template(body: str, label: str) -> dict:
+    import json
+
+    import yaml
+    from cfn_flip import load as cfn_load
+
+    try:
+        data, _fmt = cfn_load(body)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = f" line {mark.line + 1}:" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise TemplateError(f"template {label}:{line} YAML error: {problem}") from None
+    except json.JSONDecodeError as exc:
+        raise TemplateError(f"template {label}: line {exc.lineno}: JSON error: {exc.msg}") from None
+    except Exception as exc:  # cfn_flip raises plain exceptions for odd inputs
+        raise TemplateError(f"template {label}: cannot be parsed: {exc}") from None
+    if not isinstance(data, dict):
+        raise TemplateError(f"template {label}: expected a mapping at the top level")
+    return dict(data)
+
+
+def fill_parameters(template: Template, available: Mapping[str, str], configured: Mapping[str, str],
+                    config_key: str) -> dict[str, str]:
+    """Values for the template's declared parameters, by name.
+
+    `configured` (from invoke.yaml) wins over `available` (outputs and well-known values). A
+    configured name the template does not declare is a mistake worth one line; an undeclared
+    available value is simply not passed. A parameter without a default and without a value
+    is refused before anything changes.
+    """
+    for name in configured:
+        if name not in template.parameters:
+            declared = ", ".join(sorted(template.parameters)) or "none"
+            raise TemplateError(
+                f"config {config_key}.{name}: template {template.label} declares no parameter {name} "
+                f"(it declares: {declared})"
+            )
+    values = {}
+    for name in template.parameters:
+        if name in configured:
+            values[name] = configured[name]
+        elif name in available:
+            values[name] = available[name]
+    missing = [n for n in template.required_parameters() if n not in values]
+    if missing:
+        raise TemplateError(
+            f"template {template.label}: no value for parameter {', '.join(missing)}; "
+            f"set it under {config_key} in invoke.yaml or give it a Default"
+        )
+    return values
+
+
+def _label(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+class _Placeholders(dict):
+    def __missing__(self, key: str) -> str:
+        raise KeyError(key)
+
+
+def expand(value: str, values: Mapping[str, str], config_key: str) -> str:
+    """Fill `{project}`, `{cluster}`, ... placeholders in a configured string; `{{` is a literal brace."""
+    if "{" not in value:
+        return value
+    try:
+        return value.format_map(_Placeholders(values))
+    except KeyError as exc:
+        allowed = ", ".join("{" + k + "}" for k in sorted(values))
+        raise TemplateError(f"config {config_key}: unknown placeholder {{{exc.args[0]}}} (allowed: {allowed})") from None
+    except (ValueError, IndexError) as exc:
+        raise TemplateError(f"config {config_key}: malformed placeholder in {value!r} ({exc}); write {{{{ for a brace") from None
+
+
+def expand_all(values: Mapping[str, str], placeholders: Mapping[str, str], config_key: str) -> dict[str, str]:
+    return {k: expand(v, placeholders, f"{config_key}.{k}") for k, v in values.items()}
