@@ -59,10 +59,11 @@ def parse_template(body: str, label: str) -> dict:
     import json
 
     import yaml
-    from cfn_flip import load as cfn_load
+    from cfn_flip import load_json, load_yaml
 
     try:
-        data, _fmt = cfn_load(body)
+        # JSON only when it looks like JSON, so a YAML template's error is reported as YAML.
+        data = load_json(body) if body.lstrip().startswith("{") else load_yaml(body)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = f" line {mark.line + 1}:" if mark is not None else ""
