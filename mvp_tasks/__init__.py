@@ -7,7 +7,7 @@ boto3, rich and moto are imported only when a task runs.
 
 from invoke import Collection
 
-from .settings import DEFAULTS
+from .defaults import DEFAULTS
 from .tasks import cluster, sandbox
 
 ns = Collection()

@@ -14,8 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +73,9 @@ def is_port_free(port: int) -> bool:
 
 
 def is_moto_ready(endpoint: str, timeout: float = 2.0) -> bool:
+    import urllib.error
+    import urllib.request
+
     try:
         with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=timeout) as resp:
             return resp.status == 200

@@ -16,54 +16,7 @@ from typing import Any, Mapping
 
 from .errors import ConfigError
 
-DEFAULTS: dict[str, Any] = {
-    # Empty: fall back to AWS_REGION / AWS_DEFAULT_REGION / the profile's region.
-    "region": "",
-    # Empty: the standard credential chain (AWS_PROFILE is honoured by boto3 itself).
-    "profile": "",
-    # Empty: the account's ECR. Otherwise an OCI registry host such as 127.0.0.1:5000.
-    "registry": "",
-    "default_cluster": "stage",
-    # Upper bound, in seconds, of every wait on CloudFormation or ECS.
-    "wait_timeout": 1800,
-    # Seconds between two polls while showing live progress.
-    "poll_interval": 5,
-    "build": {
-        # user@host[:port] of a build host reached over SSH; empty builds locally.
-        "host": "",
-        "platform": "linux/amd64",
-        # The container CLI: docker, or podman, or a path.
-        "docker": "docker",
-    },
-    "sandbox": {
-        # Where the local sandbox keeps its state, relative to the repository root.
-        "dir": ".sandbox",
-        "port": 5100,
-        "registry_port": 5000,
-    },
-    "clusters": {},
-    "projects": {},
-}
-
-CLUSTER_DEFAULTS: dict[str, Any] = {
-    "template": "infrastructure/fargate_cluster.yml",
-    "protected": False,
-    # The cluster whose image this one takes on `app.promote`; empty: nothing to promote from.
-    "promote_from": "",
-    # The image tag services in this cluster run; empty: the cluster's name.
-    "tag": "",
-    "parameters": {},
-}
-
-PROJECT_DEFAULTS: dict[str, Any] = {
-    "clusters": [],
-    # Path of the app's template, relative to projects/<name>/.
-    "template": "deploy.yml",
-    "parameters": {},
-    "build_args": {},
-    # Image repository name; empty: the project's name.
-    "repository": "",
-}
+from .defaults import CLUSTER_DEFAULTS, DEFAULTS, PROJECT_DEFAULTS  # noqa: E402
 
 # A CloudFormation stack name: a letter, then letters, digits and hyphens (128 at most).
 # Cluster and project names end up in stack names, image tags, paths and shell arguments,

@@ -14,8 +14,6 @@ from typing import Any, Callable
 from invoke import Exit, task
 
 from ..errors import MvpError, UsageError
-from ..report import Reporter
-from ..settings import Settings, load_settings
 
 
 def mvp_task(*args: Any, **kwargs: Any) -> Callable:
@@ -54,7 +52,9 @@ def project_root(ctx: Any) -> Path:
     return Path(prefix) if prefix else Path.cwd()
 
 
-def get_settings(ctx: Any) -> Settings:
+def get_settings(ctx: Any):
+    from ..settings import load_settings
+
     return load_settings(ctx.config, project_root(ctx))
 
 
@@ -62,8 +62,8 @@ def get_settings(ctx: Any) -> Settings:
 class Run:
     """What one task invocation works with."""
 
-    settings: Settings
-    reporter: Reporter
+    settings: Any  # settings.Settings
+    reporter: Any  # report.Reporter
     _clients: Any = field(default=None, repr=False)
 
     @property
@@ -82,6 +82,8 @@ class Run:
 
 def start(ctx: Any, title: str, *, check: bool = False, yes: bool = False, json_output: bool = False,
           aws: bool = True) -> Run:
+    from ..report import Reporter
+
     settings = get_settings(ctx)
     reporter = Reporter(check=bool(check), yes=bool(yes), json_output=json_output)
     run = Run(settings, reporter)
@@ -93,7 +95,7 @@ def start(ctx: Any, title: str, *, check: bool = False, yes: bool = False, json_
     return run
 
 
-def get_aws_target(settings: Settings):
+def get_aws_target(settings: Any):
     """Where AWS calls go: AWS_ENDPOINT_URL if set, else the local sandbox if it is up, else AWS."""
     from ..aws.clients import AwsTarget
     from ..sandbox import get_moto_endpoint

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from ..aws.stacks import Stacks
-from ..report import Outcome
-from ..templates import expand_all, fill_parameters, load_template
 from ..errors import UsageError
 from .boundary import Run, mvp_task, require, start
-from .converge import delete_stack, ensure_stack
 
 
 def _well_known(cluster) -> dict[str, str]:
     return {"ClusterName": cluster.name, "EnvironmentName": cluster.name}
 
 
-def _stacks(run: Run) -> Stacks:
+def _stacks(run: Run):
+    from ..aws.stacks import Stacks
+
     return Stacks(run.aws.cloudformation)
 
 
@@ -27,6 +25,9 @@ def _stacks(run: Run) -> Stacks:
 )
 def up(ctx, name=None, check=False, yes=False):
     """Create or update a cluster's stack, previewing the change first."""
+    from ..templates import expand_all, fill_parameters, load_template
+    from .converge import ensure_stack
+
     run = start(ctx, f"cluster.up {name or ''}".strip(), check=check, yes=yes)
     cluster = run.settings.cluster(name)
     key = f"mvp.clusters.{cluster.name}"
@@ -102,6 +103,9 @@ def status(ctx, name=None, json=False):
 )
 def down(ctx, name=None, yes=False, check=False):
     """Delete a cluster's stack, after confirmation; refuses while apps still run in it."""
+    from ..report import Outcome
+    from .converge import delete_stack
+
     require(name, "--name", "inv cluster.down --name stage")
     run = start(ctx, f"cluster.down {name}", check=check, yes=yes)
     cluster = run.settings.cluster(name)

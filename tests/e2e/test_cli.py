@@ -1,0 +1,93 @@
+"""The CLI surface: `inv --list`, `--help`, and the local sandbox's life cycle."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from conftest import ROOT, free_port, inv_env, run_inv
+
+pytestmark = pytest.mark.e2e
+
+HEAVY = ("boto3", "botocore", "rich", "moto", "fabric", "paramiko")
+
+
+@pytest.mark.parametrize("argv", [["inv", "--list"], ["inv", "--help", "cluster.up"]])
+def test_list_and_help_do_not_import_heavy_modules(argv):
+    code = (
+        "import sys\n"
+        f"sys.argv = {argv!r}\n"
+        "from invoke.main import program\n"
+        "try:\n    program.run()\nexcept SystemExit:\n    pass\n"
+        f"print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY []" in result.stdout, result.stdout
+
+
+def test_every_task_has_a_docstring_and_help_for_each_flag():
+    from mvp_tasks import ns
+
+    for name in ns.task_names:
+        task = ns[name]
+        assert task.__doc__ and task.__doc__.strip(), name
+        params = [p for p in task.argspec(task.body).parameters if p != "ctx"]
+        for param in params:
+            assert param in task.help, f"{name}: --{param} has no help"
+
+
+def test_sandbox_up_status_down(studio):
+    port = free_port()
+    state = studio / ".sbx"
+    env = inv_env(None, INVOKE_MVP_SANDBOX_PORT=str(port), INVOKE_MVP_SANDBOX_DIR=".sbx")
+    env.pop("AWS_ENDPOINT_URL", None)
+    try:
+        up = run_inv(studio, "sandbox.up", env=env, timeout=120)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f"127.0.0.1:{port}" in up.stdout
+        # The server really answers on loopback, and its state file is in the sandbox folder.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/data.json", timeout=10) as resp:
+            assert resp.status == 200
+        assert json.loads((state / "moto.json").read_text())["port"] == port
+
+        again = run_inv(studio, "sandbox.up", env=env)
+        assert again.returncode == 0 and "ok: aws" in again.stdout
+
+        status = run_inv(studio, "sandbox.status", "--json", env=env)
+        assert json.loads(status.stdout)["aws"]["endpoint"] == f"http://127.0.0.1:{port}"
+
+        # While it is up, tasks target it without further flags.
+        cluster = run_inv(studio, "cluster.up", "--name", "stage", env=env)
+        assert cluster.returncode == 0, cluster.stdout + cluster.stderr
+        assert f"sandbox http://127.0.0.1:{port}" in cluster.stdout
+        import boto3
+
+        cfn = boto3.client("cloudformation", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        assert cfn.describe_stacks(StackName="stage")["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
+    finally:
+        down = run_inv(studio, "sandbox.down", env=env)
+    assert down.returncode == 0, down.stderr
+    assert "changed: aws" in down.stdout
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/data.json", timeout=2)
+    assert not (state / "moto.json").exists()
+
+
+def test_sandbox_up_on_a_taken_port_says_so(studio):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        env = inv_env(None, INVOKE_MVP_SANDBOX_PORT=str(port), INVOKE_MVP_SANDBOX_DIR=".sbx")
+        result = run_inv(studio, "sandbox.up", env=env)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert f"port 127.0.0.1:{port} is taken" in result.stderr
