@@ -28,7 +28,7 @@ test: venv provision
 	$(BIN)/python -m pytest -ra
 
 bench: venv
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/startup.py
 
 sandbox-down: venv
 	$(BIN)/inv sandbox.down
