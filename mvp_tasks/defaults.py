@@ -20,6 +20,12 @@ DEFAULTS: dict[str, Any] = {
         "platform": "linux/amd64",
         # The container CLI: docker, or podman, or a path.
         "docker": "docker",
+        # The engine the CLI talks to (`unix:///...`, `tcp://...`); empty: the CLI's default / DOCKER_HOST.
+        "docker_host": "",
+        # `docker build --network` (engines without a bridge network need `host` for RUN steps).
+        "network": "",
+        # SSH private key for the build host; empty: the SSH agent and ~/.ssh defaults.
+        "ssh_key": "",
     },
     "sandbox": {
         # Where the local sandbox keeps its state, relative to the repository root.

@@ -92,6 +92,8 @@ class Reporter:
         self.console = Console(
             file=self.stream,
             highlight=False,
+            # rich would turn ":ok:" or ":x:" inside stack events and ARNs into emoji.
+            emoji=False,
             soft_wrap=True,
             force_terminal=self.interactive or None,
             no_color=not self.interactive or None,

@@ -140,3 +140,65 @@ def stop_moto(state_dir: Path, wait: float = 10.0) -> bool:
     if is_alive(state.pid):
         os.killpg(state.pid, signal.SIGKILL)
     return True
+
+
+# --- the image-side services: private dockerd, OCI registry, base image -------------------------
+# They are started by scripts/sandbox-services.sh (shell: it manages daemons the way an operator
+# would); these functions run it and read the files it leaves (see its header for the interface).
+
+SERVICES_SCRIPT = "scripts/sandbox-services.sh"
+BASE_IMAGE = "mvp-sandbox/httpd:latest"
+
+
+@dataclass(frozen=True)
+class Services:
+    docker_host: str = ""
+    docker_client: str = ""
+    registry: str = ""
+    base_image: str = ""
+
+    @property
+    def any(self) -> bool:
+        return bool(self.docker_host or self.registry)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def get_services(state_dir: Path) -> Services:
+    """What the sandbox's image-side services offer right now (empty fields: not running)."""
+    registry = _read(state_dir / "registry" / "address")
+    registry_pid = _read(state_dir / "registry" / "registry.pid")
+    if registry and registry_pid.isdigit() and not is_alive(int(registry_pid)):
+        registry = ""
+    docker_host = _read(state_dir / "docker" / "host")
+    dockerd_pid = _read(state_dir / "docker" / "dockerd.pid")
+    if docker_host and dockerd_pid.isdigit() and not is_alive(int(dockerd_pid)):
+        docker_host = ""
+    return Services(
+        docker_host=docker_host,
+        docker_client=_read(state_dir / "docker" / "client") if docker_host else "",
+        registry=registry,
+        base_image=BASE_IMAGE if docker_host else "",
+    )
+
+
+def run_services_script(root: Path, action: str, state_dir: Path, registry_port: int | None = None,
+                        on_line=None) -> int:
+    script = root / SERVICES_SCRIPT
+    if not script.is_file():
+        raise SandboxError(f"{SERVICES_SCRIPT} is missing from {root}")
+    argv = ["bash", str(script), action, str(state_dir)]
+    if registry_port:
+        argv += ["--registry-port", str(registry_port)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            text=True, cwd=str(root))
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if on_line:
+            on_line(line.rstrip("\n"))
+    return proc.wait()

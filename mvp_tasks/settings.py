@@ -21,6 +21,7 @@ from .defaults import CLUSTER_DEFAULTS, DEFAULTS, PROJECT_DEFAULTS  # noqa: E402
 # A CloudFormation stack name: a letter, then letters, digits and hyphens (128 at most).
 # Cluster and project names end up in stack names, image tags, paths and shell arguments,
 # so they are held to the intersection of what all of those accept.
+# Always `fullmatch`: with `match`, `$` also matches before a trailing newline ("stage\n").
 CLUSTER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 PROJECT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -64,6 +65,9 @@ class BuildSettings:
     host: str
     platform: str
     docker: str
+    docker_host: str = ""
+    network: str = ""
+    ssh_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,17 @@ class Settings:
             )
         return self.projects[name]
 
+    def project_or_default(self, name: str) -> ProjectSettings:
+        """A configured project, or the defaults for a `projects/<name>/` folder not yet in invoke.yaml."""
+        check_project_name(name)
+        if name in self.projects:
+            return self.projects[name]
+        if not (self.root / "projects" / name).is_dir():
+            known = ", ".join(sorted(p.name for p in (self.root / "projects").glob("*") if p.is_dir())) or "none"
+            raise ConfigError(f"unknown project '{name}': there is no folder projects/{name}/ (projects: {known})")
+        return ProjectSettings(name=name, clusters=(), template=PROJECT_DEFAULTS["template"], parameters={},
+                               build_args={}, repository=name)
+
     def projects_in(self, cluster: str) -> list[ProjectSettings]:
         return [p for p in self.projects.values() if cluster in p.clusters]
 
@@ -116,7 +131,7 @@ class Settings:
 
 
 def check_cluster_name(name: object, where: str = "cluster name") -> str:
-    if not isinstance(name, str) or not CLUSTER_NAME.match(name):
+    if not isinstance(name, str) or not CLUSTER_NAME.fullmatch(name):
         raise ConfigError(
             f"{where}: {name!r} is not a valid cluster name "
             "(a lowercase letter, then lowercase letters, digits or '-', 31 characters at most)"
@@ -125,7 +140,7 @@ def check_cluster_name(name: object, where: str = "cluster name") -> str:
 
 
 def check_project_name(name: object, where: str = "project name") -> str:
-    if not isinstance(name, str) or not PROJECT_NAME.match(name):
+    if not isinstance(name, str) or not PROJECT_NAME.fullmatch(name):
         raise ConfigError(
             f"{where}: {name!r} is not a valid project name "
             "(a lowercase letter, then lowercase letters, digits or '-', 63 characters at most)"
@@ -145,6 +160,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _part(key: Any) -> str:
+    """One key of a path in an error message; a name with a newline would split the one line."""
+    return key if isinstance(key, str) and key.isprintable() else repr(key)
+
+
 def _type_name(value: Any) -> str:
     if value is None:
         return "nothing"
@@ -161,10 +181,11 @@ class _Reader:
             data = {}
         if not isinstance(data, dict):
             raise ConfigError(f"config {path}: expected a mapping, got {_type_name(data)}")
-        unknown = sorted(set(data) - set(allowed))
+        # YAML turns keys like `on:` or `1:` into non-strings; sort by text so they still get the message.
+        unknown = sorted(set(data) - set(allowed), key=str)
         if unknown:
             raise ConfigError(
-                f"config {path}.{unknown[0]}: unknown key (allowed: {', '.join(sorted(allowed))})"
+                f"config {path}.{_part(unknown[0])}: unknown key (allowed: {', '.join(sorted(allowed))})"
             )
         self.data = {**copy.deepcopy(dict(allowed)), **data}
         self.path = path
@@ -182,7 +203,7 @@ class _Reader:
             raise ConfigError(f"config {self.key(name)}: expected a string, got {_type_name(value)}")
         if value == "" and empty:
             return value
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not pattern.fullmatch(value):
             raise ConfigError(f"config {self.key(name)}: {value!r} is not {what}")
         return value
 
@@ -220,8 +241,8 @@ class _Reader:
         """A mapping of names to scalar values, each turned into the string CloudFormation or docker takes."""
         out = {}
         for key, value in self.mapping(name).items():
-            path = f"{self.key(name)}.{key}"
-            if not isinstance(key, str) or not key_pattern.match(key):
+            path = f"{self.key(name)}.{_part(key)}"
+            if not isinstance(key, str) or not key_pattern.fullmatch(key):
                 raise ConfigError(f"config {path}: {key!r} is not {what}")
             if isinstance(value, bool):
                 value = "true" if value else "false"
@@ -256,6 +277,10 @@ def load_settings(config: Any, root: Path | str) -> Settings:
         host=b.str("host", BUILD_HOST, "an SSH host like user@build.example.com:22"),
         platform=b.str("platform", PLATFORM, "a platform like linux/amd64", empty=False),
         docker=b.str("docker", re.compile(r"^[A-Za-z0-9_./-]+$"), "a command name or path", empty=False),
+        docker_host=b.str("docker_host", re.compile(r"^(unix|tcp|ssh|npipe)://[A-Za-z0-9_./:@-]+$"),
+                          "a daemon address like unix:///var/run/docker.sock or tcp://127.0.0.1:2375"),
+        network=b.str("network", re.compile(r"^(host|none|default|bridge)$"), "one of host, none, default, bridge"),
+        ssh_key=b.str("ssh_key", re.compile(r"^[A-Za-z0-9_./~-]+$"), "a key file path"),
     )
     s = _Reader(top.data["sandbox"], "mvp.sandbox", DEFAULTS["sandbox"])
     sandbox = SandboxSettings(
@@ -266,7 +291,7 @@ def load_settings(config: Any, root: Path | str) -> Settings:
 
     clusters: dict[str, ClusterSettings] = {}
     for name, data in top.mapping("clusters").items():
-        path = f"mvp.clusters.{name}"
+        path = f"mvp.clusters.{_part(name)}"
         check_cluster_name(name, where=f"config {path}")
         c = _Reader(data, path, CLUSTER_DEFAULTS)
         clusters[name] = ClusterSettings(
@@ -295,7 +320,7 @@ def load_settings(config: Any, root: Path | str) -> Settings:
 
     projects: dict[str, ProjectSettings] = {}
     for name, data in top.mapping("projects").items():
-        path = f"mvp.projects.{name}"
+        path = f"mvp.projects.{_part(name)}"
         check_project_name(name, where=f"config {path}")
         p = _Reader(data, path, PROJECT_DEFAULTS)
         mapped = p.data["clusters"]
@@ -304,7 +329,7 @@ def load_settings(config: Any, root: Path | str) -> Settings:
         if not isinstance(mapped, list):
             raise ConfigError(f"config {path}.clusters: expected a list of cluster names, got {_type_name(mapped)}")
         for cluster in mapped:
-            if cluster not in clusters:
+            if not isinstance(cluster, str) or cluster not in clusters:
                 raise ConfigError(
                     f"config {path}.clusters: unknown cluster {cluster!r} "
                     f"(configured: {', '.join(sorted(clusters)) or 'none'})"

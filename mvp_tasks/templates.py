@@ -6,6 +6,7 @@ file and, for YAML/JSON syntax errors, the line.
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -126,6 +127,11 @@ def expand(value: str, values: Mapping[str, str], config_key: str) -> str:
     if "{" not in value:
         return value
     try:
+        # str.format would also honour `{cluster.upper}`, `{cluster[0]}`, `{cluster!r}` and
+        # `{cluster:>9}`; only bare names are placeholders, anything else is a mistake.
+        for _literal, field_name, spec, conversion in string.Formatter().parse(value):
+            if field_name is not None and (field_name not in values or spec or conversion):
+                raise KeyError(field_name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else ""))
         return value.format_map(_Placeholders(values))
     except KeyError as exc:
         allowed = ", ".join("{" + k + "}" for k in sorted(values))

@@ -42,7 +42,7 @@ def ensure_stack(stacks: Stacks, reporter: Reporter, *, name: str, template: Tem
             reporter.changed(name, "would delete and re-create the stack left by a failed create")
             return Outcome.CHANGED
         reporter.confirm(f"delete stack {name} (ROLLBACK_COMPLETE) and create it again")
-        _delete(stacks, reporter, stack, timeout=timeout, poll=poll)
+        delete_stack(stacks, reporter, stack, timeout=timeout, poll=poll)
         stack = None
 
     if stack is None:
@@ -128,7 +128,7 @@ def _update(stacks: Stacks, reporter: Reporter, *, stack: StackInfo, template: T
                 reporter.changed(name, "would turn termination protection on")
                 return Outcome.CHANGED
         stacks.set_termination_protection(name, True)
-    reporter.changed(name, "stack updated" if changes else "termination protection turned on")
+    reporter.changed(name, "termination protection turned on" if protection_change and not changes else "stack updated")
     return Outcome.CHANGED
 
 

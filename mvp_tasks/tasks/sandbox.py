@@ -1,4 +1,5 @@
-"""The built-in local sandbox: AWS APIs emulated by a moto server on loopback."""
+"""The built-in local sandbox: AWS APIs emulated by a moto server, a private Docker engine, an OCI
+registry and a locally made base image, all on loopback, all state under `mvp.sandbox.dir`."""
 
 from __future__ import annotations
 
@@ -6,8 +7,23 @@ from .. import sandbox as sbx
 from .boundary import mvp_task, start
 
 
-@mvp_task(help={"port": "port for the moto server (default: mvp.sandbox.port)"})
-def up(ctx, port=None):
+def _service_lines(run) -> dict:
+    services = sbx.get_services(run.settings.sandbox_dir)
+    return {
+        "docker": {"running": bool(services.docker_host), "host": services.docker_host or None,
+                   "client": services.docker_client or None},
+        "registry": {"running": bool(services.registry), "address": services.registry or None},
+        "base_image": services.base_image or None,
+    }
+
+
+@mvp_task(
+    help={
+        "port": "port for the moto server (default: mvp.sandbox.port)",
+        "aws_only": "start only the AWS emulator, not the Docker engine, registry and base image",
+    }
+)
+def up(ctx, port=None, aws_only=False):
     """Start the local sandbox; every task then targets it."""
     run = start(ctx, "sandbox.up", aws=False)
     state_dir = run.settings.sandbox_dir
@@ -16,18 +32,38 @@ def up(ctx, port=None):
         run.reporter.changed("aws", f"moto server started on {state.endpoint} (pid {state.pid})")
     else:
         run.reporter.ok("aws", f"moto server already running on {state.endpoint} (pid {state.pid})")
+    if not aws_only:
+        before = sbx.get_services(state_dir)
+        with run.reporter.progress("starting the Docker engine, registry and base image"):
+            code = sbx.run_services_script(run.settings.root, "start", state_dir,
+                                           run.settings.sandbox.registry_port, on_line=run.reporter.event)
+        after = sbx.get_services(state_dir)
+        for name, was, now in (("docker", before.docker_host, after.docker_host),
+                               ("registry", before.registry, after.registry)):
+            if not now:
+                run.reporter.failed(name, "could not be started (see the lines above; `make provision` installs it)")
+            elif was == now:
+                run.reporter.ok(name, now)
+            else:
+                run.reporter.changed(name, now)
+        if code != 0 and after.docker_host and after.registry:
+            run.reporter.failed("base-image", f"{sbx.BASE_IMAGE} could not be built (see the lines above)")
     run.reporter.info(f"state: {state_dir}; tasks now target the sandbox (stop it with `inv sandbox.down`)")
     run.finish()
 
 
 @mvp_task
 def down(ctx):
-    """Stop the local sandbox (its state folder stays; AWS state is lost)."""
+    """Stop the local sandbox (its state folder stays; the emulated AWS state is lost)."""
     run = start(ctx, "sandbox.down", aws=False)
-    if sbx.stop_moto(run.settings.sandbox_dir):
+    state_dir = run.settings.sandbox_dir
+    if sbx.stop_moto(state_dir):
         run.reporter.changed("aws", "moto server stopped")
     else:
         run.reporter.ok("aws", "not running")
+    if sbx.get_services(state_dir).any:
+        sbx.run_services_script(run.settings.root, "stop", state_dir, on_line=run.reporter.event)
+        run.reporter.changed("services", "Docker engine and registry stopped")
     run.finish()
 
 
@@ -38,10 +74,11 @@ def status(ctx, json=False):
     state = sbx.read_moto_state(run.settings.sandbox_dir)
     data = {"aws": {"running": bool(state), "endpoint": state.endpoint if state else None,
                     "pid": state.pid if state else None}}
+    data.update(_service_lines(run))
     if json:
         run.reporter.emit_json(data)
         return
-    if state:
-        run.reporter.info(f"aws: running on {state.endpoint} (pid {state.pid})")
-    else:
-        run.reporter.info("aws: stopped (start it with `inv sandbox.up`)")
+    run.reporter.info(f"aws: running on {state.endpoint} (pid {state.pid})" if state
+                      else "aws: stopped (start it with `inv sandbox.up`)")
+    run.reporter.info("docker: " + (data["docker"]["host"] or "stopped"))
+    run.reporter.info("registry: " + (data["registry"]["address"] or "stopped"))

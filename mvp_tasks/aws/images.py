@@ -1,0 +1,150 @@
+"""Amazon ECR as an image registry, through boto3 (the `Registry` interface of `build.registry`)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from ..errors import AwsError, BuildError
+from .clients import aws_errors, error_code
+
+MANIFEST_TYPES = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+]
+UNTAGGED_DAYS = 14
+LIFECYCLE_POLICY = {
+    "rules": [
+        {
+            "rulePriority": 1,
+            "description": f"expire untagged images {UNTAGGED_DAYS} days after push",
+            "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days",
+                          "countNumber": UNTAGGED_DAYS},
+            "action": {"type": "expire"},
+        }
+    ]
+}
+
+
+class EcrRegistry:
+    def __init__(self, client):
+        self.client = client
+        self._host = ""
+        self._token: tuple[str, str] | None = None
+
+    @property
+    def host(self) -> str:
+        if not self._host:
+            self._authorize()
+        return self._host
+
+    def _authorize(self) -> tuple[str, str]:
+        if self._token is None:
+            with aws_errors():
+                data = self.client.get_authorization_token()["authorizationData"][0]
+            user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+            self._host = data["proxyEndpoint"].split("://", 1)[-1].rstrip("/")
+            self._token = (user, password)
+        return self._token
+
+    def describe(self) -> str:
+        return f"ECR {self.host}"
+
+    def ref(self, repository: str, tag: str) -> str:
+        return f"{self.host}/{repository}:{tag}"
+
+    def ensure_repository(self, repository: str, check: bool = False) -> list[str]:
+        """Create the repository (scan on push, lifecycle policy) or fix its settings. Returns the changes."""
+        changes = []
+        try:
+            with aws_errors():
+                repo = self.client.describe_repositories(repositoryNames=[repository])["repositories"][0]
+        except AwsError as exc:
+            if error_code(exc.__cause__) != "RepositoryNotFoundException":
+                raise
+            repo = None
+        if repo is None:
+            changes.append(f"+ ECR repository {repository} (scan on push, untagged images expire after {UNTAGGED_DAYS} days)")
+            if not check:
+                with aws_errors():
+                    self.client.create_repository(
+                        repositoryName=repository,
+                        imageScanningConfiguration={"scanOnPush": True},
+                        imageTagMutability="MUTABLE",
+                    )
+                    self.client.put_lifecycle_policy(repositoryName=repository,
+                                                     lifecyclePolicyText=json.dumps(LIFECYCLE_POLICY))
+            return changes
+        if not repo.get("imageScanningConfiguration", {}).get("scanOnPush"):
+            changes.append(f"~ ECR repository {repository}: scan on push on")
+            if not check:
+                with aws_errors():
+                    self.client.put_image_scanning_configuration(
+                        repositoryName=repository, imageScanningConfiguration={"scanOnPush": True})
+        try:
+            with aws_errors():
+                policy = json.loads(self.client.get_lifecycle_policy(repositoryName=repository)["lifecyclePolicyText"])
+        except AwsError as exc:
+            if error_code(exc.__cause__) != "LifecyclePolicyNotFoundException":
+                raise
+            policy = None
+        if policy != LIFECYCLE_POLICY:
+            changes.append(f"~ ECR repository {repository}: lifecycle policy (expire untagged after {UNTAGGED_DAYS} days)")
+            if not check:
+                with aws_errors():
+                    self.client.put_lifecycle_policy(repositoryName=repository,
+                                                     lifecyclePolicyText=json.dumps(LIFECYCLE_POLICY))
+        return changes
+
+    def get_digest(self, repository: str, tag: str) -> str | None:
+        try:
+            with aws_errors():
+                details = self.client.describe_images(repositoryName=repository,
+                                                      imageIds=[{"imageTag": tag}])["imageDetails"]
+        except AwsError as exc:
+            if error_code(exc.__cause__) in ("ImageNotFoundException", "RepositoryNotFoundException"):
+                return None
+            raise
+        return details[0]["imageDigest"] if details else None
+
+    def list_tags(self, repository: str) -> list[str]:
+        tags: list[str] = []
+        try:
+            with aws_errors():
+                for page in self.client.get_paginator("list_images").paginate(
+                        repositoryName=repository, filter={"tagStatus": "TAGGED"}):
+                    tags.extend(i["imageTag"] for i in page.get("imageIds", []) if i.get("imageTag"))
+        except AwsError as exc:
+            if error_code(exc.__cause__) == "RepositoryNotFoundException":
+                return []
+            raise
+        return sorted(set(tags))
+
+    def retag(self, repository: str, source_tag: str, target_tag: str) -> str:
+        import hashlib
+
+        with aws_errors():
+            images = self.client.batch_get_image(repositoryName=repository, imageIds=[{"imageTag": source_tag}],
+                                                 acceptedMediaTypes=MANIFEST_TYPES)["images"]
+        if not images:
+            raise BuildError(f"image {repository}:{source_tag} does not exist in ECR; nothing to retag")
+        manifest = images[0]["imageManifest"]
+        digest = "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
+        kwargs = {"repositoryName": repository, "imageManifest": manifest, "imageTag": target_tag,
+                  "imageDigest": images[0].get("imageId", {}).get("imageDigest") or digest}
+        if images[0].get("imageManifestMediaType"):
+            kwargs["imageManifestMediaType"] = images[0]["imageManifestMediaType"]
+        try:
+            with aws_errors():
+                self.client.put_image(**kwargs)
+        except AwsError as exc:
+            # The tag already names this very manifest: nothing to move.
+            if error_code(exc.__cause__) != "ImageAlreadyExistsException":
+                raise
+        return kwargs["imageDigest"]
+
+    def login(self, docker) -> None:
+        user, password = self._authorize()
+        docker.login(self.host, user, password)
