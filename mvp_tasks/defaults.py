@@ -2,6 +2,30 @@
 
 from typing import Any
 
+
+class _Whole(int):
+    """An int default that lets a malformed INVOKE_MVP_* value through as text.
+
+    Invoke casts environment values with the default's own type (`int("soon")` would be a
+    traceback before any task runs); passing the text on lets validation name the key instead.
+    """
+
+    def __new__(cls, value: Any = 0):
+        try:
+            return int.__new__(cls, value)
+        except (TypeError, ValueError):
+            return value
+
+
+class _Number(float):
+    """The same for float defaults."""
+
+    def __new__(cls, value: Any = 0.0):
+        try:
+            return float.__new__(cls, value)
+        except (TypeError, ValueError):
+            return value
+
 DEFAULTS: dict[str, Any] = {
     # Empty: fall back to AWS_REGION / AWS_DEFAULT_REGION / the profile's region.
     "region": "",
@@ -11,9 +35,9 @@ DEFAULTS: dict[str, Any] = {
     "registry": "",
     "default_cluster": "stage",
     # Upper bound, in seconds, of every wait on CloudFormation or ECS.
-    "wait_timeout": 1800,
+    "wait_timeout": _Whole(1800),
     # Seconds between two polls while showing live progress.
-    "poll_interval": 5,
+    "poll_interval": _Number(5),
     "build": {
         # user@host[:port] of a build host reached over SSH; empty builds locally.
         "host": "",
@@ -30,8 +54,8 @@ DEFAULTS: dict[str, Any] = {
     "sandbox": {
         # Where the local sandbox keeps its state, relative to the repository root.
         "dir": ".sandbox",
-        "port": 5100,
-        "registry_port": 5000,
+        "port": _Whole(5100),
+        "registry_port": _Whole(5000),
     },
     "clusters": {},
     "projects": {},

@@ -127,6 +127,7 @@ def error_message(exc: BaseException) -> str:
 def translate(exc: BaseException, endpoint: str = "") -> AwsError | None:
     """A botocore exception as an `AwsError` with a hint, or None when it is not one we know."""
     from botocore import exceptions as bx
+    from botocore.parsers import ResponseParserError
 
     if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
         return CredentialsError("no AWS credentials found", CREDENTIAL_HINT)
@@ -147,7 +148,7 @@ def translate(exc: BaseException, endpoint: str = "") -> AwsError | None:
         if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
             return AwsError(f"access denied: {error_message(exc)}", "the caller's IAM policy must allow this action")
         return AwsError(f"{code}: {error_message(exc)}")
-    if isinstance(exc, bx.ResponseParserError):
+    if isinstance(exc, ResponseParserError):
         return AwsError(f"the AWS endpoint gave an unreadable answer: {str(exc).splitlines()[0]}")
     if isinstance(exc, bx.BotoCoreError):
         return AwsError(str(exc))

@@ -33,7 +33,8 @@ MAX_TEMPLATE_BODY = 51_200
 
 
 def is_in_progress(status: str) -> bool:
-    return status.endswith("_IN_PROGRESS")
+    # REVIEW_IN_PROGRESS is a settled state: a stack that only holds a never-executed change set.
+    return status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS"
 
 
 @dataclass(frozen=True)

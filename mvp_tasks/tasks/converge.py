@@ -45,7 +45,14 @@ def ensure_stack(stacks: Stacks, reporter: Reporter, *, name: str, template: Tem
         delete_stack(stacks, reporter, stack, timeout=timeout, poll=poll)
         stack = None
 
-    if stack is None:
+    if stack is not None and stack.status == "REVIEW_IN_PROGRESS":
+        # Only an unexecuted CREATE change set exists under this name; it holds no resources.
+        reporter.plan(name, [f"- empty stack {name} (REVIEW_IN_PROGRESS: a change set was never executed)"])
+        if not reporter.check:
+            _delete(stacks, reporter, stack, timeout=timeout, poll=poll)
+            stack = None
+
+    if stack is None or stack.status == "REVIEW_IN_PROGRESS":
         return _create(stacks, reporter, name=name, template=template, parameters=parameters, tags=tags,
                        protect=protect, confirm_question=confirm_question, timeout=timeout, poll=poll)
 

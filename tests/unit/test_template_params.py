@@ -1,0 +1,230 @@
+"""Reading templates from disk, filling their parameters by name, and `{placeholder}` expansion."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mvp_tasks.errors import TemplateError
+from mvp_tasks.templates import expand, expand_all, fill_parameters, load_template, parse_template
+
+KEY = "mvp.clusters.stage.template"
+PARAMS_KEY = "mvp.clusters.stage.parameters"
+
+TEMPLATE = """\
+AWSTemplateFormatVersion: "2010-09-09"
+Parameters:
+  ClusterName:
+    Type: String
+  DesiredCount:
+    Type: Number
+    Default: 1
+  ImageTag:
+    Type: String
+    Default: latest
+Resources:
+  Queue:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: !Sub "${ClusterName}-jobs"
+  Bucket:
+    Type: AWS::S3::Bucket
+    Properties:
+      BucketName: !Ref ClusterName
+      Tags:
+        - Key: queue
+          Value: !GetAtt Queue.Arn
+Outputs:
+  QueueUrl:
+    Value: !Ref Queue
+"""
+
+
+def write(root: Path, name: str, body: str) -> Path:
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+def template_error(path: Path, root: Path, *fragments: str) -> str:
+    with pytest.raises(TemplateError) as info:
+        load_template(path, root, KEY)
+    message = str(info.value)
+    assert "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+@pytest.fixture
+def template(tmp_path):
+    return load_template(write(tmp_path, "infrastructure/cluster.yml", TEMPLATE), tmp_path, KEY)
+
+
+# --- load_template ----------------------------------------------------------------------------
+
+
+def test_yaml_template_with_short_form_tags_loads(template):
+    assert template.label == "infrastructure/cluster.yml"
+    assert template.body == TEMPLATE
+    assert dict(template.resources) == {"Queue": "AWS::SQS::Queue", "Bucket": "AWS::S3::Bucket"}
+    assert list(template.parameters) == ["ClusterName", "DesiredCount", "ImageTag"]
+    assert template.required_parameters() == ["ClusterName"]
+
+
+def test_short_form_tags_become_long_form_functions():
+    data = parse_template(TEMPLATE, "cluster.yml")
+    queue = data["Resources"]["Queue"]["Properties"]
+    bucket = data["Resources"]["Bucket"]["Properties"]
+    assert queue["QueueName"] == {"Fn::Sub": "${ClusterName}-jobs"}
+    assert bucket["BucketName"] == {"Ref": "ClusterName"}
+    assert bucket["Tags"][0]["Value"] == {"Fn::GetAtt": ["Queue", "Arn"]}
+
+
+def test_json_template_loads(tmp_path):
+    body = json.dumps({
+        "Parameters": {"Name": {"Type": "String", "Default": "x"}},
+        "Resources": {"Queue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": {"Ref": "Name"}}}},
+    }, indent=2)
+    template = load_template(write(tmp_path, "app.json", body), tmp_path, KEY)
+    assert dict(template.resources) == {"Queue": "AWS::SQS::Queue"}
+    assert template.parameters["Name"]["Default"] == "x"
+    assert template.required_parameters() == []
+
+
+def test_missing_file_names_the_file_and_the_config_key(tmp_path):
+    template_error(tmp_path / "infrastructure" / "nope.yml", tmp_path,
+                   "template infrastructure/nope.yml not found", f"(set by {KEY})")
+
+
+def test_a_folder_is_not_a_template(tmp_path):
+    (tmp_path / "infrastructure").mkdir()
+    template_error(tmp_path / "infrastructure", tmp_path, "not found", KEY)
+
+
+def test_path_outside_the_root_is_shown_as_given(tmp_path):
+    outside = tmp_path / "elsewhere" / "x.yml"
+    template_error(outside, tmp_path / "repo", str(outside), "not found")
+
+
+@pytest.mark.parametrize("bad_line, body", [
+    (5, "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n    Properties:\n   Broken: indent\n"),
+    (7, "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n\n\n  Bucket:\n\tType: AWS::S3::Bucket\n"),
+    (5, "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: a: b\n"),
+])
+def test_yaml_syntax_error_names_the_real_line(tmp_path, bad_line, body):
+    message = template_error(write(tmp_path, "bad.yml", body), tmp_path, "template bad.yml:", "YAML error")
+    assert f" line {bad_line}:" in message
+
+
+def test_json_syntax_error_names_the_real_line(tmp_path):
+    body = '{\n  "Resources": {\n    "Queue": {"Type": "AWS::SQS::Queue"},\n  }\n}\n'
+    template_error(write(tmp_path, "bad.json", body), tmp_path, "template bad.json:", "line 4:")
+
+
+@pytest.mark.parametrize("body", [
+    "Parameters:\n  Name: {Type: String}\n",
+    "Resources: {}\n",
+    "Resources: [a, b]\n",
+    "Resources:\n",
+])
+def test_template_without_resources_is_refused(tmp_path, body):
+    template_error(write(tmp_path, "empty.yml", body), tmp_path, "template empty.yml: no Resources section")
+
+
+@pytest.mark.parametrize("body", ["", "- a\n- b\n", "just text\n"])
+def test_template_that_is_not_a_mapping_is_refused(tmp_path, body):
+    template_error(write(tmp_path, "odd.yml", body), tmp_path, "template odd.yml", "mapping")
+
+
+def test_parameters_must_be_a_mapping(tmp_path):
+    body = "Parameters: [A]\nResources:\n  Q: {Type: AWS::SQS::Queue}\n"
+    template_error(write(tmp_path, "p.yml", body), tmp_path, "template p.yml: Parameters must be a mapping")
+
+
+# --- fill_parameters --------------------------------------------------------------------------
+
+
+def test_configured_beats_available(template):
+    values = fill_parameters(template, {"ClusterName": "stage", "ImageTag": "stage"}, {"ImageTag": "v2"}, PARAMS_KEY)
+    assert values == {"ClusterName": "stage", "ImageTag": "v2"}
+
+
+def test_undeclared_available_values_are_dropped(template):
+    values = fill_parameters(template, {"ClusterName": "stage", "VpcId": "vpc-1", "Project": "x"}, {}, PARAMS_KEY)
+    assert values == {"ClusterName": "stage"}
+
+
+def test_defaults_are_left_to_cloudformation(template):
+    values = fill_parameters(template, {}, {"ClusterName": "stage"}, PARAMS_KEY)
+    assert "DesiredCount" not in values and "ImageTag" not in values
+
+
+def test_undeclared_configured_name_is_an_error(template):
+    with pytest.raises(TemplateError) as info:
+        fill_parameters(template, {"ClusterName": "stage"}, {"DesiredCnt": "2"}, PARAMS_KEY)
+    message = str(info.value)
+    assert f"config {PARAMS_KEY}.DesiredCnt:" in message
+    assert "template infrastructure/cluster.yml declares no parameter DesiredCnt" in message
+    assert "(it declares: ClusterName, DesiredCount, ImageTag)" in message
+
+
+def test_required_parameter_without_value_is_an_error(template):
+    with pytest.raises(TemplateError) as info:
+        fill_parameters(template, {"ImageTag": "stage"}, {"DesiredCount": "2"}, PARAMS_KEY)
+    message = str(info.value)
+    assert "no value for parameter ClusterName" in message
+    assert PARAMS_KEY in message and "Default" in message
+
+
+def test_parameter_declared_as_a_bare_name_counts_as_required(tmp_path):
+    body = "Parameters:\n  Name:\nResources:\n  Q: {Type: AWS::SQS::Queue}\n"
+    template = load_template(write(tmp_path, "t.yml", body), tmp_path, KEY)
+    assert template.required_parameters() == ["Name"]
+    with pytest.raises(TemplateError, match="no value for parameter Name"):
+        fill_parameters(template, {}, {}, PARAMS_KEY)
+
+
+# --- expand -----------------------------------------------------------------------------------
+
+PLACEHOLDERS = {"cluster": "stage", "project": "museum-adventure"}
+
+
+def test_expand_fills_cluster_and_project():
+    assert expand("{project}-{cluster}-assets", PLACEHOLDERS, "k") == "museum-adventure-stage-assets"
+
+
+def test_expand_without_braces_is_unchanged():
+    assert expand("plain}", PLACEHOLDERS, "k") == "plain}"
+
+
+def test_double_braces_are_literal():
+    assert expand("{{cluster}} is {cluster}", PLACEHOLDERS, "k") == "{cluster} is stage"
+
+
+def test_unknown_placeholder_lists_the_allowed_ones():
+    with pytest.raises(TemplateError) as info:
+        expand("{clustr}-x", PLACEHOLDERS, f"{PARAMS_KEY}.Name")
+    assert str(info.value) == (
+        f"config {PARAMS_KEY}.Name: unknown placeholder {{clustr}} (allowed: {{cluster}}, {{project}})"
+    )
+
+
+@pytest.mark.parametrize("value", ["{cluster.__class__}", "{cluster[0]}", "{cluster!r}", "{cluster:>9}", "{}", "{0}"])
+def test_only_bare_names_are_placeholders(value):
+    with pytest.raises(TemplateError, match="unknown placeholder .*allowed: {cluster}, {project}"):
+        expand(value, PLACEHOLDERS, "k")
+
+
+def test_single_brace_is_malformed():
+    with pytest.raises(TemplateError, match=r"config k: malformed placeholder .* write \{\{ for a brace"):
+        expand("a{b", PLACEHOLDERS, "k")
+
+
+def test_expand_all_names_the_key_of_the_bad_value():
+    assert expand_all({"A": "{cluster}", "B": "x"}, PLACEHOLDERS, PARAMS_KEY) == {"A": "stage", "B": "x"}
+    with pytest.raises(TemplateError, match=rf"config {PARAMS_KEY}\.B: unknown placeholder {{nope}}"):
+        expand_all({"A": "{cluster}", "B": "{nope}"}, PLACEHOLDERS, PARAMS_KEY)
