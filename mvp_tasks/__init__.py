@@ -8,10 +8,11 @@ boto3, rich and moto are imported only when a task runs.
 from invoke import Collection
 
 from .defaults import DEFAULTS
-from .tasks import app, cluster, sandbox
+from .tasks import app, ci, cluster, sandbox
 
 ns = Collection()
 ns.add_collection(Collection.from_module(cluster), name="cluster")
 ns.add_collection(Collection.from_module(app), name="app")
+ns.add_collection(Collection.from_module(ci), name="ci")
 ns.add_collection(Collection.from_module(sandbox), name="sandbox")
 ns.configure({"mvp": DEFAULTS})

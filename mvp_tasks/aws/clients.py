@@ -113,6 +113,15 @@ class AwsClients:
     def sts(self):
         return self.client("sts")
 
+    @property
+    def dynamodb(self):
+        return self.client("dynamodb")
+
+    def get_caller(self) -> str:
+        """Who is acting, for the deploy history: the caller identity's ARN."""
+        with aws_errors(self.target.endpoint_url):
+            return self.sts.get_caller_identity().get("Arn", "unknown")
+
 
 def error_code(exc: BaseException) -> str:
     response = getattr(exc, "response", None) or {}

@@ -145,6 +145,21 @@ class EcrRegistry:
                 raise
         return kwargs["imageDigest"]
 
+    def get_commit(self, repository: str, tag: str) -> str:
+        """The commit tag (40 hex digits) that names the same image as `tag`."""
+        import re
+
+        try:
+            with aws_errors():
+                details = self.client.describe_images(repositoryName=repository,
+                                                      imageIds=[{"imageTag": tag}])["imageDetails"]
+        except AwsError as exc:
+            if error_code(exc.__cause__) in ("ImageNotFoundException", "RepositoryNotFoundException"):
+                return ""
+            raise
+        tags = details[0].get("imageTags", []) if details else []
+        return next((t for t in tags if re.fullmatch(r"[0-9a-f]{40}", t)), "")
+
     def login(self, docker) -> None:
         user, password = self._authorize()
         docker.login(self.host, user, password)

@@ -42,6 +42,8 @@ class Registry(Protocol):
 
     def retag(self, repository: str, source_tag: str, target_tag: str) -> str: ...
 
+    def get_commit(self, repository: str, tag: str) -> str: ...
+
     def login(self, docker) -> None: ...
 
 
@@ -124,6 +126,25 @@ class OciRegistry:
         if status not in (200, 201):
             raise BuildError(f"registry {self.host} refused tag {target_tag} for {repository} (HTTP {status}): {body[:200]!r}")
         return manifest_digest(manifest)
+
+    def get_commit(self, repository: str, tag: str) -> str:
+        """The commit an image was built from: its `org.opencontainers.image.revision` label."""
+        found = self._get_manifest(repository, tag)
+        if found is None:
+            return ""
+        manifest = json.loads(found[1] or b"{}")
+        if "manifests" in manifest and manifest["manifests"]:
+            # An index (multi-platform): every platform carries the same revision label.
+            found = self._get_manifest(repository, manifest["manifests"][0]["digest"])
+            manifest = json.loads(found[1] or b"{}") if found else {}
+        config = (manifest.get("config") or {}).get("digest")
+        if not config:
+            return ""
+        status, _, body = self._request("GET", self._url(repository, "blobs", config))
+        if status != 200:
+            return ""
+        labels = (json.loads(body or b"{}").get("config") or {}).get("Labels") or {}
+        return labels.get("org.opencontainers.image.revision", "")
 
     def login(self, docker) -> None:
         return None

@@ -1,10 +1,16 @@
-"""The apps in projects/<name>/: build and publish their images (deploy and promote come later)."""
+"""The apps in projects/<name>/: images, stacks, rollouts, promotion, rollback, status and logs."""
 
 from __future__ import annotations
 
-from .boundary import mvp_task, start
+from pathlib import Path
+
+from ..errors import MvpError, UsageError
+from .boundary import mvp_task, require, start
 
 HOST_HELP = "build on this SSH host (user@host[:port]) instead of locally (default: mvp.build.host)"
+CLUSTER_HELP = "cluster (default: mvp.default_cluster)"
+YES_HELP = "answer yes to confirmations (needed without a terminal for protected clusters)"
+CHECK_HELP = "show what would change; change nothing"
 
 
 @mvp_task(
@@ -48,8 +54,6 @@ def push(ctx, name, cluster=None, allow_dirty=False, host=None, check=False):
     project = run.settings.project_or_default(name)
     target = run.settings.cluster(cluster)
     if project.clusters and target.name not in project.clusters:
-        from ..errors import UsageError
-
         raise UsageError(
             f"project {project.name} does not run in cluster {target.name} "
             f"(mvp.projects.{project.name}.clusters: {', '.join(project.clusters)})"
@@ -65,4 +69,309 @@ def push(ctx, name, cluster=None, allow_dirty=False, host=None, check=False):
             imaging.ensure_tag(builder, project, revision.tag, target.tag, expected_digest=digest)
     finally:
         builder.close()
+    run.finish()
+
+
+@mvp_task(help={"name": "project to deploy", "cluster": CLUSTER_HELP, "check": CHECK_HELP, "yes": YES_HELP})
+def deploy(ctx, name, cluster=None, check=False, yes=False):
+    """Create or update an app's stack <name>-<cluster> and wait for its service to roll out."""
+    from . import deploying
+
+    run = start(ctx, f"app.deploy {name}", check=check, yes=yes)
+    target = deploying.open_target(run, name, cluster)
+    digest, commit = deploying.check_image(target)
+    try:
+        outcome = deploying.deploy_stack(target, digest=digest, commit=commit)
+        if not run.reporter.check:
+            stack = deploying.get_app_stack(target)
+            state = deploying.wait_for_service(target, stack)
+            if outcome.value == "changed":
+                target.record("deploy", commit=commit, digest=digest)
+                deploying.report_rollout(target, state, f"{commit[:12] or digest[:19]} deployed")
+            else:
+                run.reporter.ok(target.name, f"running {commit[:12] or digest[:19]}, {state.running}/{state.desired} tasks")
+    except MvpError as exc:
+        if target.locked:
+            target.record("deploy", commit=commit, digest=digest, outcome="failed", message=str(exc))
+        raise
+    finally:
+        target.unlock()
+    run.finish()
+
+
+@mvp_task(help={"name": "project to roll", "cluster": CLUSTER_HELP, "check": CHECK_HELP, "yes": YES_HELP})
+def update(ctx, name, cluster=None, check=False, yes=False):
+    """Force a new deployment of an app's service (tasks pull the cluster tag again) and wait."""
+    from . import deploying
+
+    run = start(ctx, f"app.update {name}", check=check, yes=yes)
+    target = deploying.open_target(run, name, cluster)
+    stack = deploying.get_app_stack(target)
+    digest, commit = deploying.check_image(target)
+    _, service = deploying.service_of(target, stack)
+    run.reporter.plan(target.name, [f"~ new deployment of service {service} ({commit[:12] or digest[:19]})"])
+    if run.reporter.check:
+        run.reporter.changed(target.name, "would force a new deployment")
+        return run.finish()
+    if target.cluster.protected:
+        run.reporter.confirm(f"roll {name} in protected cluster {target.cluster.name}")
+    try:
+        state = deploying.roll_service(target, stack)
+        target.record("update", commit=commit, digest=digest)
+        deploying.report_rollout(target, state, f"{commit[:12] or digest[:19]} rolled out")
+    except MvpError as exc:
+        if target.locked:
+            target.record("update", commit=commit, digest=digest, outcome="failed", message=str(exc))
+        raise
+    finally:
+        target.unlock()
+    run.finish()
+
+
+@mvp_task(help={"name": "project to watch", "cluster": CLUSTER_HELP})
+def wait(ctx, name, cluster=None):
+    """Wait for an app's current rollout to finish (e.g. after a wait timed out)."""
+    from . import deploying
+
+    run = start(ctx, f"app.wait {name}")
+    target = deploying.open_target(run, name, cluster)
+    state = deploying.wait_for_service(target, deploying.get_app_stack(target))
+    run.reporter.ok(target.name, f"rolled out; {state.running}/{state.desired} tasks running")
+    run.finish()
+
+
+def _project_from_cwd(root: Path) -> str:
+    try:
+        parts = Path.cwd().resolve().relative_to(root.resolve()).parts
+    except ValueError:
+        return ""
+    return parts[1] if len(parts) >= 2 and parts[0] == "projects" else ""
+
+
+@mvp_task(
+    help={
+        "name": "project to promote (default: the project whose folder you are in; at the root: every "
+                "project of the target cluster whose image differs)",
+        "tag": "the target cluster's image tag, e.g. prod (required)",
+        "from": "take the image of this cluster (default: the target's promote_from)",
+        "commit": "take the image built from this commit (hash or unique prefix) instead",
+        "check": CHECK_HELP,
+        "yes": YES_HELP,
+    }
+)
+def promote(ctx, name=None, tag=None, from_=None, commit=None, check=False, yes=False):
+    """Give a cluster the image another cluster runs (no rebuild), then roll it out there."""
+    from . import deploying
+
+    require(tag, "--tag", "inv app.promote --tag prod")
+    if from_ and commit:
+        raise UsageError("--from and --commit exclude each other: promote a cluster's image or a commit's")
+    run = start(ctx, f"app.promote {name or ''} --tag {tag}".replace("  ", " "), check=check, yes=yes)
+    settings = run.settings
+    matches = [c for c in settings.clusters.values() if c.tag == tag] or \
+        [c for c in settings.clusters.values() if c.name == tag]
+    if not matches:
+        known = ", ".join(f"{c.tag} ({c.name})" for c in settings.clusters.values())
+        raise UsageError(f"--tag {tag}: no cluster runs that tag (tags: {known})")
+    target_cluster = matches[0]
+    source_cluster = None
+    if not commit:
+        source_name = from_ or target_cluster.promote_from
+        if not source_name:
+            raise UsageError(
+                f"cluster {target_cluster.name} has no promote_from and neither --from nor --commit was given",
+                f"set mvp.clusters.{target_cluster.name}.promote_from, or pass --from CLUSTER or --commit SHA",
+            )
+        source_cluster = settings.cluster(source_name)
+        if source_cluster.name == target_cluster.name:
+            raise UsageError(f"--from {source_name}: a cluster cannot promote from itself")
+    name = name or _project_from_cwd(settings.root)
+    if name:
+        names = [settings.project(name).name]
+    else:
+        names = [p.name for p in settings.projects_in(target_cluster.name)]
+        if not names:
+            raise UsageError(f"no project runs in cluster {target_cluster.name}")
+    registry = None
+    plans = []
+    for project_name in names:
+        target = deploying.open_target(run, project_name, target_cluster.name, registry)
+        registry = target.registry
+        repo = target.project.repository
+        if commit:
+            source_tag = deploying.resolve_commit(target, commit)
+        else:
+            source_tag = source_cluster.tag
+        source_digest = registry.get_digest(repo, source_tag)
+        if not source_digest:
+            raise UsageError(
+                f"{project_name}: no image {registry.ref(repo, source_tag)} to promote; nothing was retagged",
+                f"push it first: inv app.push {project_name}" + (f" --cluster {source_cluster.name}" if source_cluster else ""),
+            )
+        current = registry.get_digest(repo, target_cluster.tag)
+        stack = target.stacks.get_stack(target.stack_name)
+        if current == source_digest and stack is not None:
+            run.reporter.ok(target.name, f"already runs {source_tag[:12]} ({source_digest[:19]})")
+            continue
+        plans.append((target, source_tag, source_digest, current, stack))
+    if not plans:
+        return run.finish()
+    for target, source_tag, source_digest, current, stack in plans:
+        lines = [f"~ tag {target.cluster.tag}: {current[:19] if current else 'none'} -> {source_digest[:19]} ({source_tag[:12]})"]
+        lines.append(f"+ deploy stack {target.stack_name}" if stack is None else "~ new deployment of the service")
+        run.reporter.plan(target.name, lines)
+    if run.reporter.check:
+        for target, *_ in plans:
+            run.reporter.changed(target.name, "would promote")
+        return run.finish()
+    if target_cluster.protected or len(plans) > 1:
+        run.reporter.confirm(f"promote {len(plans)} app(s) to {target_cluster.name}")
+    for target, source_tag, source_digest, current, stack in plans:
+        _promote_one(run, target, source_tag, source_digest, current, stack)
+    run.finish()
+
+
+def _promote_one(run, target, source_tag, source_digest, current, stack) -> None:
+    from . import deploying
+
+    commit = target.registry.get_commit(target.project.repository, source_tag) or (
+        source_tag if len(source_tag) == 40 else "")
+    try:
+        target.lock()
+        if current != source_digest:
+            target.registry.retag(target.project.repository, source_tag, target.cluster.tag)
+            after = target.registry.get_digest(target.project.repository, target.cluster.tag)
+            if after != source_digest:
+                raise MvpError(f"tag {target.cluster.tag} points at {after} after the retag, not {source_digest}")
+            run.reporter.event(f"{target.project.name}:{target.cluster.tag} -> {source_digest[:19]}")
+        if stack is None:
+            deploying.deploy_stack(target, digest=source_digest, commit=commit)
+            stack = deploying.get_app_stack(target)
+            state = deploying.wait_for_service(target, stack)
+        else:
+            state = deploying.roll_service(target, stack)
+        target.record("promote", commit=commit, digest=source_digest)
+        deploying.report_rollout(target, state, f"{commit[:12] or source_digest[:19]} promoted")
+    except MvpError as exc:
+        run.reporter.failed(target.name, str(exc))
+        if target.locked:
+            target.record("promote", commit=commit, digest=source_digest, outcome="failed", message=str(exc))
+    finally:
+        target.unlock()
+
+
+@mvp_task(
+    help={
+        "name": "project to roll back",
+        "cluster": "cluster to roll back (required)",
+        "to": "commit (hash or unique prefix) to return to (default: the one deployed before the current)",
+        "check": CHECK_HELP,
+        "yes": YES_HELP,
+    }
+)
+def rollback(ctx, name, cluster=None, to=None, check=False, yes=False):
+    """Return an app in a cluster to the previous (or a given) commit: retag, roll out, wait."""
+    from . import deploying
+
+    require(cluster, "--cluster", f"inv app.rollback {name} --cluster stage")
+    run = start(ctx, f"app.rollback {name} --cluster {cluster}", check=check, yes=yes)
+    target = deploying.open_target(run, name, cluster)
+    stack = deploying.get_app_stack(target)
+    repo = target.project.repository
+    current_digest = target.registry.get_digest(repo, target.cluster.tag)
+    if to:
+        commit = deploying.resolve_commit(target, to)
+    else:
+        records = [r for r in target.history.get_records(name, limit=100) if r.succeeded and r.commit]
+        earlier = next((r for r in records if r.digest != current_digest and r.commit), None)
+        if earlier is None:
+            raise UsageError(f"no earlier deploy of {name} in {target.cluster.name} to roll back to",
+                             "see the history with `inv app.status`, or pass --to SHA")
+        commit = earlier.commit
+    digest = target.registry.get_digest(repo, commit)
+    if not digest:
+        raise UsageError(f"no image {target.registry.ref(repo, commit)} to roll back to")
+    if digest == current_digest:
+        run.reporter.ok(target.name, f"already runs {commit[:12]}")
+        return run.finish()
+    run.reporter.plan(target.name, [
+        f"~ tag {target.cluster.tag}: {current_digest[:19] if current_digest else 'none'} -> {digest[:19]} ({commit[:12]})",
+        "~ new deployment of the service",
+    ])
+    if run.reporter.check:
+        run.reporter.changed(target.name, f"would roll back to {commit[:12]}")
+        return run.finish()
+    run.reporter.confirm(f"roll {name} in {target.cluster.name} back to {commit[:12]}")
+    try:
+        target.lock()
+        target.registry.retag(repo, commit, target.cluster.tag)
+        state = deploying.roll_service(target, stack)
+        target.record("rollback", commit=commit, digest=digest)
+        deploying.report_rollout(target, state, f"rolled back to {commit[:12]}")
+    except MvpError as exc:
+        if target.locked:
+            target.record("rollback", commit=commit, digest=digest, outcome="failed", message=str(exc))
+        raise
+    finally:
+        target.unlock()
+    run.finish()
+
+
+@mvp_task(help={"name": "only this project (default: every project)", "json": "print JSON for scripts"})
+def status(ctx, name=None, json=False):
+    """Show which commit runs where: app x cluster, rollout, history and stack status."""
+    from . import status as app_status
+
+    run = start(ctx, "app.status", json_output=json)
+    rows = app_status.collect(run, name)
+    if json:
+        run.reporter.emit_json(rows)
+        return
+    app_status.show(run, rows)
+
+
+@mvp_task(
+    help={
+        "name": "project whose logs to show",
+        "cluster": CLUSTER_HELP,
+        "since": "how far back to start: 30s, 10m, 2h or 1d (default 10m)",
+        "follow": "keep printing new lines until Ctrl-C",
+    }
+)
+def logs(ctx, name, cluster=None, since="10m", follow=False):
+    """Print an app's container logs from CloudWatch Logs."""
+    from . import status as app_status
+
+    run = start(ctx, f"app.logs {name}")
+    app_status.print_logs(run, name, cluster, since, follow)
+
+
+@mvp_task(help={"name": "project to remove", "cluster": "cluster to remove it from (required)",
+                "check": CHECK_HELP, "yes": "delete without asking (needed without a terminal)"})
+def destroy(ctx, name, cluster=None, check=False, yes=False):
+    """Delete an app's stack from a cluster, after confirmation, and wait."""
+    from . import deploying
+    from .converge import delete_stack
+
+    require(cluster, "--cluster", f"inv app.destroy {name} --cluster stage")
+    run = start(ctx, f"app.destroy {name} --cluster {cluster}", check=check, yes=yes)
+    target = deploying.open_target(run, name, cluster)
+    stack = target.stacks.get_stack(target.stack_name)
+    if stack is None:
+        run.reporter.ok(target.name, f"no stack {target.stack_name}; nothing to delete")
+        return run.finish()
+    run.reporter.plan(target.name, [f"- stack {stack.name} ({stack.status}): load balancer, service, task definition, logs"])
+    if run.reporter.check:
+        run.reporter.changed(target.name, "would delete the stack")
+        return run.finish()
+    what = "protected cluster " if target.cluster.protected else ""
+    run.reporter.confirm(f"delete {name} from {what}{target.cluster.name} (stack {stack.name})")
+    try:
+        target.lock()
+        delete_stack(target.stacks, run.reporter, stack, timeout=run.settings.wait_timeout,
+                     poll=run.settings.poll_interval)
+        target.record("destroy", commit="", digest="")
+        run.reporter.changed(target.name, "stack deleted")
+    finally:
+        target.unlock()
     run.finish()

@@ -38,6 +38,8 @@ def mvp_task(*args: Any, **kwargs: Any) -> Callable:
                     raise
                 raise Exit(f"error: {mapped}", code=1) from None
 
+        # Long flags only: `-h` meaning --check (Invoke's automatic short flag) would surprise.
+        kwargs.setdefault("auto_shortflags", False)
         return task(*args, **kwargs)(wrapper)
 
     if len(args) == 1 and callable(args[0]) and not kwargs:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Mapping
+from typing import Callable, Mapping
 
 from ..aws.stacks import UPDATABLE, StackInfo, Stacks, is_in_progress
 from ..errors import NotConfirmed, StackBusy, StackFailed
@@ -19,11 +19,15 @@ def stack_events_printer(reporter: Reporter):
 
 def ensure_stack(stacks: Stacks, reporter: Reporter, *, name: str, template: Template,
                  parameters: Mapping[str, str], tags: Mapping[str, str], protect: bool,
-                 confirm_question: str = "", timeout: float, poll: float) -> Outcome:
+                 confirm_question: str = "", timeout: float, poll: float,
+                 on_act: Callable[[], None] | None = None) -> Outcome:
     """Create or update `name` so it runs `template` with `parameters`; report and return the outcome.
 
     `confirm_question` set means the change needs a person's yes (a protected cluster).
+    `on_act` runs once, right before the first mutating call (e.g. to take a deploy lock), so a
+    run with nothing to do makes no mutating call at all.
     """
+    on_act = _once(on_act)
     tags = {**MANAGED_TAG, **tags}
     stack = stacks.get_stack(name)
     if stack is not None and is_in_progress(stack.status):
@@ -42,6 +46,7 @@ def ensure_stack(stacks: Stacks, reporter: Reporter, *, name: str, template: Tem
             reporter.changed(name, "would delete and re-create the stack left by a failed create")
             return Outcome.CHANGED
         reporter.confirm(f"delete stack {name} (ROLLBACK_COMPLETE) and create it again")
+        on_act()
         delete_stack(stacks, reporter, stack, timeout=timeout, poll=poll)
         stack = None
 
@@ -49,12 +54,14 @@ def ensure_stack(stacks: Stacks, reporter: Reporter, *, name: str, template: Tem
         # Only an unexecuted CREATE change set exists under this name; it holds no resources.
         reporter.plan(name, [f"- empty stack {name} (REVIEW_IN_PROGRESS: a change set was never executed)"])
         if not reporter.check:
+            on_act()
             _delete(stacks, reporter, stack, timeout=timeout, poll=poll)
             stack = None
 
     if stack is None or stack.status == "REVIEW_IN_PROGRESS":
         return _create(stacks, reporter, name=name, template=template, parameters=parameters, tags=tags,
-                       protect=protect, confirm_question=confirm_question, timeout=timeout, poll=poll)
+                       protect=protect, confirm_question=confirm_question, timeout=timeout, poll=poll,
+                       on_act=on_act)
 
     if stack.status not in UPDATABLE:
         raise StackFailed(
@@ -63,11 +70,13 @@ def ensure_stack(stacks: Stacks, reporter: Reporter, *, name: str, template: Tem
             "fix it in the CloudFormation console (e.g. continue the rollback or delete the stack), then re-run",
         )
     return _update(stacks, reporter, stack=stack, template=template, parameters=parameters, tags=tags,
-                   protect=protect, confirm_question=confirm_question, timeout=timeout, poll=poll)
+                   protect=protect, confirm_question=confirm_question, timeout=timeout, poll=poll,
+                   on_act=on_act)
 
 
 def _create(stacks: Stacks, reporter: Reporter, *, name: str, template: Template, parameters: Mapping[str, str],
-            tags: Mapping[str, str], protect: bool, confirm_question: str, timeout: float, poll: float) -> Outcome:
+            tags: Mapping[str, str], protect: bool, confirm_question: str, timeout: float, poll: float,
+            on_act: Callable[[], None]) -> Outcome:
     lines = [f"+ stack {name} from {template.label}"]
     lines += [f"+ {rtype} {logical}" for logical, rtype in template.resources.items()]
     if protect:
@@ -78,6 +87,7 @@ def _create(stacks: Stacks, reporter: Reporter, *, name: str, template: Template
         return Outcome.CHANGED
     if confirm_question:
         reporter.confirm(confirm_question)
+    on_act()
     stack_id = stacks.create_stack(name, template.body, parameters, tags, protect=protect)
     with reporter.progress(f"creating stack {name}"):
         final, events = stacks.wait_for_stack(name, stack_id=stack_id, timeout=timeout, poll=poll,
@@ -89,7 +99,7 @@ def _create(stacks: Stacks, reporter: Reporter, *, name: str, template: Template
 
 def _update(stacks: Stacks, reporter: Reporter, *, stack: StackInfo, template: Template,
             parameters: Mapping[str, str], tags: Mapping[str, str], protect: bool, confirm_question: str,
-            timeout: float, poll: float) -> Outcome:
+            timeout: float, poll: float, on_act: Callable[[], None]) -> Outcome:
     name = stack.name
     protection_change = protect and not stack.termination_protection
     # Same template, parameters and tags as deployed: nothing to do, and no change set (a mutating
@@ -101,6 +111,7 @@ def _update(stacks: Stacks, reporter: Reporter, *, stack: StackInfo, template: T
         changes = []
     else:
         change_set = f"mvp-{time.strftime('%Y%m%d%H%M%S')}"
+        on_act()
         stacks.create_change_set(name, template.body, parameters, tags, change_set)
         changes = stacks.wait_for_change_set(name, change_set, timeout=min(timeout, 600), poll=max(poll, 1) / 2)
         if changes is None:
@@ -134,9 +145,21 @@ def _update(stacks: Stacks, reporter: Reporter, *, stack: StackInfo, template: T
             if reporter.check:
                 reporter.changed(name, "would turn termination protection on")
                 return Outcome.CHANGED
+        on_act()
         stacks.set_termination_protection(name, True)
     reporter.changed(name, "termination protection turned on" if protection_change and not changes else "stack updated")
     return Outcome.CHANGED
+
+
+def _once(action: Callable[[], None] | None) -> Callable[[], None]:
+    done = []
+
+    def call() -> None:
+        if action is not None and not done:
+            done.append(True)
+            action()
+
+    return call
 
 
 def _is_unchanged(stacks: Stacks, stack: StackInfo, template: Template, parameters: Mapping[str, str],

@@ -82,8 +82,9 @@ def get_revision(run: Run, project: ProjectSettings, *, for_push: bool, allow_di
     """The commit to tag with, after the Git LFS check; refuses a dirty tree for a push."""
     local = Runner.local()
     subdir = f"projects/{project.name}"
-    revision = git.get_revision(local, run.settings.root, subdir)
+    # LFS first: with the lfs filter configured but git-lfs missing, `git status` itself fails.
     git.check_lfs(local, run.settings.root, subdir)
+    revision = git.get_revision(local, run.settings.root, subdir)
     if revision.dirty and for_push and not allow_dirty:
         raise BuildError(
             f"{subdir}/ has uncommitted changes; a pushed image must be built from a commit",
