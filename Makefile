@@ -18,11 +18,16 @@ venv: $(STAMP)
 provision:
 	@bash scripts/provision.sh
 
+# The studio's whole story in the sandbox: clusters up, the example app released to stage,
+# promoted to prod (no rebuild), then the status table. Safe to re-run: the second run is all `ok`.
 demo: venv provision
 	$(BIN)/inv sandbox.up
 	$(BIN)/inv cluster.up --name stage
 	$(BIN)/inv cluster.up --name prod --yes
 	$(BIN)/inv cluster.status
+	$(BIN)/inv ci.release --cluster stage
+	$(BIN)/inv app.promote --tag prod --yes
+	$(BIN)/inv app.status
 
 test: venv provision
 	$(BIN)/python -m pytest -ra

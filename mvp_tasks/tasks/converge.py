@@ -151,6 +151,20 @@ def _update(stacks: Stacks, reporter: Reporter, *, stack: StackInfo, template: T
     return Outcome.CHANGED
 
 
+def _list_value(value: str) -> str:
+    # AWS reads List<...> parameters back as "a,b"; the emulator as "['a', 'b']". Same value.
+    if value.startswith("[") and value.endswith("]"):
+        import ast
+
+        try:
+            items = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return value
+        if isinstance(items, list):
+            return ",".join(str(i) for i in items)
+    return value
+
+
 def _once(action: Callable[[], None] | None) -> Callable[[], None]:
     done = []
 
@@ -174,7 +188,7 @@ def _is_unchanged(stacks: Stacks, stack: StackInfo, template: Template, paramete
             effective[name] = ",".join(map(str, default)) if isinstance(default, list) else str(default)
         if spec.get("NoEcho") in (True, "true", "True"):
             return False
-    if dict(stack.parameters) != effective:
+    if {k: _list_value(v) for k, v in stack.parameters.items()} != effective:
         return False
     if any(stack.tags.get(k) != v for k, v in tags.items()):
         return False
