@@ -7,7 +7,7 @@ file and, for YAML/JSON syntax errors, the line.
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -22,6 +22,7 @@ class Template:
     body: str
     parameters: Mapping[str, Mapping[str, Any]]
     resources: Mapping[str, str]  # logical id -> resource type
+    conditions: Mapping[str, str] = field(default_factory=dict)  # logical id -> its Condition, if any
 
     def required_parameters(self) -> list[str]:
         return [name for name, spec in self.parameters.items() if "Default" not in spec]
@@ -53,6 +54,8 @@ def load_template(path: Path, root: Path, config_key: str = "") -> Template:
         body=body,
         parameters={k: (v if isinstance(v, dict) else {}) for k, v in parameters.items()},
         resources={k: (v.get("Type", "?") if isinstance(v, dict) else "?") for k, v in resources.items()},
+        conditions={k: v["Condition"] for k, v in resources.items()
+                    if isinstance(v, dict) and isinstance(v.get("Condition"), str)},
     )
 
 

@@ -78,7 +78,8 @@ def _create(stacks: Stacks, reporter: Reporter, *, name: str, template: Template
             tags: Mapping[str, str], protect: bool, confirm_question: str, timeout: float, poll: float,
             on_act: Callable[[], None]) -> Outcome:
     lines = [f"+ stack {name} from {template.label}"]
-    lines += [f"+ {rtype} {logical}" for logical, rtype in template.resources.items()]
+    lines += [f"+ {rtype} {logical}" + (f" (if {template.conditions[logical]})" if logical in template.conditions else "")
+              for logical, rtype in template.resources.items()]
     if protect:
         lines.append("~ termination protection on")
     reporter.plan(name, lines)
