@@ -98,7 +98,7 @@ class EcrRegistry:
                                                      lifecyclePolicyText=json.dumps(LIFECYCLE_POLICY))
         return changes
 
-    def get_digest(self, repository: str, tag: str) -> str | None:
+    def _describe_image(self, repository: str, tag: str) -> dict | None:
         try:
             with aws_errors():
                 details = self.client.describe_images(repositoryName=repository,
@@ -107,7 +107,11 @@ class EcrRegistry:
             if error_code(exc.__cause__) in ("ImageNotFoundException", "RepositoryNotFoundException"):
                 return None
             raise
-        return details[0]["imageDigest"] if details else None
+        return details[0] if details else None
+
+    def get_digest(self, repository: str, tag: str) -> str | None:
+        image = self._describe_image(repository, tag)
+        return image["imageDigest"] if image else None
 
     def list_tags(self, repository: str) -> list[str]:
         tags: list[str] = []
@@ -149,15 +153,8 @@ class EcrRegistry:
         """The commit tag (40 hex digits) that names the same image as `tag`."""
         import re
 
-        try:
-            with aws_errors():
-                details = self.client.describe_images(repositoryName=repository,
-                                                      imageIds=[{"imageTag": tag}])["imageDetails"]
-        except AwsError as exc:
-            if error_code(exc.__cause__) in ("ImageNotFoundException", "RepositoryNotFoundException"):
-                return ""
-            raise
-        tags = details[0].get("imageTags", []) if details else []
+        image = self._describe_image(repository, tag)
+        tags = image.get("imageTags", []) if image else []
         return next((t for t in tags if re.fullmatch(r"[0-9a-f]{40}", t)), "")
 
     def login(self, docker) -> None:

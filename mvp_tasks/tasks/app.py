@@ -80,7 +80,7 @@ def deploy(ctx, name, cluster=None, check=False, yes=False):
     run = start(ctx, f"app.deploy {name}", check=check, yes=yes)
     target = deploying.open_target(run, name, cluster)
     digest, commit = deploying.check_image(target)
-    try:
+    with deploying.recording(target, "deploy", commit=commit, digest=digest):
         outcome = deploying.deploy_stack(target, digest=digest, commit=commit)
         if not run.reporter.check:
             stack = deploying.get_app_stack(target)
@@ -90,12 +90,6 @@ def deploy(ctx, name, cluster=None, check=False, yes=False):
                 deploying.report_rollout(target, state, f"{commit[:12] or digest[:19]} deployed")
             else:
                 run.reporter.ok(target.name, f"running {commit[:12] or digest[:19]}, {state.running}/{state.desired} tasks")
-    except MvpError as exc:
-        if target.locked:
-            target.record("deploy", commit=commit, digest=digest, outcome="failed", message=str(exc))
-        raise
-    finally:
-        target.unlock()
     run.finish()
 
 
@@ -115,16 +109,10 @@ def update(ctx, name, cluster=None, check=False, yes=False):
         return run.finish()
     if target.cluster.protected:
         run.reporter.confirm(f"roll {name} in protected cluster {target.cluster.name}")
-    try:
+    with deploying.recording(target, "update", commit=commit, digest=digest):
         state = deploying.roll_service(target, stack)
         target.record("update", commit=commit, digest=digest)
         deploying.report_rollout(target, state, f"{commit[:12] or digest[:19]} rolled out")
-    except MvpError as exc:
-        if target.locked:
-            target.record("update", commit=commit, digest=digest, outcome="failed", message=str(exc))
-        raise
-    finally:
-        target.unlock()
     run.finish()
 
 
@@ -237,27 +225,31 @@ def _promote_one(run, target, source_tag, source_digest, current, stack) -> None
     commit = target.registry.get_commit(target.project.repository, source_tag) or (
         source_tag if len(source_tag) == 40 else "")
     try:
-        target.lock()
-        if current != source_digest:
-            target.registry.retag(target.project.repository, source_tag, target.cluster.tag)
-            after = target.registry.get_digest(target.project.repository, target.cluster.tag)
-            if after != source_digest:
-                raise MvpError(f"tag {target.cluster.tag} points at {after} after the retag, not {source_digest}")
-            run.reporter.event(f"{target.project.name}:{target.cluster.tag} -> {source_digest[:19]}")
-        if stack is None:
-            deploying.deploy_stack(target, digest=source_digest, commit=commit)
-            stack = deploying.get_app_stack(target)
-            state = deploying.wait_for_service(target, stack)
-        else:
-            state = deploying.roll_service(target, stack)
-        target.record("promote", commit=commit, digest=source_digest)
-        deploying.report_rollout(target, state, f"{commit[:12] or source_digest[:19]} promoted")
+        with deploying.recording(target, "promote", commit=commit, digest=source_digest):
+            _retag_and_roll(run, target, source_tag, source_digest, current, stack, commit)
     except MvpError as exc:
+        # One app's failure does not stop the others; the recap counts it and the exit is non-zero.
         run.reporter.failed(target.name, str(exc))
-        if target.locked:
-            target.record("promote", commit=commit, digest=source_digest, outcome="failed", message=str(exc))
-    finally:
-        target.unlock()
+
+
+def _retag_and_roll(run, target, source_tag, source_digest, current, stack, commit) -> None:
+    from . import deploying
+
+    target.lock()
+    if current != source_digest:
+        target.registry.retag(target.project.repository, source_tag, target.cluster.tag)
+        after = target.registry.get_digest(target.project.repository, target.cluster.tag)
+        if after != source_digest:
+            raise MvpError(f"tag {target.cluster.tag} points at {after} after the retag, not {source_digest}")
+        run.reporter.event(f"{target.project.name}:{target.cluster.tag} -> {source_digest[:19]}")
+    if stack is None:
+        deploying.deploy_stack(target, digest=source_digest, commit=commit)
+        stack = deploying.get_app_stack(target)
+        state = deploying.wait_for_service(target, stack)
+    else:
+        state = deploying.roll_service(target, stack)
+    target.record("promote", commit=commit, digest=source_digest)
+    deploying.report_rollout(target, state, f"{commit[:12] or source_digest[:19]} promoted")
 
 
 @mvp_task(
@@ -302,18 +294,12 @@ def rollback(ctx, name, cluster=None, to=None, check=False, yes=False):
         run.reporter.changed(target.name, f"would roll back to {commit[:12]}")
         return run.finish()
     run.reporter.confirm(f"roll {name} in {target.cluster.name} back to {commit[:12]}")
-    try:
+    with deploying.recording(target, "rollback", commit=commit, digest=digest):
         target.lock()
         target.registry.retag(repo, commit, target.cluster.tag)
         state = deploying.roll_service(target, stack)
         target.record("rollback", commit=commit, digest=digest)
         deploying.report_rollout(target, state, f"rolled back to {commit[:12]}")
-    except MvpError as exc:
-        if target.locked:
-            target.record("rollback", commit=commit, digest=digest, outcome="failed", message=str(exc))
-        raise
-    finally:
-        target.unlock()
     run.finish()
 
 

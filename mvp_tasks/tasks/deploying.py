@@ -3,6 +3,7 @@ the steps `app.deploy`, `app.update`, `app.promote`, `app.rollback` and `ci.rele
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -66,6 +67,20 @@ class AppTarget:
             return None
         return self.history.record(self.project.name, action=action, commit=commit, digest=digest,
                                    outcome=outcome, by=caller(self.run), message=message)
+
+
+@contextlib.contextmanager
+def recording(target: AppTarget, action: str, *, commit: str, digest: str):
+    """Record a failure of the block in the history (when it had started changing things), and
+    always release the deploy lock."""
+    try:
+        yield
+    except MvpError as exc:
+        if target.locked:
+            target.record(action, commit=commit, digest=digest, outcome="failed", message=str(exc))
+        raise
+    finally:
+        target.unlock()
 
 
 _CALLER: dict[int, str] = {}
