@@ -73,8 +73,11 @@ class OciRegistry:
         import urllib.request
 
         request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+        # A loopback registry is never reached through a proxy (HTTP_PROXY would otherwise apply).
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({})) if self.scheme == "http" \
+            else urllib.request.build_opener()
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with opener.open(request, timeout=self.timeout) as response:
                 return response.status, dict(response.headers), response.read()
         except urllib.error.HTTPError as exc:
             return exc.code, dict(exc.headers or {}), exc.read() if exc.fp else b""

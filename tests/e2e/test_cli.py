@@ -38,13 +38,22 @@ def test_every_task_has_a_docstring_and_help_for_each_flag():
         assert task.__doc__ and task.__doc__.strip(), name
         params = [p for p in task.argspec(task.body).parameters if p != "ctx"]
         for param in params:
-            assert param in task.help, f"{name}: --{param} has no help"
+            # Invoke shows `from_` as --from and looks its help up under either name.
+            assert param in task.help or param.rstrip("_") in task.help, f"{name}: --{param} has no help"
 
 
 def test_sandbox_up_status_down(studio):
-    port = free_port()
+    import shutil
+
+    from conftest import need
+
+    for program in ("dockerd", "docker-registry", "busybox"):
+        need(shutil.which(program) is not None, f"{program} is not installed (make provision)")
+    port, registry_port = free_port(), free_port()
     state = studio / ".sbx"
-    env = inv_env(None, INVOKE_MVP_SANDBOX_PORT=str(port), INVOKE_MVP_SANDBOX_DIR=".sbx")
+    env = inv_env(None, INVOKE_MVP_SANDBOX_PORT=str(port), INVOKE_MVP_SANDBOX_DIR=".sbx",
+                  INVOKE_MVP_SANDBOX_REGISTRY_PORT=str(registry_port))
+    env.pop("DOCKER_HOST", None)
     env.pop("AWS_ENDPOINT_URL", None)
     try:
         up = run_inv(studio, "sandbox.up", env=env, timeout=120)
@@ -54,12 +63,23 @@ def test_sandbox_up_status_down(studio):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/data.json", timeout=10) as resp:
             assert resp.status == 200
         assert json.loads((state / "moto.json").read_text())["port"] == port
+        # The registry answers too, and the private engine has the base image.
+        with urllib.request.urlopen(f"http://127.0.0.1:{registry_port}/v2/", timeout=10) as resp:
+            assert resp.status == 200
+        docker_host = (state / "docker" / "host").read_text().strip()
+        client = (state / "docker" / "client").read_text().strip()
+        inspect = subprocess.run([client, "--host", docker_host, "image", "inspect", "mvp-sandbox/httpd:latest"],
+                                 capture_output=True, text=True, timeout=60)
+        assert inspect.returncode == 0, inspect.stderr
 
         again = run_inv(studio, "sandbox.up", env=env)
         assert again.returncode == 0 and "ok: aws" in again.stdout
 
         status = run_inv(studio, "sandbox.status", "--json", env=env)
-        assert json.loads(status.stdout)["aws"]["endpoint"] == f"http://127.0.0.1:{port}"
+        data = json.loads(status.stdout)
+        assert data["aws"]["endpoint"] == f"http://127.0.0.1:{port}"
+        assert data["registry"]["address"] == f"127.0.0.1:{registry_port}"
+        assert data["docker"]["running"] is True
 
         # While it is up, tasks target it without further flags.
         cluster = run_inv(studio, "cluster.up", "--name", "stage", env=env)
@@ -72,6 +92,7 @@ def test_sandbox_up_status_down(studio):
         assert cfn.describe_stacks(StackName="stage")["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
     finally:
         down = run_inv(studio, "sandbox.down", env=env)
+        subprocess.run(["rm", "-rf", str(state)], check=False)
     assert down.returncode == 0, down.stderr
     assert "changed: aws" in down.stdout
     with pytest.raises(OSError):
