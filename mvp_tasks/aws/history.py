@@ -89,7 +89,7 @@ class History:
 
     # --- the deploy lock -------------------------------------------------------------------
 
-    def acquire(self, project: str, owner: str, ttl: float) -> str:
+    def acquire(self, project: str, owner: str, ttl: float, _retry: bool = True) -> str:
         token = uuid.uuid4().hex
         now = int(self.clock())
         try:
@@ -111,7 +111,11 @@ class History:
         except AwsError as exc:
             if error_code(exc.__cause__) != "ConditionalCheckFailedException":
                 raise
-            holder = self.get_lock(project) or {}
+            holder = self.get_lock(project)
+            if holder is None and _retry:
+                # Released between our write and our read: try once more.
+                return self.acquire(project, owner, ttl, _retry=False)
+            holder = holder or {}
             expires = holder.get("expires_at")
             until = datetime.fromtimestamp(int(expires), timezone.utc).strftime("%H:%M:%S UTC") if expires else "?"
             raise LockHeld(

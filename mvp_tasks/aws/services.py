@@ -138,8 +138,13 @@ class Services:
                 last = text
             if ours is None or ours.rollout_state == "FAILED":
                 reason = (ours.reason if ours else "") or next(iter(state.events), "")
-                rolled_back = ours is None or (state.primary is not None and state.primary.id != deployment_id)
-                what = "was rolled back by the deployment circuit breaker" if rolled_back else "failed"
+                if ours is None:
+                    what = ("is gone: the deployment circuit breaker rolled it back, "
+                            "or a newer deployment replaced it")
+                elif state.primary is not None and state.primary.id != deployment_id:
+                    what = "was rolled back by the deployment circuit breaker"
+                else:
+                    what = "failed"
                 raise RolloutFailed(
                     f"deployment {deployment_id} of service {service} {what}" + (f": {reason}" if reason else ""),
                     "look at the tasks' logs (`inv app.logs`) and stopped-task reasons in the ECS console",

@@ -27,13 +27,13 @@ def ensure_stack(stacks: Stacks, reporter: Reporter, *, name: str, template: Tem
     `on_act` runs once, right before the first mutating call (e.g. to take a deploy lock), so a
     run with nothing to do makes no mutating call at all.
     """
-    on_act = _once(on_act)
+    on_act = _once(None if reporter.check else on_act)
     tags = {**MANAGED_TAG, **tags}
     stack = stacks.get_stack(name)
     if stack is not None and is_in_progress(stack.status):
         raise StackBusy(
             f"stack {name} is {stack.status}: another operation is running",
-            "wait for it to finish (watch `inv cluster.status`), then re-run",
+            "wait for it to finish (watch `inv cluster.status` or `inv app.status`), then re-run",
         )
 
     if stack is not None and stack.status == "ROLLBACK_COMPLETE":

@@ -83,17 +83,14 @@ def recording(target: AppTarget, action: str, *, commit: str, digest: str):
         target.unlock()
 
 
-_CALLER: dict[int, str] = {}
-
-
 def caller(run: Run) -> str:
-    key = id(run)
-    if key not in _CALLER:
+    """The STS caller identity, asked once per run."""
+    if not getattr(run, "caller", ""):
         try:
-            _CALLER[key] = run.aws.get_caller()
+            run.caller = run.aws.get_caller()
         except MvpError:
-            _CALLER[key] = os.environ.get("USER", "unknown")
-    return _CALLER[key]
+            run.caller = os.environ.get("USER", "unknown")
+    return run.caller
 
 
 def get_cluster_stack(stacks: Stacks, cluster: ClusterSettings) -> StackInfo:

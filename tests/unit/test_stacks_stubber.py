@@ -548,7 +548,7 @@ def test_stack_already_updating_is_busy_and_gets_no_change_set(stub, stacks):
     stub.assert_no_pending_responses()
     assert str(raised.value) == (
         "stack mvp-cluster is UPDATE_IN_PROGRESS: another operation is running "
-        "(wait for it to finish (watch `inv cluster.status`), then re-run)"
+        "(wait for it to finish (watch `inv cluster.status` or `inv app.status`), then re-run)"
     )
 
 

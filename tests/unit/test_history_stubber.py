@@ -1,0 +1,383 @@
+"""The deploy history and the deploy lock against botocore's Stubber on a real DynamoDB client.
+
+The lock is a conditional PutItem; a held lock is a ConditionalCheckFailedException, which moto
+answers too, but only the Stubber lets each test pin the exact request (condition, key, token,
+expiry) and the exact error AWS gives. Each test queues the calls it expects, in order, and ends
+with `assert_no_pending_responses()`; an unqueued call fails the test.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from invoke import Exit, MockContext
+
+from mvp_tasks.aws import history as history_module
+from mvp_tasks.aws.history import History, LockHeld, Record
+from mvp_tasks.errors import AwsError
+from mvp_tasks.tasks.boundary import mvp_task
+
+TABLE = "staging-DeployHistoryTable-1Q2W3E4R5T6Y"
+CLUSTER = "staging"
+PROJECT = "web"
+NOW = 1793534400  # 2026-11-01 12:00:00 UTC
+NOW_ISO = "2026-11-01T12:00:00.123456+00:00"
+TOKEN = "5f0e1d2c3b4a59687766554433221100"
+ME = "arn:aws:sts::123456789012:assumed-role/deployer/dana on build-7 (pid 4242)"
+OTHER = "arn:aws:sts::123456789012:assumed-role/ci/github-actions on runner-3 (pid 917)"
+LOCK_KEY = {"pk": {"S": f"lock#{PROJECT}"}, "sk": {"S": "lock"}}
+CONDITION_FAILED = "The conditional request failed"
+
+
+# --- fixtures --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def client(monkeypatch):
+    # Never read the developer's profile or endpoint: the Stubber answers every call.
+    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    return boto3.session.Session().client("dynamodb", region_name="us-east-1",
+                                          aws_access_key_id="x", aws_secret_access_key="x")
+
+
+@pytest.fixture
+def stub(client):
+    with Stubber(client) as stubber:
+        yield stubber
+
+
+@pytest.fixture
+def history(client, stub, monkeypatch):
+    # Pin the token and the wall clock, so requests can be matched exactly.
+    monkeypatch.setattr(history_module, "uuid", SimpleNamespace(uuid4=lambda: SimpleNamespace(hex=TOKEN)))
+    monkeypatch.setattr(history_module, "now_iso", lambda: NOW_ISO)
+    return History(client, TABLE, CLUSTER, clock=lambda: NOW + 0.75)
+
+
+def lock_put(ttl: int = 1500) -> dict:
+    return {
+        "TableName": TABLE,
+        "Item": {
+            **LOCK_KEY,
+            "owner": {"S": ME},
+            "token": {"S": TOKEN},
+            "acquired_at": {"S": NOW_ISO},
+            "expires_at": {"N": str(NOW + ttl)},
+        },
+        "ConditionExpression": "attribute_not_exists(pk) OR expires_at < :now",
+        "ExpressionAttributeValues": {":now": {"N": str(NOW)}},
+    }
+
+
+LOCK_DELETE = {
+    "TableName": TABLE,
+    "Key": LOCK_KEY,
+    "ConditionExpression": "#t = :token",
+    "ExpressionAttributeNames": {"#t": "token"},
+    "ExpressionAttributeValues": {":token": {"S": TOKEN}},
+}
+LOCK_GET = {"TableName": TABLE, "Key": LOCK_KEY, "ConsistentRead": True}
+
+
+def condition_failed(stub: Stubber, operation: str, params: dict) -> None:
+    stub.add_client_error(operation, service_error_code="ConditionalCheckFailedException",
+                          service_message=CONDITION_FAILED, http_status_code=400, expected_params=params)
+
+
+# --- 1. acquire and release ------------------------------------------------------------------------
+
+
+def test_acquire_puts_the_lock_conditionally_and_release_deletes_it_by_token(stub, history):
+    stub.add_response("put_item", {}, lock_put(ttl=1500))
+    stub.add_response("delete_item", {}, LOCK_DELETE)
+
+    token = history.acquire(PROJECT, ME, ttl=1500)
+    history.release(PROJECT, token)
+
+    stub.assert_no_pending_responses()
+    assert token == TOKEN
+
+
+def test_acquire_truncates_a_fractional_ttl_and_clock(stub, history):
+    # The condition compares whole seconds: a fractional clock or ttl must not reach DynamoDB.
+    stub.add_response("put_item", {}, lock_put(ttl=90))
+
+    assert history.acquire(PROJECT, ME, ttl=90.9) == TOKEN
+
+    stub.assert_no_pending_responses()
+
+
+def test_release_of_a_lock_someone_else_now_holds_is_ignored(stub, history):
+    # Our lock expired and another run took it: the token no longer matches, and it is theirs.
+    condition_failed(stub, "delete_item", LOCK_DELETE)
+
+    assert history.release(PROJECT, TOKEN) is None
+
+    stub.assert_no_pending_responses()
+
+
+# --- 2. a held lock --------------------------------------------------------------------------------
+
+HELD_SINCE = "2026-11-01T11:52:30.000001+00:00"
+HELD_UNTIL = NOW + 1050  # 12:17:30 UTC
+
+
+def add_held_lock(stub: Stubber) -> None:
+    condition_failed(stub, "put_item", lock_put())
+    stub.add_response("get_item", {"Item": {
+        **LOCK_KEY,
+        "owner": {"S": OTHER},
+        "token": {"S": "0123456789abcdef0123456789abcdef"},
+        "acquired_at": {"S": HELD_SINCE},
+        "expires_at": {"N": str(HELD_UNTIL)},
+    }}, LOCK_GET)
+
+
+def test_acquire_of_a_held_lock_names_the_holder_and_the_expiry(stub, history):
+    add_held_lock(stub)
+
+    with pytest.raises(LockHeld) as raised:
+        history.acquire(PROJECT, ME, ttl=1500)
+
+    stub.assert_no_pending_responses()
+    error = raised.value
+    assert isinstance(error, AwsError)
+    assert error.message == f"another deploy of {PROJECT} to {CLUSTER} is running (held by {OTHER} since {HELD_SINCE})"
+    assert error.hint == "wait for it to finish; a lock left by a run that died expires at 12:17:30 UTC"
+    assert error.__cause__ is None and error.__suppress_context__
+
+
+def test_held_lock_through_the_task_boundary_exits_1_with_one_line(stub, history):
+    add_held_lock(stub)
+
+    @mvp_task
+    def deploy(c):
+        history.acquire(PROJECT, ME, ttl=1500)
+
+    with pytest.raises(Exit) as raised:
+        deploy(MockContext())
+
+    stub.assert_no_pending_responses()
+    assert raised.value.code == 1
+    assert raised.value.message == (
+        f"error: another deploy of {PROJECT} to {CLUSTER} is running (held by {OTHER} since {HELD_SINCE}) "
+        "(wait for it to finish; a lock left by a run that died expires at 12:17:30 UTC)")
+
+
+def test_lock_released_between_the_put_and_the_get_is_tried_once_more(stub, history):
+    # The holder finished between our PutItem and our GetItem: the lock is free, so try again (once).
+    condition_failed(stub, "put_item", lock_put())
+    stub.add_response("get_item", {}, LOCK_GET)
+    stub.add_response("put_item", {}, lock_put())
+
+    assert history.acquire(PROJECT, ME, ttl=1500) == TOKEN
+    stub.assert_no_pending_responses()
+
+
+def test_lock_that_vanishes_and_is_taken_again_says_held(stub, history):
+    condition_failed(stub, "put_item", lock_put())
+    stub.add_response("get_item", {}, LOCK_GET)
+    condition_failed(stub, "put_item", lock_put())
+    stub.add_response("get_item", {}, LOCK_GET)
+
+    with pytest.raises(LockHeld) as raised:
+        history.acquire(PROJECT, ME, ttl=1500)
+
+    stub.assert_no_pending_responses()
+    assert raised.value.message == f"another deploy of {PROJECT} to {CLUSTER} is running (held by ? since ?)"
+
+
+# --- 3. records ------------------------------------------------------------------------------------
+
+
+def test_record_puts_one_item_with_every_field(stub, history):
+    long_message = "deployment ecs-svc/8702395846211486052 was rolled back: " + "x" * 600
+    stub.add_response("put_item", {}, {
+        "TableName": TABLE,
+        "Item": {
+            "pk": {"S": f"app#{PROJECT}"},
+            "sk": {"S": f"at#{NOW_ISO}"},
+            "project": {"S": PROJECT},
+            "cluster": {"S": CLUSTER},
+            "action": {"S": "deploy"},
+            "commit": {"S": "4f1c2a9e8d7b6c5a4f3e2d1c0b9a8f7e6d5c4b3a"},
+            "digest": {"S": "sha256:" + "ab" * 32},
+            "outcome": {"S": "failed"},
+            "by": {"S": "arn:aws:sts::123456789012:assumed-role/deployer/dana"},
+            "at": {"S": NOW_ISO},
+            "message": {"S": long_message[:500]},
+        },
+    })
+
+    record = history.record(PROJECT, action="deploy", commit="4f1c2a9e8d7b6c5a4f3e2d1c0b9a8f7e6d5c4b3a",
+                            digest="sha256:" + "ab" * 32, outcome="failed",
+                            by="arn:aws:sts::123456789012:assumed-role/deployer/dana", message=long_message)
+
+    stub.assert_no_pending_responses()
+    assert record == Record(PROJECT, CLUSTER, "deploy", "4f1c2a9e8d7b6c5a4f3e2d1c0b9a8f7e6d5c4b3a",
+                            "sha256:" + "ab" * 32, "failed", "arn:aws:sts::123456789012:assumed-role/deployer/dana",
+                            NOW_ISO, long_message[:500])
+    assert not record.succeeded
+
+
+def test_record_leaves_out_empty_fields(stub, history):
+    # A rollback to an image with no commit label has no commit; an empty string would be noise.
+    stub.add_response("put_item", {}, {
+        "TableName": TABLE,
+        "Item": {
+            "pk": {"S": f"app#{PROJECT}"},
+            "sk": {"S": f"at#{NOW_ISO}"},
+            "project": {"S": PROJECT},
+            "cluster": {"S": CLUSTER},
+            "action": {"S": "rollback"},
+            "digest": {"S": "sha256:" + "cd" * 32},
+            "outcome": {"S": "succeeded"},
+            "by": {"S": "dana"},
+            "at": {"S": NOW_ISO},
+        },
+    })
+
+    record = history.record(PROJECT, action="rollback", commit="", digest="sha256:" + "cd" * 32,
+                            outcome="succeeded", by="dana")
+
+    stub.assert_no_pending_responses()
+    assert record.commit == "" and record.message == "" and record.succeeded
+
+
+QUERY = {
+    "TableName": TABLE,
+    "KeyConditionExpression": "pk = :pk AND begins_with(sk, :at)",
+    "ExpressionAttributeValues": {":pk": {"S": f"app#{PROJECT}"}, ":at": {"S": "at#"}},
+    "ScanIndexForward": False,
+}
+
+
+def item(at: str, action: str, outcome: str, commit: str = "", message: str = "") -> dict:
+    data = {
+        "pk": {"S": f"app#{PROJECT}"},
+        "sk": {"S": f"at#{at}"},
+        "project": {"S": PROJECT},
+        "cluster": {"S": CLUSTER},
+        "action": {"S": action},
+        "digest": {"S": "sha256:" + action[0] * 64},
+        "outcome": {"S": outcome},
+        "by": {"S": "arn:aws:sts::123456789012:assumed-role/deployer/dana"},
+        "at": {"S": at},
+    }
+    if commit:
+        data["commit"] = {"S": commit}
+    if message:
+        data["message"] = {"S": message}
+    return data
+
+
+# Newest first, as a Query with ScanIndexForward=False answers.
+ITEMS = [
+    item("2026-11-01T11:40:00.000000+00:00", "deploy", "failed", "c" * 40,
+         message="deployment ecs-svc/1 was rolled back by the deployment circuit breaker"),
+    item("2026-11-01T10:05:00.000000+00:00", "rollback", "succeeded"),  # no commit: not trusted as current
+    item("2026-10-31T16:20:00.000000+00:00", "promote", "succeeded", "b" * 40),
+    item("2026-10-30T09:00:00.000000+00:00", "deploy", "succeeded", "a" * 40),
+]
+
+
+def query_response(items: list[dict]) -> dict:
+    return {"Items": items, "Count": len(items), "ScannedCount": len(items)}
+
+
+def test_get_records_queries_newest_first_and_parses_items(stub, history):
+    stub.add_response("query", query_response(ITEMS), {**QUERY, "Limit": 3})
+
+    records = history.get_records(PROJECT, limit=3)
+
+    stub.assert_no_pending_responses()
+    assert [(r.at, r.action, r.outcome, r.commit) for r in records] == [
+        ("2026-11-01T11:40:00.000000+00:00", "deploy", "failed", "c" * 40),
+        ("2026-11-01T10:05:00.000000+00:00", "rollback", "succeeded", ""),
+        ("2026-10-31T16:20:00.000000+00:00", "promote", "succeeded", "b" * 40),
+        ("2026-10-30T09:00:00.000000+00:00", "deploy", "succeeded", "a" * 40),
+    ]
+    assert records[0] == Record(PROJECT, CLUSTER, "deploy", "c" * 40, "sha256:" + "d" * 64, "failed",
+                                "arn:aws:sts::123456789012:assumed-role/deployer/dana",
+                                "2026-11-01T11:40:00.000000+00:00",
+                                "deployment ecs-svc/1 was rolled back by the deployment circuit breaker")
+
+
+def test_get_current_skips_failed_records_and_records_without_commit(stub, history):
+    stub.add_response("query", query_response(ITEMS), {**QUERY, "Limit": 50})
+
+    current = history.get_current(PROJECT)
+
+    stub.assert_no_pending_responses()
+    assert current is not None
+    assert (current.action, current.commit, current.at) == ("promote", "b" * 40, "2026-10-31T16:20:00.000000+00:00")
+
+
+def test_get_current_of_a_project_never_deployed_is_none(stub, history):
+    stub.add_response("query", query_response([]), {**QUERY, "Limit": 50})
+
+    assert history.get_current(PROJECT) is None
+
+    stub.assert_no_pending_responses()
+
+
+# --- 4. other DynamoDB errors are not swallowed ----------------------------------------------------
+
+MISSING_TABLE = "Requested resource not found"
+
+
+@pytest.mark.parametrize("operation, params, call", [
+    pytest.param("put_item", lock_put(), lambda h: h.acquire(PROJECT, ME, ttl=1500), id="acquire"),
+    pytest.param("delete_item", LOCK_DELETE, lambda h: h.release(PROJECT, TOKEN), id="release"),
+    pytest.param("get_item", LOCK_GET, lambda h: h.get_lock(PROJECT), id="get_lock"),
+    pytest.param("query", {**QUERY, "Limit": 50}, lambda h: h.get_records(PROJECT), id="get_records"),
+])
+def test_missing_table_is_an_aws_error_not_a_held_or_free_lock(stub, history, operation, params, call):
+    stub.add_client_error(operation, service_error_code="ResourceNotFoundException", service_message=MISSING_TABLE,
+                          http_status_code=400, expected_params=params)
+
+    with pytest.raises(AwsError) as raised:
+        call(history)
+
+    stub.assert_no_pending_responses()  # and no GetItem after a failed acquire
+    assert type(raised.value) is AwsError
+    assert str(raised.value) == f"ResourceNotFoundException: {MISSING_TABLE}"
+
+
+def test_throttled_acquire_is_an_aws_error_not_a_held_lock(stub, history):
+    # The Stubber bypasses retries, so the error reaches the wrapper as it would after the last attempt.
+    stub.add_client_error("put_item", service_error_code="ProvisionedThroughputExceededException",
+                          service_message="The level of configured provisioned throughput for the table was "
+                                          "exceeded. Consider increasing your provisioning level with the "
+                                          "UpdateTable API.",
+                          http_status_code=400, expected_params=lock_put())
+
+    with pytest.raises(AwsError) as raised:
+        history.acquire(PROJECT, ME, ttl=1500)
+
+    stub.assert_no_pending_responses()
+    assert not isinstance(raised.value, LockHeld)
+    assert str(raised.value).startswith("ProvisionedThroughputExceededException: The level of configured")
+
+
+def test_access_denied_on_record_says_what_the_policy_must_allow(stub, history):
+    stub.add_client_error("put_item", service_error_code="AccessDeniedException",
+                          service_message="User: arn:aws:sts::123456789012:assumed-role/readonly/dana is not "
+                                          "authorized to perform: dynamodb:PutItem on resource: "
+                                          f"arn:aws:dynamodb:us-east-1:123456789012:table/{TABLE}",
+                          http_status_code=400)
+
+    with pytest.raises(AwsError) as raised:
+        history.record(PROJECT, action="deploy", commit="a" * 40, digest="sha256:" + "a" * 64,
+                       outcome="succeeded", by="dana")
+
+    stub.assert_no_pending_responses()
+    assert raised.value.message.startswith("access denied: User: ")
+    assert "dynamodb:PutItem" in raised.value.message
+    assert raised.value.hint == "the caller's IAM policy must allow this action"
