@@ -25,6 +25,7 @@ demo: venv provision
 	$(BIN)/inv cluster.up --name stage
 	$(BIN)/inv cluster.up --name prod --yes
 	$(BIN)/inv cluster.status
+	$(BIN)/inv app.push museum-adventure
 	$(BIN)/inv ci.release --cluster stage
 	$(BIN)/inv app.promote --tag prod --yes
 	$(BIN)/inv app.status
