@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import MvpError, UsageError
-from .boundary import mvp_task, require, start
+from .boundary import mark_optional_positionals, mvp_task, require, start
 
 HOST_HELP = "build on this SSH host (user@host[:port]) instead of locally (default: mvp.build.host)"
 CLUSTER_HELP = "cluster (default: mvp.default_cluster)"
@@ -75,16 +75,31 @@ def push(ctx, name, cluster=None, allow_dirty=False, host=None, check=False):
 @mvp_task(help={"name": "project to deploy", "cluster": CLUSTER_HELP, "check": CHECK_HELP, "yes": YES_HELP})
 def deploy(ctx, name, cluster=None, check=False, yes=False):
     """Create or update an app's stack <name>-<cluster> and wait for its service to roll out."""
+    from ..report import Outcome
     from . import deploying
 
     run = start(ctx, f"app.deploy {name}", check=check, yes=yes)
     target = deploying.open_target(run, name, cluster)
     digest, commit = deploying.check_image(target)
+    existed = target.stacks.get_stack(target.stack_name) is not None
     with deploying.recording(target, "deploy", commit=commit, digest=digest):
         outcome = deploying.deploy_stack(target, digest=digest, commit=commit)
+        # The stack names the image by its cluster tag, which tasks resolve only when they start: after
+        # `app.push` moved the tag, an existing service must roll even when its stack is unchanged.
+        rolled = next((r for r in target.history.get_records(name) if r.succeeded and r.digest), None)
+        stale = existed and (rolled is None or rolled.digest != digest)
+        if stale:
+            run.reporter.plan(target.name, [f"~ new deployment of the service ({commit[:12] or digest[:19]}): "
+                                            f"its tag {target.cluster.tag} names another image than it last rolled out"])
+            if run.reporter.check:
+                run.reporter.changed(target.name, "would force a new deployment")
         if not run.reporter.check:
             stack = deploying.get_app_stack(target)
-            state = deploying.wait_for_service(target, stack)
+            if stale:
+                state = deploying.roll_service(target, stack)
+                outcome = Outcome.CHANGED
+            else:
+                state = deploying.wait_for_service(target, stack)
             if outcome.value == "changed":
                 target.record("deploy", commit=commit, digest=digest)
                 deploying.report_rollout(target, state, f"{commit[:12] or digest[:19]} deployed")
@@ -145,7 +160,8 @@ def _project_from_cwd(root: Path) -> str:
         "commit": "take the image built from this commit (hash or unique prefix) instead",
         "check": CHECK_HELP,
         "yes": YES_HELP,
-    }
+    },
+    positional=["name"],
 )
 def promote(ctx, name=None, tag=None, from_=None, commit=None, check=False, yes=False):
     """Give a cluster the image another cluster runs (no rebuild), then roll it out there."""
@@ -217,6 +233,9 @@ def promote(ctx, name=None, tag=None, from_=None, commit=None, check=False, yes=
     for target, source_tag, source_digest, current, stack in plans:
         _promote_one(run, target, source_tag, source_digest, current, stack)
     run.finish()
+
+
+mark_optional_positionals(promote)
 
 
 def _promote_one(run, target, source_tag, source_digest, current, stack) -> None:

@@ -121,3 +121,43 @@ def require(value: Any, flag: str, example: str) -> Any:
 
 def stderr(text: str) -> None:
     sys.stderr.write(text + "\n")
+
+
+# --- optional positional arguments ------------------------------------------------------------
+# `inv app.promote [NAME] --tag prod`: Invoke 2.2 has positional arguments, but each is required.
+# One property, `ParserContext.missing_positional_args`, decides both whether a bare token is taken
+# as the positional (wanted) and whether the task fails when none came (not wanted for a positional
+# whose default is None). Invoke builds parser contexts with its own classes (the loader copies the
+# namespace into a plain Collection), so the property itself is narrowed, for our tasks' arguments
+# only: when the parser wraps up a context, an optional positional is not "missing".
+
+from invoke.parser import ParserContext  # noqa: E402
+
+_missing = ParserContext.missing_positional_args.fget
+
+
+def _missing_positional_args(self):
+    missing = _missing(self)
+    if sys._getframe(1).f_code.co_name == "complete_context":
+        return [a for a in missing if not getattr(a, "mvp_optional", False)]
+    return missing
+
+
+if not getattr(ParserContext, "_mvp_patched", False):
+    ParserContext.missing_positional_args = property(_missing_positional_args)
+    ParserContext._mvp_patched = True
+
+
+def mark_optional_positionals(task_obj):
+    """Let the positional arguments of `task_obj` whose default is None be left out."""
+    get_arguments = task_obj.get_arguments
+
+    def arguments(*args, **kwargs):
+        result = get_arguments(*args, **kwargs)
+        for argument in result:
+            if argument.positional and argument.default is None:
+                argument.mvp_optional = True
+        return result
+
+    task_obj.get_arguments = arguments
+    return task_obj

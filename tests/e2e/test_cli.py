@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, free_port, inv_env, run_inv
+from conftest import ROOT, assert_one_line_error, free_port, inv_env, run_inv
 
 pytestmark = pytest.mark.e2e
 
@@ -112,3 +112,17 @@ def test_sandbox_up_on_a_taken_port_says_so(studio):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert f"port 127.0.0.1:{port} is taken" in result.stderr
+
+
+def test_promote_takes_an_optional_positional_name(aws, studio):
+    env = inv_env(aws.endpoint)
+    named = run_inv(studio, "app.promote", "nosuch", "--tag", "prod", env=env)
+    assert_one_line_error(named, "unknown project 'nosuch'")
+    after = run_inv(studio, "app.promote", "--tag", "prod", "nosuch", env=env)
+    assert_one_line_error(after, "unknown project 'nosuch'")
+    # Without a name it is not a parse error: it goes on to every project (and finds no cluster here).
+    unnamed = run_inv(studio, "app.promote", "--tag", "prod", env=env)
+    assert_one_line_error(unnamed, "cluster prod does not exist")
+    # Tasks whose positional is required still say so.
+    required = run_inv(studio, "app.deploy", env=env)
+    assert required.returncode != 0 and "positional" in required.stderr
