@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import boto3
 import pytest
+from stubs import isolate_from_aws, make_client
 from botocore.stub import Stubber
 from invoke import Exit, MockContext
 
@@ -37,13 +37,8 @@ CONDITION_FAILED = "The conditional request failed"
 
 @pytest.fixture
 def client(monkeypatch):
-    # Never read the developer's profile or endpoint: the Stubber answers every call.
-    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-    return boto3.session.Session().client("dynamodb", region_name="us-east-1",
-                                          aws_access_key_id="x", aws_secret_access_key="x")
+    isolate_from_aws(monkeypatch)
+    return make_client("dynamodb")
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
-import boto3
 import pytest
+from stubs import FakeClock as _FakeClock, isolate_from_aws, make_client
 from botocore.stub import Stubber
 from invoke import Exit, MockContext
 
@@ -140,19 +140,9 @@ def describe_services(*services: dict, failures: tuple = ()) -> dict:
 # --- fixtures --------------------------------------------------------------------------------------
 
 
-def make_client(service_name: str):
-    return boto3.session.Session().client(service_name, region_name=REGION,
-                                          aws_access_key_id="x", aws_secret_access_key="x")
-
-
 @pytest.fixture(autouse=True)
 def no_aws_environment(monkeypatch):
-    # Never read the developer's profile or endpoint: the Stubbers answer every call.
-    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECS",
-                "AWS_ENDPOINT_URL_CLOUDFORMATION", "AWS_ENDPOINT_URL_DYNAMODB"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    isolate_from_aws(monkeypatch)
 
 
 @pytest.fixture
@@ -166,19 +156,9 @@ def ecs_stub(ecs):
         yield stubber
 
 
-class FakeClock:
-    """`time.monotonic` that only moves when the code under test sleeps."""
-
+class FakeClock(_FakeClock):
     def __init__(self) -> None:
-        self.now = 5000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
+        super().__init__(5000.0)
 
 
 @pytest.fixture

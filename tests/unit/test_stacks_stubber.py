@@ -15,9 +15,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
-import boto3
 import botocore.exceptions
 import pytest
+from stubs import FakeClock, isolate_from_aws, make_client
 from botocore.stub import Stubber
 from invoke import Exit, MockContext
 
@@ -246,14 +246,8 @@ SUBNET_REPLACED = resource_change("Modify", "PrivateSubnet", "AWS::EC2::Subnet",
 
 @pytest.fixture
 def client(monkeypatch):
-    # Never read the developer's profile or endpoint: the Stubber answers every call.
-    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_CLOUDFORMATION"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-    # A fresh session (what boto3.client uses, minus the process-wide cache) so the env above applies.
-    return boto3.session.Session().client("cloudformation", region_name="us-east-1",
-                                          aws_access_key_id="x", aws_secret_access_key="x")
+    isolate_from_aws(monkeypatch)
+    return make_client("cloudformation")
 
 
 @pytest.fixture
@@ -688,21 +682,6 @@ def test_failure_summary_keeps_causes_oldest_first_and_falls_back_to_noise():
 
 
 # --- 8. bounded wait -------------------------------------------------------------------------------
-
-
-class FakeClock:
-    """`time.monotonic` that only moves when the code under test sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def test_wait_for_stack_times_out_saying_cloudformation_keeps_going(client, stub):
