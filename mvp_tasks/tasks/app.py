@@ -262,7 +262,7 @@ def _retag_and_roll(run, target, source_tag, source_digest, current, stack, comm
             raise MvpError(f"tag {target.cluster.tag} points at {after} after the retag, not {source_digest}")
         run.reporter.event(f"{target.project.name}:{target.cluster.tag} -> {source_digest[:19]}")
     if stack is None:
-        deploying.deploy_stack(target, digest=source_digest, commit=commit)
+        deploying.deploy_stack(target, digest=source_digest, commit=commit, confirmed=True)
         stack = deploying.get_app_stack(target)
         state = deploying.wait_for_service(target, stack)
     else:

@@ -110,10 +110,10 @@ def release(ctx, cluster=None, check=False, yes=False, host=None):
                     continue
                 digest = digest or target.registry.get_digest(project.repository, revision.tag)
                 if stack is None:
-                    deploying.deploy_stack(target, digest=digest, commit=revision.commit)
+                    deploying.deploy_stack(target, digest=digest, commit=revision.commit, confirmed=True)
                     state = deploying.wait_for_service(target, deploying.get_app_stack(target))
                 else:
-                    outcome = deploying.deploy_stack(target, digest=digest, commit=revision.commit)
+                    outcome = deploying.deploy_stack(target, digest=digest, commit=revision.commit, confirmed=True)
                     app_stack = deploying.get_app_stack(target)
                     if moved.value == "changed" and outcome.value != "changed":
                         state = deploying.roll_service(target, app_stack)

@@ -141,8 +141,10 @@ def check_image(target: AppTarget, tag: str | None = None) -> tuple[str, str]:
     return digest, target.registry.get_commit(repo, tag)
 
 
-def deploy_stack(target: AppTarget, *, digest: str = "", commit: str = "") -> Outcome:
-    """Pre-flight (cluster, image, parameters), then create or update the app's stack."""
+def deploy_stack(target: AppTarget, *, digest: str = "", commit: str = "", confirmed: bool = False) -> Outcome:
+    """Pre-flight (cluster, image, parameters), then create or update the app's stack.
+
+    `confirmed`: the caller already asked about this protected cluster; do not ask twice."""
     run, project, cluster = target.run, target.project, target.cluster
     key = f"mvp.projects.{project.name}"
     template = load_template(run.settings.root / "projects" / project.name / project.template,
@@ -172,7 +174,8 @@ def deploy_stack(target: AppTarget, *, digest: str = "", commit: str = "") -> Ou
         parameters=parameters,
         tags={"mvp:cluster": cluster.name, "mvp:project": project.name},
         protect=False,
-        confirm_question=f"deploy {project.name} to protected cluster {cluster.name}" if cluster.protected else "",
+        confirm_question=(f"deploy {project.name} to protected cluster {cluster.name}"
+                          if cluster.protected and not confirmed else ""),
         timeout=run.settings.wait_timeout,
         poll=run.settings.poll_interval,
         on_act=target.lock,
