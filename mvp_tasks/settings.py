@@ -270,7 +270,7 @@ def load_settings(config: Any, root: Path | str) -> Settings:
     )
     default_cluster = top.str("default_cluster", CLUSTER_NAME, "a valid cluster name", empty=False)
     wait_timeout = top.number("wait_timeout", 1, 24 * 3600)
-    poll_interval = top.number("poll_interval", 0, 300, integer=False)
+    poll_interval = top.number("poll_interval", 0.1, 300, integer=False)
 
     b = _Reader(top.data["build"], "mvp.build", DEFAULTS["build"])
     build = BuildSettings(

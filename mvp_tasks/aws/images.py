@@ -127,10 +127,12 @@ class EcrRegistry:
         return sorted(set(tags))
 
     def retag(self, repository: str, source_tag: str, target_tag: str) -> str:
+        """Put the manifest of `source_tag` (a tag, or a `sha256:` digest) under `target_tag`."""
         import hashlib
 
+        source = {"imageDigest": source_tag} if source_tag.startswith("sha256:") else {"imageTag": source_tag}
         with aws_errors():
-            images = self.client.batch_get_image(repositoryName=repository, imageIds=[{"imageTag": source_tag}],
+            images = self.client.batch_get_image(repositoryName=repository, imageIds=[source],
                                                  acceptedMediaTypes=MANIFEST_TYPES)["images"]
         if not images:
             raise BuildError(f"image {repository}:{source_tag} does not exist in ECR; nothing to retag")

@@ -23,6 +23,14 @@ MANIFEST_TYPES = (
 LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?$")
 
 
+def _json(body: bytes, host: str) -> dict:
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        raise BuildError(f"registry {host} answered with something that is not JSON: {body[:80]!r}") from None
+    return data if isinstance(data, dict) else {}
+
+
 def manifest_digest(manifest: bytes) -> str:
     return "sha256:" + hashlib.sha256(manifest).hexdigest()
 
@@ -116,9 +124,10 @@ class OciRegistry:
             return []
         if status != 200:
             raise BuildError(f"registry {self.host} answered HTTP {status} listing tags of {repository}")
-        return sorted(json.loads(body or b"{}").get("tags") or [])
+        return sorted(_json(body, self.host).get("tags") or [])
 
     def retag(self, repository: str, source_tag: str, target_tag: str) -> str:
+        """Put the manifest of `source_tag` (a tag, or a `sha256:` digest) under `target_tag`."""
         found = self._get_manifest(repository, source_tag)
         if found is None:
             raise BuildError(f"image {self.ref(repository, source_tag)} does not exist; nothing to retag")
@@ -135,18 +144,18 @@ class OciRegistry:
         found = self._get_manifest(repository, tag)
         if found is None:
             return ""
-        manifest = json.loads(found[1] or b"{}")
+        manifest = _json(found[1], self.host)
         if "manifests" in manifest and manifest["manifests"]:
             # An index (multi-platform): every platform carries the same revision label.
             found = self._get_manifest(repository, manifest["manifests"][0]["digest"])
-            manifest = json.loads(found[1] or b"{}") if found else {}
+            manifest = _json(found[1], self.host) if found else {}
         config = (manifest.get("config") or {}).get("digest")
         if not config:
             return ""
         status, _, body = self._request("GET", self._url(repository, "blobs", config))
         if status != 200:
             return ""
-        labels = (json.loads(body or b"{}").get("config") or {}).get("Labels") or {}
+        labels = (_json(body, self.host).get("config") or {}).get("Labels") or {}
         return labels.get("org.opencontainers.image.revision", "")
 
     def login(self, docker) -> None:

@@ -15,20 +15,19 @@ CHECK_HELP = "show what would change; change nothing"
 
 @mvp_task(
     help={
-        "name": "project to build: a folder under projects/",
-        "allow_dirty": "build even with uncommitted changes under the project (tagged <commit>-dirty-<hash>)",
+        "name": "project to build: a folder under projects/ (a dirty tree is tagged <commit>-dirty-<hash>)",
         "host": HOST_HELP,
         "check": "show what would be built; build nothing",
     }
 )
-def build(ctx, name, allow_dirty=False, host=None, check=False):
+def build(ctx, name, host=None, check=False):
     """Build a project's image, tagged with the commit that built it."""
     from . import imaging
 
     run = start(ctx, f"app.build {name}", check=check, aws=False)
     project = run.settings.project_or_default(name)
     imaging.check_project_files(run, project)
-    revision = imaging.get_revision(run, project, for_push=False, allow_dirty=allow_dirty)
+    revision = imaging.get_revision(run, project, for_push=False, allow_dirty=True)
     builder = imaging.get_builder(run, host)
     try:
         imaging.ensure_built(builder, project, revision)
@@ -44,13 +43,14 @@ def build(ctx, name, allow_dirty=False, host=None, check=False):
         "allow_dirty": "push a throwaway image from uncommitted changes (never gets a cluster tag)",
         "host": HOST_HELP,
         "check": "show what would be built, pushed and tagged; change nothing",
+        "yes": "move a protected cluster's tag without asking (needed without a terminal)",
     }
 )
-def push(ctx, name, cluster=None, allow_dirty=False, host=None, check=False):
+def push(ctx, name, cluster=None, allow_dirty=False, host=None, check=False, yes=False):
     """Build if needed, push the commit tag, and point the cluster tag at that image."""
     from . import imaging
 
-    run = start(ctx, f"app.push {name}", check=check)
+    run = start(ctx, f"app.push {name}", check=check, yes=yes)
     project = run.settings.project_or_default(name)
     target = run.settings.cluster(cluster)
     if project.clusters and target.name not in project.clusters:
@@ -66,7 +66,10 @@ def push(ctx, name, cluster=None, allow_dirty=False, host=None, check=False):
         if revision.dirty:
             run.reporter.skipped(f"{project.name}:{target.tag}", "dirty builds never get a cluster tag")
         else:
-            imaging.ensure_tag(builder, project, revision.tag, target.tag, expected_digest=digest)
+            question = (f"point protected cluster {target.name}'s tag {target.tag} at {revision.short} "
+                        f"(its tasks pull it on their next start)") if target.protected else ""
+            imaging.ensure_tag(builder, project, revision.tag, target.tag, expected_digest=digest,
+                               confirm_question=question)
     finally:
         builder.close()
     run.finish()
@@ -86,13 +89,14 @@ def deploy(ctx, name, cluster=None, check=False, yes=False):
         outcome = deploying.deploy_stack(target, digest=digest, commit=commit)
         # The stack names the image by its cluster tag, which tasks resolve only when they start: after
         # `app.push` moved the tag, an existing service must roll even when its stack is unchanged.
-        rolled = next((r for r in target.history.get_records(name) if r.succeeded and r.digest), None)
-        stale = existed and (rolled is None or rolled.digest != digest)
+        stale = existed and deploying.get_rolled_digest(target) != digest
         if stale:
             run.reporter.plan(target.name, [f"~ new deployment of the service ({commit[:12] or digest[:19]}): "
                                             f"its tag {target.cluster.tag} names another image than it last rolled out"])
             if run.reporter.check:
                 run.reporter.changed(target.name, "would force a new deployment")
+            elif target.cluster.protected and outcome is Outcome.OK:
+                run.reporter.confirm(f"roll {name} in protected cluster {target.cluster.name}")
         if not run.reporter.check:
             stack = deploying.get_app_stack(target)
             if stale:
@@ -228,7 +232,8 @@ def promote(ctx, name=None, tag=None, from_=None, commit=None, check=False, yes=
         for target, *_ in plans:
             run.reporter.changed(target.name, "would promote")
         return run.finish()
-    if target_cluster.protected or len(plans) > 1:
+    # A named app in an unprotected cluster goes ahead; the whole-cluster plan is always confirmed.
+    if target_cluster.protected or not name or len(plans) > 1:
         run.reporter.confirm(f"promote {len(plans)} app(s) to {target_cluster.name}")
     for target, source_tag, source_digest, current, stack in plans:
         _promote_one(run, target, source_tag, source_digest, current, stack)
@@ -244,7 +249,7 @@ def _promote_one(run, target, source_tag, source_digest, current, stack) -> None
     commit = target.registry.get_commit(target.project.repository, source_tag) or (
         source_tag if len(source_tag) == 40 else "")
     try:
-        with deploying.recording(target, "promote", commit=commit, digest=source_digest):
+        with deploying.recording(target, "promote", commit=commit, digest=source_digest, restore=current):
             _retag_and_roll(run, target, source_tag, source_digest, current, stack, commit)
     except MvpError as exc:
         # One app's failure does not stop the others; the recap counts it and the exit is non-zero.
@@ -313,9 +318,12 @@ def rollback(ctx, name, cluster=None, to=None, check=False, yes=False):
         run.reporter.changed(target.name, f"would roll back to {commit[:12]}")
         return run.finish()
     run.reporter.confirm(f"roll {name} in {target.cluster.name} back to {commit[:12]}")
-    with deploying.recording(target, "rollback", commit=commit, digest=digest):
+    with deploying.recording(target, "rollback", commit=commit, digest=digest, restore=current_digest):
         target.lock()
         target.registry.retag(repo, commit, target.cluster.tag)
+        after = target.registry.get_digest(repo, target.cluster.tag)
+        if after != digest:
+            raise MvpError(f"tag {target.cluster.tag} points at {after} after the retag, not {digest}")
         state = deploying.roll_service(target, stack)
         target.record("rollback", commit=commit, digest=digest)
         deploying.report_rollout(target, state, f"rolled back to {commit[:12]}")

@@ -99,37 +99,40 @@ def release(ctx, cluster=None, check=False, yes=False, host=None):
                 builder = imaging.get_builder(run, host)
             target.registry = builder.registry
             revision = imaging.get_revision(run, project, for_push=True, allow_dirty=False)
-            digest = ""
+            previous = target.registry.get_digest(project.repository, target_cluster.tag)
             try:
                 if target_cluster.protected and not run.reporter.check:
                     run.reporter.confirm(f"release {project.name} to protected cluster {target_cluster.name}")
-                target.lock()
-                digest, _ = imaging.ensure_pushed(builder, project, revision)
-                moved = imaging.ensure_tag(builder, project, revision.tag, target_cluster.tag, expected_digest=digest)
-                if run.reporter.check:
-                    continue
-                digest = digest or target.registry.get_digest(project.repository, revision.tag)
-                if stack is None:
-                    deploying.deploy_stack(target, digest=digest, commit=revision.commit, confirmed=True)
-                    state = deploying.wait_for_service(target, deploying.get_app_stack(target))
-                else:
-                    outcome = deploying.deploy_stack(target, digest=digest, commit=revision.commit, confirmed=True)
-                    app_stack = deploying.get_app_stack(target)
-                    if moved.value == "changed" and outcome.value != "changed":
-                        state = deploying.roll_service(target, app_stack)
-                    else:
-                        state = deploying.wait_for_service(target, app_stack)
-                target.record("release", commit=revision.commit, digest=digest)
-                deploying.report_rollout(target, state, f"{revision.short} released")
+                with deploying.recording(target, "release", commit=revision.commit, digest="", restore=previous):
+                    _release_one(run, target, builder, project, revision, stack)
             except MvpError as exc:
+                # One project's failure does not stop the others; the recap counts it, the exit is non-zero.
                 run.reporter.failed(target.name, str(exc))
-                if target.locked:
-                    target.record("release", commit=revision.commit, digest=digest,
-                                  outcome="failed", message=str(exc))
-            finally:
-                target.unlock()
     finally:
         if builder is not None:
             builder.close()
     run.finish()
 
+
+def _release_one(run, target, builder, project, revision, stack) -> None:
+    from . import deploying, imaging
+
+    target.lock()
+    digest, _ = imaging.ensure_pushed(builder, project, revision)
+    imaging.ensure_tag(builder, project, revision.tag, target.cluster.tag, expected_digest=digest)
+    if run.reporter.check:
+        if stack is not None and digest:
+            deploying.deploy_stack(target, digest=digest, commit=revision.commit, confirmed=True)
+        elif stack is None:
+            run.reporter.plan(target.name, [f"+ deploy stack {target.stack_name}"])
+        return
+    digest = digest or target.registry.get_digest(project.repository, revision.tag)
+    deploying.deploy_stack(target, digest=digest, commit=revision.commit, confirmed=True)
+    app_stack = deploying.get_app_stack(target)
+    # Tasks resolve the cluster tag only when they start: roll unless the running image is this one.
+    if stack is not None and deploying.get_rolled_digest(target) != digest:
+        state = deploying.roll_service(target, app_stack)
+    else:
+        state = deploying.wait_for_service(target, app_stack)
+    target.record("release", commit=revision.commit, digest=digest)
+    deploying.report_rollout(target, state, f"{revision.short} released")

@@ -193,7 +193,18 @@ def _is_unchanged(stacks: Stacks, stack: StackInfo, template: Template, paramete
         return False
     if any(stack.tags.get(k) != v for k, v in tags.items()):
         return False
-    return stacks.get_template_body(stack.name).strip() == template.body.strip()
+    deployed = stacks.get_template_body(stack.name)
+    if deployed.strip() == template.body.strip():
+        return True
+    if template.body.lstrip().startswith("{"):
+        # JSON templates come back from the API parsed (and re-serialised here): compare the data.
+        import json
+
+        try:
+            return json.loads(deployed) == json.loads(template.body)
+        except ValueError:
+            return False
+    return False
 
 
 def _delete(stacks: Stacks, reporter: Reporter, stack: StackInfo, *, timeout: float, poll: float) -> None:

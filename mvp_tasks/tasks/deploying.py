@@ -54,7 +54,9 @@ class AppTarget:
         if self._token or self.run.reporter.check:
             return
         owner = f"{caller(self.run)} on {socket.gethostname()} (pid {os.getpid()})"
-        ttl = self.run.settings.wait_timeout * 2 + 300
+        # Every wait of one run is bounded by wait_timeout; a run has at most three (change set,
+        # stack, rollout), plus build and push in ci.release.
+        ttl = self.run.settings.wait_timeout * 4 + 900
         self._token = self.history.acquire(self.project.name, owner, ttl)
 
     def unlock(self) -> None:
@@ -70,17 +72,40 @@ class AppTarget:
 
 
 @contextlib.contextmanager
-def recording(target: AppTarget, action: str, *, commit: str, digest: str):
+def recording(target: AppTarget, action: str, *, commit: str, digest: str, restore: str | None = None):
     """Record a failure of the block in the history (when it had started changing things), and
-    always release the deploy lock."""
+    always release the deploy lock.
+
+    `restore`: the digest the cluster's tag named before the block. If the block fails after moving
+    the tag, the tag goes back: task definitions point at the tag, so a circuit-breaker rollback
+    or a replaced task would otherwise pull the image that just failed."""
     try:
         yield
     except MvpError as exc:
         if target.locked:
+            if restore:
+                restore_tag(target, restore)
             target.record(action, commit=commit, digest=digest, outcome="failed", message=str(exc))
         raise
     finally:
         target.unlock()
+
+
+def restore_tag(target: AppTarget, digest: str) -> None:
+    repo, tag = target.project.repository, target.cluster.tag
+    try:
+        if target.registry.get_digest(repo, tag) != digest:
+            target.registry.retag(repo, digest, tag)
+            target.run.reporter.warn(f"{target.project.name}:{tag} pointed back at {digest[:19]}, the image it named before")
+    except MvpError as exc:
+        target.run.reporter.warn(f"could not point {target.project.name}:{tag} back at {digest[:19]}: {exc}")
+
+
+def get_rolled_digest(target: AppTarget) -> str:
+    """The digest of the image last rolled out successfully, as far as the history knows."""
+    rolled = next((r for r in target.history.get_records(target.project.name)
+                   if r.succeeded and r.digest and r.action != "destroy"), None)
+    return rolled.digest if rolled else ""
 
 
 def caller(run: Run) -> str:

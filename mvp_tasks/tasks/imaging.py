@@ -20,7 +20,7 @@ from ..build.runner import Runner
 from ..errors import BuildError, UsageError
 from ..report import Outcome
 from ..settings import BUILD_HOST, ProjectSettings
-from ..sandbox import get_services
+from ..sandbox import Services, get_services
 from .boundary import Run
 
 ECR_HOST = ".dkr.ecr."
@@ -41,9 +41,17 @@ class Builder:
         self.runner.close()
 
 
+def get_sandbox_services(run: Run) -> Services:
+    """The sandbox's engine, registry and base image, but only while AWS calls go to an emulator:
+    real stacks must never be given loopback image addresses."""
+    if not run.aws.target.endpoint_url:
+        return Services()
+    return get_services(run.settings.sandbox_dir)
+
+
 def get_registry(run: Run):
     settings = run.settings
-    host = settings.registry or get_services(settings.sandbox_dir).registry
+    host = settings.registry or get_sandbox_services(run).registry
     if host and ECR_HOST not in host:
         return OciRegistry(host)
     from ..aws.images import EcrRegistry
@@ -53,10 +61,10 @@ def get_registry(run: Run):
 
 def get_builder(run: Run, host: str | None = None) -> Builder:
     settings = run.settings
-    services = get_services(settings.sandbox_dir)
+    services = get_sandbox_services(run)
     host = host if host is not None else settings.build.host
     if host:
-        if not BUILD_HOST.match(host):
+        if not BUILD_HOST.fullmatch(host):
             raise UsageError(f"--host: {host!r} is not an SSH host like user@build.example.com:22")
         connect = {"key_filename": os.path.expanduser(settings.build.ssh_key)} if settings.build.ssh_key else {}
         runner = Runner.remote(host, connect)
@@ -197,7 +205,7 @@ def ensure_pushed(builder: Builder, project: ProjectSettings, revision: git.Revi
 
 
 def ensure_tag(builder: Builder, project: ProjectSettings, source_tag: str, target_tag: str,
-               expected_digest: str = "") -> Outcome:
+               expected_digest: str = "", confirm_question: str = "") -> Outcome:
     """Point `target_tag` at the image `source_tag` names, server-side. Verifies the digest after."""
     run = builder.run
     reporter = run.reporter
@@ -217,6 +225,8 @@ def ensure_tag(builder: Builder, project: ProjectSettings, source_tag: str, targ
     if reporter.check:
         reporter.changed(target, f"would point {target_tag} at {source_tag[:12]}")
         return Outcome.CHANGED
+    if confirm_question:
+        reporter.confirm(confirm_question)
     registry.retag(project.repository, source_tag, target_tag)
     after = registry.get_digest(project.repository, target_tag)
     if after != source_digest:

@@ -189,7 +189,12 @@ def test_second_push_builds_and_pushes_nothing(pushed, image_services):
 def test_push_to_prod_moves_the_prod_tag(pushed, image_services):
     repo, env, _, state = pushed
 
-    result = run_inv(repo.work, "app.push", PROJECT, "--cluster", "prod", env=env)
+    refused = run_inv(repo.work, "app.push", PROJECT, "--cluster", "prod", env=env)
+    # prod is protected: without a terminal, moving its tag needs --yes.
+    assert_one_line_error(refused, "protected cluster prod", "--yes")
+    assert image_services.digest(PROJECT, "prod") is None
+
+    result = run_inv(repo.work, "app.push", PROJECT, "--cluster", "prod", "--yes", env=env)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert image_services.digest(PROJECT, "prod") == state["commit_digest"]

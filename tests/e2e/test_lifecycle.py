@@ -536,6 +536,21 @@ class TestRelease:
         assert lab.deployments("stage") != before["deployments"]
         assert lab.stack_state(f"{PROJECT}-stage")["parameters"] == before["stack"]["parameters"]
 
+    def test_release_after_a_push_still_rolls_the_service(self, released):
+        # `app.push` moved the stage tag already (as `make demo` does): the tag move is `ok`, but the
+        # running tasks still have the old image, so the release must roll the service.
+        lab, _ = released
+        commit = lab.commit(index_change(lab, f"pushed first {uuid.uuid4().hex}"), "museum-adventure: pushed first")
+        lab.ok("app.push", PROJECT, timeout=BUILD_TIMEOUT)
+        before = lab.deployments("stage")
+
+        result = lab.ok("ci.release", timeout=BUILD_TIMEOUT)
+
+        assert f"changed: {PROJECT}@stage  {commit[:12]} released" in result.stdout, result.stdout
+        assert lab.deployments("stage") != before
+        newest = lab.history("stage")[-1]
+        assert (newest["action"], newest["commit"], newest["digest"]) == ("release", commit, lab.digest(commit))
+
     def test_commit_outside_every_project_releases_nothing(self, released, proxy_factory):
         lab, _ = released
         lab.ok("ci.release", timeout=BUILD_TIMEOUT)  # whatever ran before, the cluster is up to date now

@@ -609,7 +609,7 @@ def test_roll_service_locks_forces_and_follows_our_deployment(app, clock):
 
 
 def lock_put() -> dict:
-    ttl = 600 * 2 + 300
+    ttl = 600 * 4 + 900  # AppTarget.lock: four bounded waits plus build and push
     return {
         "TableName": TABLE,
         "Item": {
