@@ -154,6 +154,17 @@ class Stacks:
                 names.extend(s["StackName"] for s in page.get("StackSummaries", []))
         return sorted(set(names))
 
+    def list_stacks_tagged(self, key: str, value: str) -> list[str]:
+        """Live stacks carrying tag `key=value` (the tool tags app stacks with their cluster)."""
+        names = []
+        with aws_errors():
+            for page in self.client.get_paginator("describe_stacks").paginate():
+                for data in page.get("Stacks", []):
+                    tags = {t["Key"]: t["Value"] for t in data.get("Tags", [])}
+                    if tags.get(key) == value and data.get("StackStatus") != "DELETE_COMPLETE":
+                        names.append(data["StackName"])
+        return sorted(set(names))
+
     def get_template_body(self, name: str) -> str:
         with aws_errors():
             body = self.client.get_template(StackName=name, TemplateStage="Original")["TemplateBody"]

@@ -28,6 +28,10 @@ def mvp_task(*args: Any, **kwargs: Any) -> Callable:
                 raise
             except MvpError as exc:
                 raise Exit(f"error: {exc}", code=exc.exit_code) from None
+            except BrokenPipeError:
+                # Output piped into `head` and the like: the reader has gone; nothing to say.
+                sys.stderr = open(os.devnull, "w")
+                raise Exit(code=0) from None
             except KeyboardInterrupt:
                 raise Exit("interrupted: AWS may still be working; check with a status task", code=130) from None
             except Exception as exc:

@@ -115,8 +115,11 @@ def down(ctx, name=None, yes=False, check=False):
         run.reporter.ok(cluster.name, "no such stack; nothing to delete")
         return run.finish()
     live = set(stacks.list_live_stack_names())
-    apps = sorted(p.stack_name(cluster.name) for p in run.settings.projects.values()
-                  if p.stack_name(cluster.name) in live)
+    # Configured apps by name, and any stack the tool deployed into this cluster (a project since
+    # removed from invoke.yaml still has its stack).
+    apps = sorted({p.stack_name(cluster.name) for p in run.settings.projects.values()
+                   if p.stack_name(cluster.name) in live}
+                  | (set(stacks.list_stacks_tagged("mvp:cluster", cluster.name)) - {stack.name}))
     if apps:
         raise UsageError(
             f"cluster {cluster.name} still runs app stacks: {', '.join(apps)}",

@@ -162,8 +162,11 @@ def _build_remote(builder: Builder, folder: Path, **kwargs) -> None:
     remote_dir = f"/tmp/mvp-build-{uuid.uuid4().hex[:12]}"
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "context.tar.gz"
-        with tarfile.open(archive, "w:gz") as tar:
-            tar.add(folder, arcname=".")
+        try:
+            with tarfile.open(archive, "w:gz") as tar:
+                tar.add(folder, arcname=".")
+        except OSError as exc:
+            raise BuildError(f"cannot pack the build context {folder}: {exc}") from None
         builder.runner.run(["mkdir", "-p", remote_dir], what="creating the remote build folder")
         try:
             builder.runner.put(str(archive), posixpath.join(remote_dir, "context.tar.gz"))

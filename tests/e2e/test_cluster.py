@@ -124,6 +124,20 @@ def test_cluster_down_refuses_while_app_stacks_exist(aws, studio):
     assert cfn.describe_stacks(StackName="stage")["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
 
 
+def test_cluster_down_refuses_while_a_tagged_stack_of_an_unconfigured_app_exists(aws, studio):
+    env = inv_env(aws.endpoint)
+    assert run_inv(studio, "cluster.up", "--name", "stage", env=env).returncode == 0
+    cfn = aws.client("cloudformation")
+    cfn.create_stack(
+        StackName="old-app-stage",
+        TemplateBody='{"Resources": {"Logs": {"Type": "AWS::Logs::LogGroup"}}}',
+        Tags=[{"Key": "mvp:cluster", "Value": "stage"}],
+    )
+    result = run_inv(studio, "cluster.down", "--name", "stage", "--yes", env=env)
+    assert_one_line_error(result, "old-app-stage")
+    assert cfn.describe_stacks(StackName="stage")["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
+
+
 def test_cluster_down_check_deletes_nothing(aws, studio):
     env = inv_env(aws.endpoint)
     assert run_inv(studio, "cluster.up", "--name", "stage", env=env).returncode == 0
