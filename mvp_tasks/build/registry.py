@@ -3,13 +3,22 @@ distribution registry over its HTTP API (`OciRegistry`, used by the sandbox and 
 
 Moving a tag is done server-side in both: the manifest under one tag is put again under another,
 so there is no rebuild and no layer download.
+
+`OciRegistry` authenticates the standard Docker/OCI way: a 401 with a `WWW-Authenticate: Bearer`
+challenge is answered with a token from the challenge's realm (anonymous for public images, or with
+HTTP Basic credentials), a `Basic` challenge with the credentials themselves. Credentials come from
+MVP_REGISTRY_USERNAME/MVP_REGISTRY_PASSWORD, else from `docker login`'s config.json; they never
+appear in argv, logs or error messages.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import os
 import re
+import time
 from typing import Protocol
 
 from ..errors import BuildError
@@ -21,6 +30,14 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?$")
+ENV_USERNAME = "MVP_REGISTRY_USERNAME"
+ENV_PASSWORD = "MVP_REGISTRY_PASSWORD"
+# docker login stores Docker Hub's credentials under its historical index address.
+DOCKER_HUB = {"docker.io", "index.docker.io", "registry-1.docker.io"}
+# The repository a distribution API URL is about: /v2/<name>/{manifests,blobs,tags}/<ref>.
+API_PATH = re.compile(r"^/v2/(.+)/(?:manifests|blobs|tags)/[^/]+$")
+# One token of a WWW-Authenticate header: a parameter (name=value or name="value") or a bare scheme.
+CHALLENGE_TOKEN = re.compile(r'\s*,?\s*(?:([A-Za-z][\w.-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s"]*))|([A-Za-z][\w.-]*))')
 
 
 def _json(body: bytes, host: str) -> dict:
@@ -33,6 +50,88 @@ def _json(body: bytes, host: str) -> dict:
 
 def manifest_digest(manifest: bytes) -> str:
     return "sha256:" + hashlib.sha256(manifest).hexdigest()
+
+
+def env_credentials() -> tuple[str, str] | None:
+    """(username, password) from MVP_REGISTRY_USERNAME/MVP_REGISTRY_PASSWORD, or None if neither is set."""
+    username = os.environ.get(ENV_USERNAME, "")
+    password = os.environ.get(ENV_PASSWORD, "")
+    if username and password:
+        return username, password
+    if username or password:
+        have, missing = (ENV_USERNAME, ENV_PASSWORD) if username else (ENV_PASSWORD, ENV_USERNAME)
+        raise BuildError(f"{have} is set but {missing} is not; set both, or neither to use docker login's credentials")
+    return None
+
+
+def _config_host(key: str) -> str:
+    # Keys are "host[:port]", "https://host[:port]" or "https://index.docker.io/v1/".
+    key = re.sub(r"^[a-z][a-z0-9+.-]*://", "", key.strip().lower())
+    return key.split("/", 1)[0]
+
+
+def docker_config_credentials(hostport: str) -> tuple[str, str] | None:
+    """(username, password) for `hostport` from docker login's config.json (`$DOCKER_CONFIG`, else
+    ~/.docker). Only inline `auths` entries: credential helpers (credsStore, credHelpers) are not
+    run, and a missing or unreadable file means no credentials."""
+    folder = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    try:
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    auths = config.get("auths") if isinstance(config, dict) else None
+    if not isinstance(auths, dict):
+        return None
+    wanted = {hostport.lower()} | (DOCKER_HUB if hostport.lower() in DOCKER_HUB else set())
+    for key, entry in auths.items():
+        if not isinstance(key, str) or not isinstance(entry, dict) or _config_host(key) not in wanted:
+            continue
+        auth = entry.get("auth")
+        if isinstance(auth, str) and auth:
+            try:
+                username, sep, password = base64.b64decode(auth).decode("utf-8").partition(":")
+            except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+                continue
+            if sep and username and password:
+                return username, password
+        elif isinstance(entry.get("username"), str) and isinstance(entry.get("password"), str) \
+                and entry["username"] and entry["password"]:
+            return entry["username"], entry["password"]
+    return None
+
+
+def parse_challenges(values: list[str]) -> list[tuple[str, dict[str, str]]]:
+    """WWW-Authenticate header values -> [(scheme in lowercase, {param: value})]."""
+    challenges: list[tuple[str, dict[str, str]]] = []
+    for value in values:
+        position = 0
+        while position < len(value):
+            match = CHALLENGE_TOKEN.match(value, position)
+            if not match or match.end() == position:
+                break
+            position = match.end()
+            if match.group(4):
+                challenges.append((match.group(4).lower(), {}))
+            elif challenges:
+                quoted = match.group(2)
+                challenges[-1][1][match.group(1).lower()] = \
+                    re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else match.group(3)
+    return challenges
+
+
+def _basic(credentials: tuple[str, str]) -> str:
+    return "Basic " + base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode("utf-8")).decode("ascii")
+
+
+def _opener(url: str):
+    import urllib.parse
+    import urllib.request
+
+    # A loopback address is never reached through a proxy (HTTP_PROXY would otherwise apply).
+    if LOOPBACK.match(urllib.parse.urlsplit(url).netloc):
+        return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    return urllib.request.build_opener()
 
 
 class Registry(Protocol):
@@ -56,16 +155,24 @@ class Registry(Protocol):
 
 
 class OciRegistry:
-    """A registry speaking the OCI distribution API (`/v2/`), anonymously."""
+    """A registry speaking the OCI distribution API (`/v2/`), anonymously or with Docker/OCI token
+    or Basic authentication when it answers 401 with a challenge."""
 
     def __init__(self, host: str, timeout: float = 15.0):
         self.host = host.rstrip("/")
         self.timeout = timeout
-        hostport = self.host.split("/", 1)[0]
+        self.hostport = self.host.split("/", 1)[0]
         # Plain HTTP only for loopback registries (the sandbox); anything else is HTTPS.
-        self.scheme = "http" if LOOPBACK.match(hostport) else "https"
-        self.base = f"{self.scheme}://{hostport}"
+        self.scheme = "http" if LOOPBACK.match(self.hostport) else "https"
+        self.base = f"{self.scheme}://{self.hostport}"
         self.prefix = self.host.split("/", 1)[1] + "/" if "/" in self.host else ""
+        self._credentials: tuple[str, str] | None = None
+        self._credentials_loaded = False
+        # Bearer tokens by (realm, service, scope): (token, monotonic expiry).
+        self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
+        # Once a challenge has been answered, later requests send the answer up front: a token whose
+        # scope covers the repository and action, or (Basic registries) the credentials.
+        self._basic_accepted = False
 
     def describe(self) -> str:
         return f"registry {self.host}"
@@ -76,23 +183,131 @@ class OciRegistry:
     def _url(self, repository: str, kind: str, ref: str = "") -> str:
         return f"{self.base}/v2/{self.prefix}{repository}/{kind}/{ref}".rstrip("/")
 
-    def _request(self, method: str, url: str, body: bytes | None = None, headers: dict | None = None):
+    def _get_credentials(self) -> tuple[str, str] | None:
+        if not self._credentials_loaded:
+            self._credentials = env_credentials() or docker_config_credentials(self.hostport)
+            self._credentials_loaded = True
+        return self._credentials
+
+    def _send(self, method: str, url: str, body: bytes | None = None, headers: dict | None = None,
+              authorization: str = "", what: str = ""):
+        import email.message
         import urllib.error
         import urllib.request
 
         request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-        # A loopback registry is never reached through a proxy (HTTP_PROXY would otherwise apply).
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({})) if self.scheme == "http" \
-            else urllib.request.build_opener()
+        if authorization:
+            # Not passed on through a redirect: blob storage behind a registry (S3, a CDN) must not see it.
+            request.add_unredirected_header("Authorization", authorization)
         try:
-            with opener.open(request, timeout=self.timeout) as response:
-                return response.status, dict(response.headers), response.read()
+            with _opener(url).open(request, timeout=self.timeout) as response:
+                return response.status, response.headers, response.read()
         except urllib.error.HTTPError as exc:
-            return exc.code, dict(exc.headers or {}), exc.read() if exc.fp else b""
+            return exc.code, exc.headers or email.message.Message(), exc.read() if exc.fp else b""
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
+            if what:
+                raise BuildError(f"{what} cannot be reached: {reason}") from None
             raise BuildError(f"registry {self.host} cannot be reached: {reason}",
                              "check mvp.registry, or start the sandbox's registry with `inv sandbox.up`") from None
+
+    def _refused(self, repository: str, status: int) -> BuildError:
+        what = repository or "its API"
+        fix = f"set {ENV_USERNAME}/{ENV_PASSWORD} or run docker login {self.hostport}"
+        if status == 403:
+            return BuildError(f"registry {self.hostport} denied access to {what} (HTTP 403): the account may lack "
+                              f"pull/push permission; {fix}")
+        if self._get_credentials():
+            return BuildError(f"registry {self.hostport} refused the credentials for {what} (HTTP 401); {fix}")
+        return BuildError(f"registry {self.hostport} requires credentials for {what} (HTTP 401); {fix}")
+
+    def _fetch_token(self, realm: str, service: str, scope: str, repository: str) -> tuple[str, float]:
+        import urllib.parse
+
+        parts = urllib.parse.urlsplit(realm)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise BuildError(f"registry {self.hostport} asked for a token from {realm!r}, which is not an HTTP(S) address")
+        if parts.scheme == "http" and not LOOPBACK.match(parts.netloc):
+            # Credentials never travel in clear text, whatever the challenge says.
+            parts = parts._replace(scheme="https")
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        if service:
+            query.append(("service", service))
+        query += [("scope", one) for one in scope.split()]
+        url = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query), fragment=""))
+        where = urllib.parse.urlunsplit(parts._replace(query="", fragment=""))
+        credentials = self._get_credentials()
+        status, _, body = self._send("GET", url, headers={"Accept": "application/json"},
+                                     authorization=_basic(credentials) if credentials else "",
+                                     what=f"the token service of registry {self.hostport} ({where})")
+        if status in (401, 403):
+            raise self._refused(repository, status)
+        if status != 200:
+            raise BuildError(f"the token service of registry {self.hostport} ({where}) answered HTTP {status} "
+                             f"for {repository or scope}")
+        data = _json(body, self.hostport)
+        token = data.get("token") or data.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise BuildError(f"the token service of registry {self.hostport} ({where}) answered without a token")
+        try:
+            lifetime = float(data.get("expires_in") or 60)
+        except (TypeError, ValueError):
+            lifetime = 60.0
+        return token, time.monotonic() + max(lifetime - 10, lifetime / 2)
+
+    def _answer(self, challenges: list[tuple[str, dict[str, str]]], repository: str, sent: str) -> str:
+        """The Authorization value that answers a 401's challenges, or "" when there is nothing to try."""
+        bearer = next((params for scheme, params in challenges if scheme == "bearer" and params.get("realm")), None)
+        if bearer is not None:
+            scope = bearer.get("scope") or (f"repository:{repository}:pull,push" if repository else "")
+            service = bearer.get("service", "")
+            key = (bearer["realm"], service, scope)
+            cached = self._tokens.get(key)
+            # A cached token that was just refused (expired early, revoked) is fetched again.
+            if not cached or cached[1] <= time.monotonic() or f"Bearer {cached[0]}" == sent:
+                cached = self._tokens[key] = self._fetch_token(bearer["realm"], service, scope, repository)
+            return f"Bearer {cached[0]}"
+        if any(scheme == "basic" for scheme, _ in challenges):
+            credentials = self._get_credentials()
+            if credentials and _basic(credentials) != sent:
+                return _basic(credentials)
+        return ""
+
+    def _up_front(self, repository: str, method: str) -> str:
+        """The Authorization value to send before any challenge: a cached, unexpired token whose scope
+        grants the action on `repository`, or the Basic credentials a Basic registry accepted."""
+        if self._basic_accepted:
+            credentials = self._get_credentials()
+            return _basic(credentials) if credentials else ""
+        action = "pull" if method in ("GET", "HEAD") else "push"
+        now = time.monotonic()
+        for (_, _, scope), (token, expires) in self._tokens.items():
+            if expires <= now:
+                continue
+            for item in scope.split():
+                kind, _, rest = item.partition(":")
+                name, _, actions = rest.rpartition(":")
+                if kind == "repository" and name == repository and {action, "*"} & set(actions.split(",")):
+                    return f"Bearer {token}"
+        return ""
+
+    def _request(self, method: str, url: str, body: bytes | None = None, headers: dict | None = None):
+        import urllib.parse
+
+        match = API_PATH.match(urllib.parse.urlsplit(url).path)
+        repository = match.group(1) if match else ""
+        sent = self._up_front(repository, method)
+        status, message, data = self._send(method, url, body, headers, sent)
+        if status == 401:
+            # Answer the challenge and try once more; a second 401 means the credentials do not do.
+            answer = self._answer(parse_challenges(message.get_all("WWW-Authenticate") or []), repository, sent)
+            if answer:
+                status, message, data = self._send(method, url, body, headers, answer)
+                if status not in (401, 403) and answer.startswith("Basic "):
+                    self._basic_accepted = True
+        if status in (401, 403):
+            raise self._refused(repository, status)
+        return status, dict(message), data
 
     def ensure_repository(self, repository: str, check: bool = False) -> list[str]:
         # OCI registries create a repository on its first push.
@@ -159,4 +374,9 @@ class OciRegistry:
         return labels.get("org.opencontainers.image.revision", "")
 
     def login(self, docker) -> None:
-        return None
+        """`docker login` (password on stdin) when the credentials come from MVP_REGISTRY_USERNAME and
+        MVP_REGISTRY_PASSWORD, so `docker push` has them too; otherwise docker's config already has
+        whatever credentials there are."""
+        credentials = env_credentials()
+        if credentials:
+            docker.login(self.hostport, credentials[0], credentials[1])
