@@ -46,6 +46,7 @@ def ensure_stack(stacks: Stacks, reporter: Reporter, *, name: str, template: Tem
             reporter.changed(name, "would delete and re-create the stack left by a failed create")
             return Outcome.CHANGED
         reporter.confirm(f"delete stack {name} (ROLLBACK_COMPLETE) and create it again")
+        confirm_question = ""  # that answer covers the re-create too
         on_act()
         delete_stack(stacks, reporter, stack, timeout=timeout, poll=poll)
         stack = None
