@@ -36,3 +36,26 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.now += seconds
+
+
+def stack_event_data(stack_name: str, stack_id: str, logical_id: str, resource_type: str, status: str,
+                     reason: str, when) -> dict:
+    """One entry of DescribeStackEvents' `StackEvents`, shaped as AWS documents it: stack events carry
+    a UUID as EventId, resource events '<logical id>-<status>-<timestamp>'."""
+    import uuid
+
+    is_stack = resource_type == "AWS::CloudFormation::Stack"
+    data = {
+        "StackId": stack_id,
+        "EventId": (str(uuid.uuid5(uuid.NAMESPACE_URL, f"{stack_id}/{status}/{when.isoformat()}")) if is_stack
+                    else f"{logical_id}-{status}-{when.strftime('%Y-%m-%dT%H:%M:%S.000Z')}"),
+        "StackName": stack_name,
+        "LogicalResourceId": logical_id,
+        "PhysicalResourceId": stack_id if is_stack else "",
+        "ResourceType": resource_type,
+        "Timestamp": when,
+        "ResourceStatus": status,
+    }
+    if reason:
+        data["ResourceStatusReason"] = reason
+    return data

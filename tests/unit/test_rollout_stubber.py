@@ -18,7 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from stubs import FakeClock as _FakeClock, isolate_from_aws, make_client
+from stubs import FakeClock as _FakeClock, isolate_from_aws, make_client, stack_event_data
 from botocore.stub import Stubber
 from invoke import Exit, MockContext
 
@@ -652,22 +652,7 @@ def app_stack(status: str, *, commit: str = DEPLOYED_COMMIT, reason: str = "") -
 
 
 def cfn_event(logical_id: str, resource_type: str, status: str, reason: str = "", *, seconds: int) -> dict:
-    is_stack = resource_type == "AWS::CloudFormation::Stack"
-    when = at(seconds)
-    data = {
-        "StackId": STACK_ID,
-        "EventId": (f"{status.lower()}-{seconds:04d}-5d2b-4f71-a0c3-0a9b8c7d6e5f" if is_stack
-                    else f"{logical_id}-{status}-{when.strftime('%Y-%m-%dT%H:%M:%S.000Z')}"),
-        "StackName": STACK,
-        "LogicalResourceId": logical_id,
-        "PhysicalResourceId": STACK_ID if is_stack else "",
-        "ResourceType": resource_type,
-        "Timestamp": when,
-        "ResourceStatus": status,
-    }
-    if reason:
-        data["ResourceStatusReason"] = reason
-    return data
+    return stack_event_data(STACK, STACK_ID, logical_id, resource_type, status, reason, at(seconds))
 
 
 def stack_event(status: str, reason: str = "", *, seconds: int) -> dict:

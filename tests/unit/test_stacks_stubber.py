@@ -10,14 +10,13 @@ not queued fails the test.
 from __future__ import annotations
 
 import io
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
 import botocore.exceptions
 import pytest
-from stubs import FakeClock, isolate_from_aws, make_client
+from stubs import FakeClock, isolate_from_aws, make_client, stack_event_data
 from botocore.stub import Stubber
 from invoke import Exit, MockContext
 
@@ -124,23 +123,7 @@ def describe_stacks(status: str, **kwargs) -> dict:
 def event(logical_id: str, resource_type: str, status: str, reason: str = "", *, seconds: int,
           stack_id: str = STACK_ID) -> dict:
     """One entry of DescribeStackEvents' `StackEvents`."""
-    is_stack = resource_type == "AWS::CloudFormation::Stack"
-    when = at(seconds)
-    data = {
-        "StackId": stack_id,
-        # Stack events carry a UUID; resource events '<logical id>-<status>-<timestamp>'.
-        "EventId": (str(uuid.uuid5(uuid.NAMESPACE_URL, f"{stack_id}/{status}/{seconds}")) if is_stack
-                    else f"{logical_id}-{status}-{when.strftime('%Y-%m-%dT%H:%M:%S.000Z')}"),
-        "StackName": NAME,
-        "LogicalResourceId": logical_id,
-        "PhysicalResourceId": stack_id if is_stack else "",
-        "ResourceType": resource_type,
-        "Timestamp": when,
-        "ResourceStatus": status,
-    }
-    if reason:
-        data["ResourceStatusReason"] = reason
-    return data
+    return stack_event_data(NAME, stack_id, logical_id, resource_type, status, reason, at(seconds))
 
 
 def stack_event(status: str, reason: str = "", *, seconds: int, stack_id: str = STACK_ID) -> dict:
