@@ -8,6 +8,7 @@ boto3, rich and moto are imported only when a task runs.
 from invoke import Collection
 
 from .defaults import DEFAULTS
+from .program import adopt_running_program
 from .tasks import app, ci, cluster, sandbox
 
 ns = Collection()
@@ -16,3 +17,6 @@ ns.add_collection(Collection.from_module(app), name="app")
 ns.add_collection(Collection.from_module(ci), name="ci")
 ns.add_collection(Collection.from_module(sandbox), name="sandbox")
 ns.configure({"mvp": DEFAULTS})
+
+# Another install's `inv` loading this collection gets our strict command line too.
+adopt_running_program()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import MvpError, UsageError
-from .boundary import mark_optional_positionals, mvp_task, require, start
+from .boundary import mvp_task, require, start
 
 HOST_HELP = "build on this SSH host (user@host[:port]) instead of locally (default: mvp.build.host)"
 CLUSTER_HELP = "cluster (default: mvp.default_cluster)"
@@ -240,9 +240,6 @@ def promote(ctx, name=None, tag=None, from_=None, commit=None, check=False, yes=
     run.finish()
 
 
-mark_optional_positionals(promote)
-
-
 def _promote_one(run, target, source_tag, source_digest, current, stack) -> None:
     from . import deploying
 
@@ -330,7 +327,8 @@ def rollback(ctx, name, cluster=None, to=None, check=False, yes=False):
     run.finish()
 
 
-@mvp_task(help={"name": "only this project (default: every project)", "json": "print JSON for scripts"})
+@mvp_task(help={"name": "only this project (default: every project)", "json": "print JSON for scripts"},
+          positional=["name"])
 def status(ctx, name=None, json=False):
     """Show which commit runs where: app x cluster, rollout, history and stack status."""
     from . import status as app_status

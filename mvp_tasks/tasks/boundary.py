@@ -44,7 +44,8 @@ def mvp_task(*args: Any, **kwargs: Any) -> Callable:
 
         # Long flags only: `-h` meaning --check (Invoke's automatic short flag) would surprise.
         kwargs.setdefault("auto_shortflags", False)
-        return task(*args, **kwargs)(wrapper)
+        # A positional whose default is None may be left out (`inv cluster.up [NAME]`).
+        return mark_optional_positionals(task(*args, **kwargs)(wrapper))
 
     if len(args) == 1 and callable(args[0]) and not kwargs:
         body, args = args[0], ()
@@ -153,13 +154,18 @@ if not getattr(ParserContext, "_mvp_patched", False):
 
 
 def mark_optional_positionals(task_obj):
-    """Let the positional arguments of `task_obj` whose default is None be left out."""
+    """Let the positional arguments of `task_obj` declared `=None` be left out (not those with no default)."""
+    import inspect
+
     get_arguments = task_obj.get_arguments
+    signature = inspect.signature(task_obj.body)
+    optional = {name.rstrip("_").replace("_", "-") for name, p in signature.parameters.items()
+                if p.default is None}
 
     def arguments(*args, **kwargs):
         result = get_arguments(*args, **kwargs)
         for argument in result:
-            if argument.positional and argument.default is None:
+            if argument.positional and argument.name in optional:
                 argument.mvp_optional = True
         return result
 

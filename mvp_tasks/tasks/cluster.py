@@ -21,7 +21,8 @@ def _stacks(run: Run):
         "name": "cluster to create or update (default: mvp.default_cluster)",
         "check": "show what would change; change nothing",
         "yes": "answer yes to confirmations (needed without a terminal for protected clusters)",
-    }
+    },
+    positional=["name"],
 )
 def up(ctx, name=None, check=False, yes=False):
     """Create or update a cluster's stack, previewing the change first."""
@@ -59,7 +60,8 @@ def _when(stack) -> str:
     help={
         "name": "only this cluster (default: every configured cluster)",
         "json": "print JSON for scripts instead of a table",
-    }
+    },
+    positional=["name"],
 )
 def status(ctx, name=None, json=False):
     """Show each cluster's stack status, last update and outputs."""
@@ -99,14 +101,15 @@ def status(ctx, name=None, json=False):
         "name": "cluster to delete (required)",
         "yes": "delete without asking (needed without a terminal)",
         "check": "show what would be deleted; delete nothing",
-    }
+    },
+    positional=["name"],
 )
 def down(ctx, name=None, yes=False, check=False):
     """Delete a cluster's stack, after confirmation; refuses while apps still run in it."""
     from ..report import Outcome
     from .converge import delete_stack
 
-    require(name, "--name", "inv cluster.down --name stage")
+    require(name, "NAME", "inv cluster.down stage")
     run = start(ctx, f"cluster.down {name}", check=check, yes=yes)
     cluster = run.settings.cluster(name)
     stacks = _stacks(run)

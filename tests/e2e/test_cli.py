@@ -125,4 +125,4 @@ def test_promote_takes_an_optional_positional_name(aws, studio):
     assert_one_line_error(unnamed, "cluster prod does not exist")
     # Tasks whose positional is required still say so.
     required = run_inv(studio, "app.deploy", env=env)
-    assert required.returncode != 0 and "positional" in required.stderr
+    assert_one_line_error(required, "app.deploy needs NAME", "inv --help app.deploy")
