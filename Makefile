@@ -3,12 +3,18 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# pip's output (root-user and deprecation warnings, resolver notes) goes to this log, shown only
+# when the install fails: a fresh `make demo` starts with the demo, not with installer noise.
+PIP_LOG := $(VENV)/install.log
+pip_install = $(BIN)/python -m pip install --disable-pip-version-check --no-input $(1) >$(PIP_LOG) 2>&1 || \
+	{ tail -n 40 $(PIP_LOG) >&2; echo "make: pip install $(1) failed (full log: $(PIP_LOG))" >&2; exit 1; }
 
 .PHONY: demo test venv provision bench clean sandbox-down
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@echo "installing the tool and its test dependencies into $(VENV) (log: $(PIP_LOG))"
+	@$(call pip_install,-e '.[test]')
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -35,8 +41,7 @@ test: venv provision
 
 # Both benchmarks run even when the first misses its goal; non-zero when either one fails.
 bench: venv provision
-	@$(BIN)/python -c 'import awscli' 2>/dev/null || \
-		$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	@$(BIN)/python -c 'import awscli' 2>/dev/null || { $(call pip_install,-e '.[test,bench]'); }
 	@status=0; \
 	$(BIN)/python bench/startup.py || status=$$?; \
 	$(BIN)/python bench/lifecycle.py || status=$$?; \

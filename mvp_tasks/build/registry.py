@@ -22,6 +22,7 @@ import time
 from typing import Protocol
 
 from ..errors import BuildError
+from .docker import get_docker_config_dir
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -74,7 +75,7 @@ def docker_config_credentials(hostport: str) -> tuple[str, str] | None:
     """(username, password) for `hostport` from docker login's config.json (`$DOCKER_CONFIG`, else
     ~/.docker). Only inline `auths` entries: credential helpers (credsStore, credHelpers) are not
     run, and a missing or unreadable file means no credentials."""
-    folder = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    folder = get_docker_config_dir()
     try:
         with open(os.path.join(folder, "config.json"), encoding="utf-8") as handle:
             config = json.load(handle)
@@ -376,7 +377,8 @@ class OciRegistry:
     def login(self, docker) -> None:
         """`docker login` (password on stdin) when the credentials come from MVP_REGISTRY_USERNAME and
         MVP_REGISTRY_PASSWORD, so `docker push` has them too; otherwise docker's config already has
-        whatever credentials there are."""
+        whatever credentials there are. `docker` is a `Docker.login_session()`, so the login ends
+        with the push."""
         credentials = env_credentials()
         if credentials:
             docker.login(self.hostport, credentials[0], credentials[1])

@@ -3,12 +3,16 @@
 
 Commands are argument lists; they are quoted with `shlex.join` only here, at the last step.
 Secrets go through standard input (`input=`), never argv or the environment of a logged command.
+Streamed output reaches `on_line` as whole lines only, locally and over SSH alike.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import shlex
+import shutil
+import tempfile
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -16,6 +20,8 @@ from typing import Any, Callable, Mapping, Sequence
 from ..errors import BuildError
 
 TAIL_LINES = 25
+# What `mktemp -d` may answer on a build host: it is put into later commands and environments.
+SAFE_PATH = re.compile(r"/[A-Za-z0-9._/-]+")
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,11 @@ class CommandResult:
 
 
 class _LineSink(io.TextIOBase):
-    """A file-like object that hands each complete output line to a callback and keeps a tail."""
+    """A file-like object that hands each complete output line to a callback and keeps a tail.
+
+    Invoke (and Fabric, which reuses its runner) writes whatever chunk a read returned and calls
+    `flush()` after every write, so a chunk often ends in the middle of a line: `flush()` must not
+    pass the partial line on. Only `finish()`, once the command is over, hands over the rest."""
 
     def __init__(self, on_line: Callable[[str], None] | None):
         self.on_line = on_line
@@ -56,6 +66,11 @@ class _LineSink(io.TextIOBase):
             self.on_line(line)
 
     def flush(self) -> None:
+        # Called after every chunk; the partial line waits for the rest (see the class docstring).
+        pass
+
+    def finish(self) -> None:
+        """Pass on the last line when the output did not end with a newline."""
         if self.buffer:
             self._emit(self.buffer)
             self.buffer = ""
@@ -111,7 +126,7 @@ class Runner:
         finally:
             for sink in (out, err):
                 if sink is not None:
-                    sink.flush()
+                    sink.finish()
         stdout = result.stdout if out is None else "\n".join(out.tail)
         stderr = result.stderr if err is None else "\n".join(err.tail)
         done = CommandResult(argv, result.exited, stdout, stderr)
@@ -136,6 +151,38 @@ class Runner:
             self.context.put(local_path, remote=remote_path)
         except Exception as exc:
             raise self._connection_error(exc) from None
+
+    def make_private_dir(self, prefix: str) -> str:
+        """A new folder only this user can open (mode 0700), in the temporary folder of wherever the
+        commands run (this machine, or the build host): for files that must not outlive the run."""
+        if not self.is_remote:
+            try:
+                return tempfile.mkdtemp(prefix=prefix)
+            except OSError as exc:
+                raise BuildError(f"cannot create a private temporary folder: {exc.strerror or exc}",
+                                 "set TMPDIR to a writable folder") from None
+        # mktemp -d makes the folder with mode 0700, under $TMPDIR or /tmp of the build host.
+        result = self.run(["mktemp", "-d", "-t", f"{prefix}XXXXXXXXXX"], check=False)
+        path = result.stdout.strip()
+        if not result.ok or not SAFE_PATH.fullmatch(path):
+            reason = (result.stderr.strip().splitlines() or [f"mktemp answered {path[:80]!r}"])[-1]
+            raise BuildError(f"cannot create a private temporary folder on build host {self.label[4:]}: {reason}",
+                             "make TMPDIR (or /tmp) writable there")
+        return path
+
+    def remove_dir(self, path: str) -> str:
+        """Remove a folder `make_private_dir` made, with everything in it. Returns "" when it is gone,
+        else why not (the caller decides whether that is an error)."""
+        if not self.is_remote:
+            try:
+                shutil.rmtree(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                return f"{exc.strerror or exc}: {exc.filename or path}"
+            return ""
+        result = self.run(["rm", "-rf", "--", path], check=False)
+        return "" if result.ok else (result.stderr.strip().splitlines() or [f"exit {result.exit_code}"])[-1]
 
     def _connection_error(self, exc: Exception) -> BuildError:
         if self.is_remote:

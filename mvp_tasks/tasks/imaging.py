@@ -197,9 +197,11 @@ def ensure_pushed(builder: Builder, project: ProjectSettings, revision: git.Revi
     if reporter.check:
         reporter.changed(target, "would push the image")
         return "", Outcome.CHANGED
-    registry.login(builder.docker)
-    with reporter.progress(f"pushing {ref}"):
-        builder.docker.push(ref, on_line=lambda line: reporter.event(line))
+    # The credentials of a login live in a DOCKER_CONFIG made for this push and removed after it.
+    with builder.docker.login_session() as docker:
+        registry.login(docker)
+        with reporter.progress(f"pushing {ref}"):
+            docker.push(ref, on_line=lambda line: reporter.event(line))
     digest = registry.get_digest(project.repository, revision.tag)
     if not digest:
         raise BuildError(f"pushed {ref}, but {registry.describe()} does not list it")
