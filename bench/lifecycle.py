@@ -168,8 +168,9 @@ class Stack:
         wait_http(f"{endpoint}/moto-api/data.json", self.moto)
         return endpoint
 
-    def start_services(self) -> tuple[Path, str]:
-        self.services_dir = self.tmp / "services"
+    def start_services(self, state_dir: Path) -> tuple[Path, str]:
+        # Inside the studio (its git-ignored .sandbox): mvp.sandbox.dir must stay in the repository.
+        self.services_dir = state_dir
         port = free_port()
         result = subprocess.run(["bash", str(SERVICES_SCRIPT), "start", str(self.services_dir),
                                  "--registry-port", str(port)], env=base_env(), stdin=subprocess.DEVNULL,
@@ -229,10 +230,10 @@ def measure(args: argparse.Namespace, stack: Stack) -> None:
     studio = stack.tmp / "studio"
     make_studio(studio, genv)
     endpoint = stack.start_moto()
-    services_dir, registry = stack.start_services()
+    services_dir, registry = stack.start_services(studio / ".sandbox")
     aws_version = run([str(aws), "--version"], cwd=studio, env=dict(base_env(), **aws_env(endpoint)),
                       timeout=60, what="aws --version")[1].strip()
-    inv_env = dict(base_env(), **genv, **aws_env(endpoint), INVOKE_MVP_SANDBOX_DIR=str(services_dir),
+    inv_env = dict(base_env(), **genv, **aws_env(endpoint),
                    INVOKE_MVP_POLL_INTERVAL="1")
     cli_env = dict(base_env(), **aws_env(endpoint))
     inv = str(BIN / "inv")

@@ -83,6 +83,17 @@ def is_moto_ready(endpoint: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def require_writable(state_dir: Path) -> None:
+    """Refuse, before anything starts or stops, a sandbox folder this user cannot write to."""
+    folder = state_dir if state_dir.exists() else state_dir.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise SandboxError(
+            f"the sandbox folder {folder} is not writable",
+            "make it writable: chmod u+w, or chattr -i when it is immutable; or point mvp.sandbox.dir at another "
+            "folder inside the repository",
+        )
+
+
 def start_moto(state_dir: Path, port: int, wait: float = 30.0, env: dict | None = None) -> tuple[MotoState, bool]:
     """Start the moto server unless it already runs. Returns its state and whether it was started now."""
     state = read_moto_state(state_dir)
@@ -97,8 +108,13 @@ def start_moto(state_dir: Path, port: int, wait: float = 30.0, env: dict | None 
         import moto.server  # noqa: F401
     except ImportError:
         raise SandboxError("moto is not installed in this environment", "run `make demo` or pip install 'moto[server]'") from None
-    state_dir.mkdir(parents=True, exist_ok=True)
-    log = open(state_dir / "moto.log", "ab")
+    require_writable(state_dir)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        log = open(state_dir / "moto.log", "ab")
+    except OSError as exc:
+        raise SandboxError(f"cannot write the sandbox folder {state_dir}: {exc.strerror or exc}",
+                           "make it writable, or point mvp.sandbox.dir at another folder inside the repository") from None
     child_env = dict(os.environ)
     # The emulator reports services as running only when told how many tasks each runs.
     child_env.setdefault("MOTO_ECS_SERVICE_RUNNING", "1")
@@ -125,7 +141,14 @@ def start_moto(state_dir: Path, port: int, wait: float = 30.0, env: dict | None 
 def stop_moto(state_dir: Path, wait: float = 10.0) -> bool:
     """Stop the moto server if it runs. Returns whether there was one to stop."""
     state = read_moto_state(state_dir)
-    (state_dir / STATE_FILE).unlink(missing_ok=True)
+    if state is None and not (state_dir / STATE_FILE).exists():
+        return False
+    require_writable(state_dir)
+    try:
+        (state_dir / STATE_FILE).unlink(missing_ok=True)
+    except OSError as exc:
+        raise SandboxError(f"cannot write the sandbox folder {state_dir}: {exc.strerror or exc}",
+                           "make it writable, or point mvp.sandbox.dir at another folder inside the repository") from None
     if state is None:
         return False
     try:

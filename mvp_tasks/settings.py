@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
 
 from .defaults import CLUSTER_DEFAULTS, DEFAULTS, PROJECT_DEFAULTS  # noqa: E402
 
@@ -91,10 +91,17 @@ class Settings:
     clusters: Mapping[str, ClusterSettings]
     projects: Mapping[str, ProjectSettings]
 
-    def cluster(self, name: str | None) -> ClusterSettings:
-        """The cluster called `name` (default: `default_cluster`), or a ConfigError with the fix."""
+    def cluster(self, name: str | None, flag: str = "--cluster") -> ClusterSettings:
+        """The cluster called `name` (None: `default_cluster`), or a ConfigError with the fix.
+
+        An empty name is refused: `--cluster ''` (an unset shell variable) must not mean the default."""
+        if name is not None and not str(name).strip():
+            raise UsageError(
+                f"{flag}: the cluster name is empty; give one ({', '.join(sorted(self.clusters)) or 'none configured'}), "
+                f"or leave {flag} out for the default ({self.default_cluster})"
+            )
         name = name or self.default_cluster
-        check_cluster_name(name, where="--name")
+        check_cluster_name(name, where=flag)
         if name not in self.clusters:
             known = ", ".join(sorted(self.clusters)) or "none"
             raise ConfigError(
@@ -127,6 +134,8 @@ class Settings:
 
     @property
     def sandbox_dir(self) -> Path:
+        # load_settings keeps `dir` a relative path without `..`: inside the repository, or a link
+        # the user made there (to share one sandbox between clones).
         return (self.root / self.sandbox.dir).resolve()
 
 
@@ -255,6 +264,17 @@ class _Reader:
         return out
 
 
+def _check_inside(value: str, key: str, example: str) -> None:
+    """A configured path stays inside the repository: relative, and no `..` step out of it."""
+    from pathlib import PurePosixPath
+
+    path = PurePosixPath(value)
+    if path.is_absolute() or ".." in path.parts:
+        raise ConfigError(
+            f"config {key}: {value!r} is outside the repository; give a path inside the repository, like {example}"
+        )
+
+
 BUILD_ARG = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -288,6 +308,7 @@ def load_settings(config: Any, root: Path | str) -> Settings:
         port=s.number("port", 1024, 65535),
         registry_port=s.number("registry_port", 1024, 65535),
     )
+    _check_inside(sandbox.dir, "mvp.sandbox.dir", ".sandbox")
 
     clusters: dict[str, ClusterSettings] = {}
     for name, data in top.mapping("clusters").items():
@@ -303,6 +324,7 @@ def load_settings(config: Any, root: Path | str) -> Settings:
             tag=c.str("tag", IMAGE_TAG, "a valid image tag") or name,
             parameters=c.scalars("parameters", PARAMETER_NAME, "a CloudFormation parameter name"),
         )
+        _check_inside(clusters[name].template, f"{path}.template", "infrastructure/fargate_cluster.yml")
 
     for cluster in clusters.values():
         if cluster.promote_from and cluster.promote_from not in clusters:
@@ -312,6 +334,17 @@ def load_settings(config: Any, root: Path | str) -> Settings:
             )
         if cluster.promote_from == cluster.name:
             raise ConfigError(f"config mvp.clusters.{cluster.name}.promote_from: a cluster cannot promote from itself")
+    for cluster in clusters.values():
+        chain = [cluster.name]
+        while clusters[chain[-1]].promote_from:
+            chain.append(clusters[chain[-1]].promote_from)
+            if chain[-1] == cluster.name:
+                raise ConfigError(
+                    f"config mvp.clusters.{cluster.name}.promote_from: promotion cycle {' -> '.join(chain)}; "
+                    "images must flow one way (e.g. stage -> prod): remove promote_from from the first cluster"
+                )
+            if chain[-1] in chain[:-1]:
+                break  # a cycle that does not pass through this cluster: reported for its own members
 
     if clusters and default_cluster not in clusters:
         raise ConfigError(

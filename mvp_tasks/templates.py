@@ -33,6 +33,11 @@ def load_template(path: Path, root: Path, config_key: str = "") -> Template:
     where = f" (set by {config_key})" if config_key else ""
     if not path.is_file():
         raise TemplateError(f"template {label} not found{where}")
+    real = path.resolve()
+    if not real.is_relative_to(root.resolve()):
+        # A committed symlink (deploy.yml -> /somewhere/else) must not pull a file from outside in.
+        raise TemplateError(f"template {label}{where} leads to {real}, outside the repository",
+                            "commit the template itself inside the repository instead of a link to it")
     try:
         body = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -113,11 +118,57 @@ def fill_parameters(template: Template, available: Mapping[str, str], configured
     return values
 
 
+def check_cluster_parameters(settings: Any) -> None:
+    """Refuse a configured cluster parameter that its cluster template does not declare.
+
+    Only `cluster.up` passes cluster parameters, and only to the cluster's own template; a name the
+    template lacks would be ignored by every other task. The usual mistake is an app's parameter
+    (DesiredCount, ...) put under the cluster, so the message says where that belongs. A template
+    that cannot be read is left to the tasks that use it."""
+    for cluster in settings.clusters.values():
+        if not cluster.parameters:
+            continue
+        key = f"mvp.clusters.{cluster.name}.parameters"
+        try:
+            template = load_template(settings.root / cluster.template, settings.root, f"mvp.clusters.{cluster.name}.template")
+        except TemplateError:
+            continue
+        for name in cluster.parameters:
+            if name not in template.parameters:
+                raise TemplateError(
+                    f"config {key}.{name}: cluster template {template.label} declares no parameter {name}, "
+                    f"so it would have no effect",
+                    _where_it_belongs(settings, name),
+                )
+
+
+def _where_it_belongs(settings: Any, name: str) -> str:
+    declaring = []
+    for project in settings.projects.values():
+        try:
+            template = load_template(settings.root / "projects" / project.name / project.template, settings.root)
+        except TemplateError:
+            continue
+        if name in template.parameters:
+            declaring.append(project.name)
+    if declaring:
+        return (f"it is an app template's parameter ({', '.join(declaring)}): set it under "
+                f"mvp.projects.{declaring[0]}.parameters")
+    return ("an app template's parameter belongs under mvp.projects.NAME.parameters; "
+            "a cluster's must be declared in its template's Parameters")
+
+
 def _label(path: Path, root: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(root.resolve()))
-    except ValueError:
-        return str(path)
+    """The path as written, relative to the repository (not where a symlink leads)."""
+    import os
+
+    for candidate, base in ((Path(os.path.abspath(path)), Path(os.path.abspath(root))),
+                            (path.resolve(), root.resolve())):
+        try:
+            return str(candidate.relative_to(base))
+        except ValueError:
+            continue
+    return str(path)
 
 
 class _Placeholders(dict):

@@ -124,10 +124,31 @@ def inv_env(endpoint: str | None = None, **extra: str) -> dict:
     return env
 
 
+def link_sandbox(cwd: Path, env: dict) -> dict:
+    """mvp.sandbox.dir must stay inside the repository: a shared services folder outside it (the
+    session's dockerd and registry) is reached through a `.sandbox` link made in the repository,
+    as a user sharing one sandbox between clones would do."""
+    shared = env.get("INVOKE_MVP_SANDBOX_DIR", "")
+    if not shared or not os.path.isabs(shared):
+        return env
+    root = Path(cwd)
+    while not (root / "tasks.py").exists() and root.parent != root:
+        root = root.parent
+    link = root / ".sandbox"
+    if not (root / "tasks.py").exists():
+        return env
+    if link.is_symlink() and os.readlink(link) != shared:
+        link.unlink()
+    if not link.exists() and not link.is_symlink():
+        link.symlink_to(shared, target_is_directory=True)
+    return {k: v for k, v in env.items() if k != "INVOKE_MVP_SANDBOX_DIR"}
+
+
 def run_inv(cwd: Path, *args: str, env: dict | None = None, timeout: float = 120, input: str | None = None):
     """`inv ARGS` as a subprocess, with no terminal (stdin is empty unless `input` is given)."""
+    env = link_sandbox(cwd, env or inv_env())
     return subprocess.run(
-        [str(BIN / "inv"), *args], cwd=cwd, env=env or inv_env(), capture_output=True, text=True,
+        [str(BIN / "inv"), *args], cwd=cwd, env=env, capture_output=True, text=True,
         timeout=timeout, input=input if input is not None else "", check=False,
     )
 

@@ -69,7 +69,11 @@ class AwsClients:
             try:
                 self._session = boto3.Session(**kwargs)
             except Exception as exc:  # botocore.exceptions.ProfileNotFound and friends
-                raise CredentialsError(f"cannot open AWS profile '{self.target.profile}': {exc}") from None
+                mapped = translate(exc, profile=self.target.profile)
+                if mapped is not None:
+                    raise mapped from None
+                raise CredentialsError(f"cannot open AWS profile {describe_profile(self.target.profile)}: {exc}",
+                                       "check ~/.aws/config") from None
         return self._session
 
     def client(self, service: str):
@@ -133,7 +137,27 @@ def error_message(exc: BaseException) -> str:
     return response.get("Error", {}).get("Message", "") or str(exc)
 
 
-def translate(exc: BaseException, endpoint: str = "") -> AwsError | None:
+def describe_profile(configured: str = "") -> str:
+    """'NAME' (from mvp.profile | AWS_PROFILE | AWS_DEFAULT_PROFILE): the profile boto3 opens."""
+    import os
+
+    for source, value in (("mvp.profile", configured), ("AWS_PROFILE", os.environ.get("AWS_PROFILE", "")),
+                          ("AWS_DEFAULT_PROFILE", os.environ.get("AWS_DEFAULT_PROFILE", ""))):
+        if value:
+            return f"'{value}' (from {source})"
+    return "'default'"
+
+
+def _profile_not_found(exc: BaseException, configured: str) -> CredentialsError:
+    name = getattr(exc, "kwargs", {}).get("profile") or configured or "default"
+    source = "mvp.profile in invoke.yaml" if configured else "AWS_PROFILE"
+    return CredentialsError(
+        f"AWS profile {describe_profile(configured)} is not in the AWS config files",
+        f"create it with `aws configure --profile {name}` or `aws configure sso`, or change {source}",
+    )
+
+
+def translate(exc: BaseException, endpoint: str = "", profile: str = "") -> AwsError | None:
     """A botocore exception as an `AwsError` with a hint, or None when it is not one we know."""
     from botocore import exceptions as bx
     from botocore.parsers import ResponseParserError
@@ -143,7 +167,7 @@ def translate(exc: BaseException, endpoint: str = "") -> AwsError | None:
     if isinstance(exc, (bx.TokenRetrievalError, bx.SSOTokenLoadError, bx.UnauthorizedSSOTokenError)):
         return CredentialsError(f"AWS credentials have expired: {exc}", CREDENTIAL_HINT)
     if isinstance(exc, bx.ProfileNotFound):
-        return CredentialsError(str(exc), "check AWS_PROFILE or mvp.profile")
+        return _profile_not_found(exc, profile)
     if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError)):
         where = getattr(exc, "kwargs", {}).get("endpoint_url") or endpoint or "the AWS endpoint"
         return EndpointError(

@@ -190,7 +190,8 @@ def promote(ctx, name=None, tag=None, from_=None, commit=None, check=False, yes=
                 f"cluster {target_cluster.name} has no promote_from and neither --from nor --commit was given",
                 f"set mvp.clusters.{target_cluster.name}.promote_from, or pass --from CLUSTER or --commit SHA",
             )
-        source_cluster = settings.cluster(source_name)
+        source_cluster = settings.cluster(
+            source_name, flag="--from" if from_ else f"config mvp.clusters.{target_cluster.name}.promote_from")
         if source_cluster.name == target_cluster.name:
             raise UsageError(f"--from {source_name}: a cluster cannot promote from itself")
     name = name or _project_from_cwd(settings.root)

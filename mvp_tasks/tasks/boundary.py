@@ -20,9 +20,16 @@ def mvp_task(*args: Any, **kwargs: Any) -> Callable:
     """`@invoke.task`, plus: `MvpError`s and botocore errors become one line on stderr and exit 1."""
 
     def decorate(body: Callable) -> Any:
+        import inspect
+
+        signature = inspect.signature(body)
+        positional = set(kwargs.get("positional") or ())
+        task_name = f"{body.__module__.rsplit('.', 1)[-1]}.{body.__name__}"
+
         @functools.wraps(body)
         def wrapper(*a: Any, **kw: Any) -> Any:
             try:
+                refuse_empty_names(signature, positional, a, kw, task_name)
                 return body(*a, **kw)
             except Exit:
                 raise
@@ -51,6 +58,25 @@ def mvp_task(*args: Any, **kwargs: Any) -> Callable:
         body, args = args[0], ()
         return decorate(body)
     return decorate
+
+
+def refuse_empty_names(signature: Any, positional: set, args: tuple, kwargs: dict, task_name: str) -> None:
+    """`--cluster ''` or `app.deploy ""` (an unset shell variable, most often) is refused: an empty
+    name must never quietly mean the default. Applies to every argument that names something: the
+    required positionals and the options whose default is None."""
+    import inspect
+
+    bound = signature.bind_partial(*args, **kwargs)
+    for name, value in bound.arguments.items():
+        parameter = signature.parameters[name]
+        if name == "ctx" or not isinstance(value, str) or value.strip():
+            continue
+        if parameter.default is None or parameter.default is inspect.Parameter.empty:
+            flag = name.rstrip("_").replace("_", "-")
+            if parameter.default is inspect.Parameter.empty:
+                raise UsageError(f"{flag.upper()}: the value is empty; give one (see `inv --help {task_name}`)")
+            shown = f"{flag.upper()}/--{flag}" if name in positional else f"--{flag}"
+            raise UsageError(f"{shown}: the value is empty; give one, or leave the option out (see `inv --help {task_name}`)")
 
 
 def project_root(ctx: Any) -> Path:
@@ -93,6 +119,10 @@ def start(ctx: Any, title: str, *, check: bool = False, yes: bool = False, json_
     from ..report import Reporter
 
     settings = get_settings(ctx)
+    if aws:
+        from ..templates import check_cluster_parameters
+
+        check_cluster_parameters(settings)
     reporter = Reporter(check=bool(check), yes=bool(yes), json_output=json_output)
     run = Run(settings, reporter)
     if aws:

@@ -30,7 +30,7 @@ def up(ctx, name=None, check=False, yes=False):
     from .converge import ensure_stack
 
     run = start(ctx, f"cluster.up {name or ''}".strip(), check=check, yes=yes)
-    cluster = run.settings.cluster(name)
+    cluster = run.settings.cluster(name, flag="--name")
     key = f"mvp.clusters.{cluster.name}"
     template = load_template(run.settings.root / cluster.template, run.settings.root, f"{key}.template")
     placeholders = {"cluster": cluster.name, "tag": cluster.tag}
@@ -66,7 +66,7 @@ def _when(stack) -> str:
 def status(ctx, name=None, json=False):
     """Show each cluster's stack status, last update and outputs."""
     run = start(ctx, "cluster.status", json_output=json)
-    clusters = [run.settings.cluster(name)] if name else list(run.settings.clusters.values())
+    clusters = [run.settings.cluster(name, flag="--name")] if name is not None else list(run.settings.clusters.values())
     stacks = _stacks(run)
     rows, data = [], []
     for cluster in clusters:
@@ -111,7 +111,7 @@ def down(ctx, name=None, yes=False, check=False):
 
     require(name, "NAME", "inv cluster.down stage")
     run = start(ctx, f"cluster.down {name}", check=check, yes=yes)
-    cluster = run.settings.cluster(name)
+    cluster = run.settings.cluster(name, flag="--name")
     stacks = _stacks(run)
     stack = stacks.get_stack(cluster.stack_name)
     if stack is None:

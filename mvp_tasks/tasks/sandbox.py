@@ -27,6 +27,7 @@ def up(ctx, port=None, aws_only=False):
     """Start the local sandbox; every task then targets it."""
     run = start(ctx, "sandbox.up", aws=False)
     state_dir = run.settings.sandbox_dir
+    sbx.require_writable(state_dir)
     state, started = sbx.start_moto(state_dir, int(port or run.settings.sandbox.port))
     if started:
         run.reporter.changed("aws", f"moto server started on {state.endpoint} (pid {state.pid})")
@@ -57,6 +58,9 @@ def down(ctx):
     """Stop the local sandbox (its state folder stays; the emulated AWS state is lost)."""
     run = start(ctx, "sandbox.down", aws=False)
     state_dir = run.settings.sandbox_dir
+    if state_dir.exists():
+        # Checked first: a folder that cannot be written must not leave half the sandbox stopped.
+        sbx.require_writable(state_dir)
     if sbx.stop_moto(state_dir):
         run.reporter.changed("aws", "moto server stopped")
     else:

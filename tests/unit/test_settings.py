@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mvp_tasks.errors import ConfigError
+from mvp_tasks.errors import ConfigError, UsageError
 from mvp_tasks.settings import CLUSTER_DEFAULTS, DEFAULTS, PROJECT_DEFAULTS, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -215,8 +215,53 @@ def test_unknown_project_lists_the_configured_ones():
 
 def test_invalid_cluster_name_on_the_command_line_is_refused():
     settings = load_settings(config(), ROOT)
-    with pytest.raises(ConfigError, match="--name: 'a;b' is not a valid cluster name"):
+    with pytest.raises(ConfigError, match="--cluster: 'a;b' is not a valid cluster name"):
         settings.cluster("a;b")
+    with pytest.raises(ConfigError, match="--name: 'a;b' is not a valid cluster name"):
+        settings.cluster("a;b", flag="--name")
+
+
+@pytest.mark.parametrize("empty", ["", " "])
+def test_an_empty_cluster_name_is_refused_not_taken_as_the_default(empty):
+    settings = load_settings(config(), ROOT)
+    with pytest.raises(UsageError, match="--cluster: the cluster name is empty") as info:
+        settings.cluster(empty)
+    assert "stage" in str(info.value)
+    assert settings.cluster(None).name == settings.default_cluster
+
+
+def _with_clusters(**clusters):
+    data = config()
+    data["mvp"]["clusters"] = {name: dict(value) for name, value in clusters.items()}
+    data["mvp"]["projects"] = {}
+    return data
+
+
+def test_a_promotion_cycle_is_refused():
+    with pytest.raises(ConfigError, match=r"promotion cycle (stage -> prod -> stage|prod -> stage -> prod)"):
+        load_settings(_with_clusters(stage={"promote_from": "prod"}, prod={"promote_from": "stage"}), ROOT)
+
+
+def test_a_longer_promotion_cycle_is_refused_and_a_chain_is_not():
+    with pytest.raises(ConfigError, match="promotion cycle"):
+        load_settings(_with_clusters(a={"promote_from": "c"}, b={"promote_from": "a"}, c={"promote_from": "b"},
+                                     stage={}), ROOT)
+    settings = load_settings(_with_clusters(stage={}, qa={"promote_from": "stage"}, prod={"promote_from": "qa"}), ROOT)
+    assert settings.clusters["prod"].promote_from == "qa"
+
+
+@pytest.mark.parametrize("template", ["../x.yml", "/etc/x.yml", "infrastructure/../../x.yml"])
+def test_a_cluster_template_outside_the_repository_is_refused(template):
+    with pytest.raises(ConfigError, match=r"mvp.clusters.stage.template: .* is outside the repository"):
+        load_settings(_with_clusters(stage={"template": template}), ROOT)
+
+
+@pytest.mark.parametrize("folder", ["../sbx", "/tmp/sbx", "a/../../b"])
+def test_the_sandbox_folder_stays_inside_the_repository(folder):
+    data = config()
+    data["mvp"]["sandbox"] = {"dir": folder}
+    with pytest.raises(ConfigError, match=r"mvp.sandbox.dir: .* is outside the repository"):
+        load_settings(data, ROOT)
 
 
 # --- one line naming the key and what is allowed ----------------------------------------------

@@ -228,3 +228,56 @@ def test_expand_all_names_the_key_of_the_bad_value():
     assert expand_all({"A": "{cluster}", "B": "x"}, PLACEHOLDERS, PARAMS_KEY) == {"A": "stage", "B": "x"}
     with pytest.raises(TemplateError, match=rf"config {PARAMS_KEY}\.B: unknown placeholder {{nope}}"):
         expand_all({"A": "{cluster}", "B": "{nope}"}, PLACEHOLDERS, PARAMS_KEY)
+
+
+# --- templates stay inside the repository; cluster parameters must have an effect ---------------
+
+
+def test_a_template_linked_to_a_file_outside_the_repository_is_refused(tmp_path):
+    root, outside = tmp_path / "repo", tmp_path / "elsewhere"
+    (root / "projects" / "app").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "deploy.yml").write_text(TEMPLATE)
+    (root / "projects" / "app" / "deploy.yml").symlink_to(outside / "deploy.yml")
+    with pytest.raises(TemplateError) as info:
+        load_template(root / "projects" / "app" / "deploy.yml", root)
+    message = str(info.value)
+    assert "template projects/app/deploy.yml" in message and "outside the repository" in message
+    assert str(outside / "deploy.yml") in message
+
+
+def test_a_link_that_stays_inside_the_repository_is_read(tmp_path):
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "deploy.yml").write_text(TEMPLATE)
+    (tmp_path / "deploy.yml").symlink_to(tmp_path / "shared" / "deploy.yml")
+    assert "DesiredCount" in load_template(tmp_path / "deploy.yml", tmp_path).parameters
+
+
+def _studio(tmp_path, cluster_parameters):
+    from mvp_tasks.settings import load_settings
+
+    (tmp_path / "infrastructure").mkdir()
+    (tmp_path / "infrastructure" / "cluster.yml").write_text(TEMPLATE.replace("  DesiredCount:\n    Type: Number\n    Default: 1\n", ""))
+    (tmp_path / "projects" / "web").mkdir(parents=True)
+    (tmp_path / "projects" / "web" / "deploy.yml").write_text(TEMPLATE)
+    config = {"mvp": {"clusters": {"stage": {"template": "infrastructure/cluster.yml", "parameters": cluster_parameters}},
+                      "projects": {"web": {"clusters": ["stage"]}}}}
+    return load_settings(config, tmp_path)
+
+
+def test_a_cluster_parameter_only_an_app_declares_is_refused_with_where_it_belongs(tmp_path):
+    from mvp_tasks.templates import check_cluster_parameters
+
+    settings = _studio(tmp_path, {"DesiredCount": 3})
+    with pytest.raises(TemplateError) as info:
+        check_cluster_parameters(settings)
+    message = str(info.value)
+    assert message.startswith("config mvp.clusters.stage.parameters.DesiredCount: cluster template "
+                              "infrastructure/cluster.yml declares no parameter DesiredCount")
+    assert "mvp.projects.web.parameters" in message
+
+
+def test_a_cluster_parameter_its_template_declares_is_accepted(tmp_path):
+    from mvp_tasks.templates import check_cluster_parameters
+
+    check_cluster_parameters(_studio(tmp_path, {"ImageTag": "v1"}))
