@@ -1,4 +1,4 @@
-"""Amazon ECR as an image registry, through boto3 (the `Registry` interface of `build.registry`)."""
+"""Amazon ECR as an image registry, through boto3 (the `Registry` interface of `image.registry`)."""
 
 from __future__ import annotations
 

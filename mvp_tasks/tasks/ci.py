@@ -29,8 +29,8 @@ def _config_section(text: str, keys: list[list[str]]) -> list:
 
 def get_changed_reasons(run, project, cluster, deployed: str, head: str) -> list[str]:
     """Why `project` must be released in `cluster` (empty: it need not be)."""
-    from ..build import git
-    from ..build.runner import Runner
+    from ..image import git
+    from ..image.runner import Runner
 
     if not deployed:
         return ["nothing deployed yet"]
@@ -72,8 +72,8 @@ def get_changed_reasons(run, project, cluster, deployed: str, head: str) -> list
 )
 def release(ctx, cluster=None, check=False, yes=False, host=None):
     """Push and deploy every project that changed since the commit running in the cluster."""
-    from ..build import git
-    from ..build.runner import Runner
+    from ..image import git
+    from ..image.runner import Runner
     from . import deploying, imaging
 
     run = start(ctx, "ci.release", check=check, yes=yes)

@@ -13,10 +13,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..build import git
-from ..build.docker import Docker
-from ..build.registry import OciRegistry
-from ..build.runner import Runner
+from ..image import git
+from ..image.docker import Docker
+from ..image.registry import OciRegistry
+from ..image.runner import Runner
 from ..errors import BuildError, UsageError
 from ..report import Outcome
 from ..settings import BUILD_HOST, ProjectSettings
@@ -33,7 +33,7 @@ class Builder:
     run: Run
     runner: Runner
     docker: Docker
-    registry: object  # build.registry.Registry
+    registry: object  # image.registry.Registry
     base_image: str = ""
     network: str = ""
 

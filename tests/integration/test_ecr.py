@@ -13,8 +13,8 @@ import pytest
 from invoke import MockContext, Result
 
 from mvp_tasks.aws.images import LIFECYCLE_POLICY, EcrRegistry
-from mvp_tasks.build.docker import Docker
-from mvp_tasks.build.runner import Runner
+from mvp_tasks.image.docker import Docker
+from mvp_tasks.image.runner import Runner
 
 REPO = "museum-adventure"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

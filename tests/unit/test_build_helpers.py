@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from invoke import MockContext, Result
 
-from mvp_tasks.build import git
-from mvp_tasks.build.docker import Docker
-from mvp_tasks.build.registry import OciRegistry, manifest_digest
-from mvp_tasks.build.runner import Runner
+from mvp_tasks.image import git
+from mvp_tasks.image.docker import Docker
+from mvp_tasks.image.registry import OciRegistry, manifest_digest
+from mvp_tasks.image.runner import Runner
 from mvp_tasks.errors import BuildError
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from invoke import Result
 
-from mvp_tasks.build.docker import Docker
-from mvp_tasks.build.registry import OciRegistry
-from mvp_tasks.build.runner import Runner
+from mvp_tasks.image.docker import Docker
+from mvp_tasks.image.registry import OciRegistry
+from mvp_tasks.image.runner import Runner
 from mvp_tasks.errors import BuildError
 
 USER, PASSWORD = "ci-bot", "s3cret-Pa55word"

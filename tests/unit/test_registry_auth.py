@@ -17,9 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from invoke import Result
 
-from mvp_tasks.build.docker import Docker
-from mvp_tasks.build.registry import OciRegistry, parse_challenges
-from mvp_tasks.build.runner import Runner
+from mvp_tasks.image.docker import Docker
+from mvp_tasks.image.registry import OciRegistry, parse_challenges
+from mvp_tasks.image.runner import Runner
 from mvp_tasks.errors import BuildError
 
 USER, PASSWORD = "ci-bot", "s3cret-Pa55word"
@@ -308,7 +308,7 @@ def test_an_expired_token_is_not_sent(make_registry, env_credentials, monkeypatc
     import time
     from types import SimpleNamespace
 
-    import mvp_tasks.build.registry as registry_module
+    import mvp_tasks.image.registry as registry_module
 
     fake = make_registry()  # tokens live expires_in=300 s (the fake server never expires them)
     digest = fake.add_image("app", "1")

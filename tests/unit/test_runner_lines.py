@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mvp_tasks.build.runner import Runner, _LineSink
+from mvp_tasks.image.runner import Runner, _LineSink
 
 # Half a line, a pause long enough for the reader thread to pass the half on, then the rest.
 PIECES = ["#7 writing ima", "ge sha256:5f0c 0.0s done\n#7 naming to 127.0.0.1:5000/app:abc", " done\n",
