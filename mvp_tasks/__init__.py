@@ -9,12 +9,13 @@ from invoke import Collection
 
 from .defaults import DEFAULTS
 from .program import adopt_running_program
-from .tasks import app, ci, cluster, sandbox
+from .tasks import app, ci, cluster, fleet, sandbox
 
 ns = Collection()
 ns.add_collection(Collection.from_module(cluster), name="cluster")
 ns.add_collection(Collection.from_module(app), name="app")
 ns.add_collection(Collection.from_module(ci), name="ci")
+ns.add_collection(Collection.from_module(fleet), name="fleet")
 ns.add_collection(Collection.from_module(sandbox), name="sandbox")
 ns.configure({"mvp": DEFAULTS})
 

@@ -38,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
     "wait_timeout": _Whole(1800),
     # Seconds between two polls while showing live progress.
     "poll_interval": _Number(5),
+    # How many targets (apps x clusters, clusters) fleet tasks plan and apply side by side.
+    "parallel": _Whole(4),
     "build": {
         # user@host[:port] of a build host reached over SSH; empty builds locally.
         "host": "",

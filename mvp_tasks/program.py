@@ -136,10 +136,38 @@ class MvpProgram(Program):
                     self.parser = self._make_parser()
                     self.print_task_help(task)
                     raise Exit
+        self._refuse_foreign_flags(tokens)
         try:
             super().parse_tasks()
         except ParseError as exc:
             raise Exit(f"error: {self._explain(exc)}") from None
+
+    def _refuse_foreign_flags(self, tokens: list[str]) -> None:
+        """A dash token after a task that is not one of its flags is refused as a flag, before
+        Invoke's parser could take it as the task's optional NAME (`inv app.status --echo`)."""
+        contexts = {c.name: c for c in self.collection.to_contexts(
+            ignore_unknown_help=self.config.tasks.ignore_unknown_help)}
+        for alias_owner in list(contexts.values()):
+            for alias in alias_owner.aliases:
+                contexts[alias] = alias_owner
+        context = None
+        wants_value = False
+        for token in tokens:
+            if wants_value:
+                wants_value = False
+                continue
+            if token in contexts:
+                context = contexts[token]
+                continue
+            if token == "--":
+                return
+            if context is None or not token.startswith("-") or token in ("-h", "--help"):
+                continue
+            flag = token.split("=", 1)[0]
+            argument = context.flags.get(flag) or context.inverse_flags.get(flag)
+            if argument is None:
+                raise Exit(f"error: {self._unknown_flag(flag, context, f'see `inv --help {context.name}`')}")
+            wants_value = "=" not in token and getattr(argument, "takes_value", False) and flag not in context.inverse_flags
 
     def _explain(self, exc: ParseError) -> str:
         """Invoke's parse errors, each with the way out. The one place that reads their text."""
@@ -160,8 +188,12 @@ class MvpProgram(Program):
             names = " ".join(a.name.upper() for a in context.missing_positional_args) if context else "NAME"
             return f"{task} needs {names}, e.g. `inv {task} {names}`; {help_hint}"
         if message.startswith("Flag ") and "needed value" in message:
-            flag = message.split("'")[1] if "'" in message else "a flag"
-            flag = flag.split(" ")[0].strip("<>[]")
+            # Invoke 2.2: "Flag <Argument: cluster> needed value and was not given one!"
+            import re
+
+            named = re.search(r"Argument: ([\w-]+)", message) or re.search(r"'([^']+)'", message)
+            flag = named.group(1) if named else "a flag"
+            flag = flag if flag.startswith("-") else ("--" if len(flag) > 1 else "-") + flag.replace("_", "-")
             return f"{flag} of {task} needs a value, e.g. {flag}=VALUE; {help_hint}"
         return f"{message.rstrip('!.')}; {help_hint}"
 

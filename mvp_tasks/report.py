@@ -1,8 +1,10 @@
-"""Outcomes, check mode, confirmation, live progress and the recap: the only place that prints.
+"""Plans, events, outcomes, the one confirmation, the summary and the recap: the only place that prints.
 
-Every task plans, shows, asks, acts and verifies, then reports one outcome per target
-(ok / changed / skipped / failed, as Ansible does) and ends with a recap line. On a terminal
-the output is rich (colour, a live spinner while waiting); otherwise it is plain lines for CI logs.
+The executor (`apply/executor.py`) shows a whole plan here, asks once, then reports one outcome per
+target (ok / changed / skipped / failed, as Ansible does), a summary table and a recap line.
+Targets report from the executor's threads, so every print holds one lock. On a terminal the
+output is rich (colour, one live line per target while they are applied); otherwise plain lines,
+prefixed with the target when several run side by side, for CI logs.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class Result:
     target: str
     outcome: Outcome
     message: str = ""
+    commit: str = ""
+    duration: float | None = None
 
 
 @dataclass
@@ -76,8 +80,8 @@ def is_interactive(stream: IO | None = None) -> bool:
 class Reporter:
     """Prints plans, progress and outcomes; asks for confirmation; keeps the recap.
 
-    `check=True` means nothing may change: callers ask `reporter.check` before acting and
-    report what *would* change as `changed` with a "(check)" note.
+    `check=True` means nothing may change: the executor shows the plan and applies nothing, and
+    what *would* change is reported as `changed` with a "(check)" note.
     """
 
     def __init__(self, *, check: bool = False, yes: bool = False, stream: IO | None = None,
@@ -99,13 +103,22 @@ class Reporter:
             no_color=not self.interactive or None,
         )
         self.recap = Recap()
+        # Targets report from the executor's threads: one line is printed whole, never interleaved.
+        import threading
+
+        self._lock = threading.RLock()
+        self._live = None  # the rich Live display while targets are applied on a terminal
+        self._status: dict[str, str] = {}
+        self._many = False  # more than one target: plain lines carry the target's name
 
     # --- plain output ------------------------------------------------------------------------
 
     def _print(self, text: str, style: str | None = None) -> None:
         if self.json_output:
             return
-        self.console.print(text, style=style, markup=False)
+        with self._lock:
+            console = self._live.console if self._live is not None else self.console
+            console.print(text, style=style, markup=False)
 
     def header(self, text: str) -> None:
         self._print(text, "bold")
@@ -129,9 +142,49 @@ class Reporter:
     def _line_style(line: str) -> str | None:
         return {"+": "green", "-": "red", "~": "yellow", "!": "bold red"}.get(line[:1])
 
-    def event(self, text: str, failed: bool = False) -> None:
-        """One line of progress (a stack event, a rollout count)."""
-        self._print(f"    {text}", "red" if failed else "dim")
+    def event(self, text: str, failed: bool = False, target: str = "") -> None:
+        """One line of progress (a stack event, a rollout count). On a terminal while targets are
+        applied, it becomes the target's live line; otherwise a plain line, prefixed with the target
+        when several run side by side."""
+        with self._lock:
+            if self._live is not None and target:
+                self._status[target] = text
+                self._live.update(self._render(), refresh=False)
+                if not failed:
+                    return
+            prefix = f"[{target}] " if target and self._many else ""
+            self._print(f"    {prefix}{text}", "red" if failed else "dim")
+
+    def _render(self):
+        from rich.table import Table
+
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True, style="bold")
+        grid.add_column(no_wrap=True, overflow="ellipsis", style="dim")
+        for target, text in self._status.items():
+            grid.add_row(target, text)
+        return grid
+
+    @contextlib.contextmanager
+    def live(self, targets: list[str]) -> Iterator[None]:
+        """While targets are applied: one live line per target on a terminal (one rich Live
+        display); plain lines prefixed with the target otherwise."""
+        self._many = len(targets) > 1
+        if not (self.interactive and not self.json_output and targets):
+            yield
+            return
+        from rich.live import Live
+
+        with self._lock:
+            self._status = {t: "waiting" for t in targets}
+            self._live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
+            self._live.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                live, self._live = self._live, None
+                live.stop()
 
     @contextlib.contextmanager
     def progress(self, text: str) -> Iterator[None]:
@@ -169,16 +222,31 @@ class Reporter:
 
     # --- outcomes ----------------------------------------------------------------------------
 
-    def result(self, target: str, outcome: Outcome, message: str = "") -> Result:
+    def result(self, target: str, outcome: Outcome, message: str = "", *, commit: str = "",
+               duration: float | None = None) -> Result:
         if self.check and outcome is Outcome.CHANGED:
             message = f"{message} (check: nothing was changed)" if message else "(check: nothing was changed)"
-        result = Result(target, outcome, message)
-        self.recap.add(result)
+        result = Result(target, outcome, message, commit, duration)
         text = f"{outcome.value}: {target}"
         if message:
             text += f"  {message}"
-        self._print(text, STYLES[outcome])
+        with self._lock:
+            self.recap.add(result)
+            if self._live is not None:
+                self._status.pop(target, None)
+                self._live.update(self._render(), refresh=False)
+            self._print(text, STYLES[outcome])
         return result
+
+    def summary(self) -> None:
+        """A table of every target: outcome, commit, duration and message (for runs of several)."""
+        results = self.recap.results
+        if len(results) < 2:
+            return
+        rows = [[r.target, r.outcome.value, r.commit[:12] or "-",
+                 f"{r.duration:.1f}s" if r.duration is not None else "-", r.message or "-"] for r in results]
+        self._print("")
+        self.table(["target", "outcome", "commit", "duration", "message"], rows)
 
     def ok(self, target: str, message: str = "") -> Result:
         return self.result(target, Outcome.OK, message)

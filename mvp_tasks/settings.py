@@ -90,6 +90,7 @@ class Settings:
     sandbox: SandboxSettings
     clusters: Mapping[str, ClusterSettings]
     projects: Mapping[str, ProjectSettings]
+    parallel: int = 4
 
     def cluster(self, name: str | None, flag: str = "--cluster") -> ClusterSettings:
         """The cluster called `name` (None: `default_cluster`), or a ConfigError with the fix.
@@ -291,6 +292,7 @@ def load_settings(config: Any, root: Path | str) -> Settings:
     default_cluster = top.str("default_cluster", CLUSTER_NAME, "a valid cluster name", empty=False)
     wait_timeout = top.number("wait_timeout", 1, 24 * 3600)
     poll_interval = top.number("poll_interval", 0.1, 300, integer=False)
+    parallel = top.number("parallel", 1, 64)
 
     b = _Reader(top.data["build"], "mvp.build", DEFAULTS["build"])
     build = BuildSettings(
@@ -394,4 +396,5 @@ def load_settings(config: Any, root: Path | str) -> Settings:
         sandbox=sandbox,
         clusters=clusters,
         projects=projects,
+        parallel=parallel,
     )

@@ -48,13 +48,30 @@ class AwsTarget:
 
 
 class AwsClients:
-    """Creates each boto3 client once, on first use, with standard retries and bounded timeouts."""
+    """Creates each boto3 client once per thread, on first use, with standard retries and bounded
+    timeouts. A boto3 Session is not thread-safe, so every thread of the executor's pool gets its
+    own session and clients; one thread (a plain task) sees exactly one of each."""
 
     def __init__(self, target: AwsTarget, max_attempts: int = 5):
+        import threading
+
         self.target = target
         self.max_attempts = max_attempts
-        self._session = None
-        self._clients: dict[str, Any] = {}
+        self._local = threading.local()
+
+    @property
+    def _clients(self) -> dict[str, Any]:
+        if not hasattr(self._local, "clients"):
+            self._local.clients = {}
+        return self._local.clients
+
+    @property
+    def _session(self):
+        return getattr(self._local, "session", None)
+
+    @_session.setter
+    def _session(self, value) -> None:
+        self._local.session = value
 
     @property
     def session(self):

@@ -32,7 +32,7 @@ class Record:
     action: str
     commit: str
     digest: str
-    outcome: str  # succeeded | failed
+    outcome: str  # succeeded | failed | interrupted
     by: str
     at: str  # ISO 8601, UTC
     message: str = ""
@@ -89,8 +89,10 @@ class History:
 
     # --- the deploy lock -------------------------------------------------------------------
 
-    def acquire(self, project: str, owner: str, ttl: float, _retry: bool = True) -> str:
-        token = uuid.uuid4().hex
+    def acquire(self, project: str, owner: str, ttl: float, token: str = "", _retry: bool = True) -> str:
+        """Take the lock with `token` (made by the caller *before* the write, so that a write whose
+        answer is lost to an interrupt can still be released: `release(project, token)`)."""
+        token = token or uuid.uuid4().hex
         now = int(self.clock())
         try:
             with aws_errors():
@@ -114,7 +116,7 @@ class History:
             holder = self.get_lock(project)
             if holder is None and _retry:
                 # Released between our write and our read: try once more.
-                return self.acquire(project, owner, ttl, _retry=False)
+                return self.acquire(project, owner, ttl, token, _retry=False)
             holder = holder or {}
             expires = holder.get("expires_at")
             until = datetime.fromtimestamp(int(expires), timezone.utc).strftime("%H:%M:%S UTC") if expires else "?"

@@ -84,30 +84,88 @@ class ServiceState:
         return text
 
 
+def _state(svc: Mapping[str, Any], cluster: str) -> ServiceState:
+    return ServiceState(
+        name=svc.get("serviceName", ""),
+        cluster=cluster,
+        status=svc.get("status", ""),
+        desired=int(svc.get("desiredCount", 0)),
+        running=int(svc.get("runningCount", 0)),
+        pending=int(svc.get("pendingCount", 0)),
+        task_definition=svc.get("taskDefinition", ""),
+        deployments=tuple(Deployment.from_api(d) for d in svc.get("deployments", [])),
+        events=tuple(e.get("message", "") for e in svc.get("events", [])[:5]),
+    )
+
+
+def _live(data: Mapping[str, Any], cluster: str) -> dict[str, ServiceState]:
+    """Services of a DescribeServices answer that still exist, by name and by ARN."""
+    out = {}
+    for svc in data.get("services", []):
+        if svc.get("status") in ("ACTIVE", "DRAINING"):
+            state = _state(svc, cluster)
+            out[state.name] = state
+            if svc.get("serviceArn"):
+                out[svc["serviceArn"]] = state
+    return out
+
+
+BATCH = 10  # DescribeServices reads at most 10 services per call
+
+
+class ServiceReader:
+    """Shared reads of ECS services for every rollout a run follows at once.
+
+    Each waiter asks for its own service; whoever finds the last read of its cluster older than
+    `max_age` reads *every* service being followed in that cluster, 10 per DescribeServices call,
+    for all of them. Twenty rollouts in one cluster cost two calls per poll, not twenty."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        import threading
+
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._watched: dict[str, set[str]] = {}
+        self._states: dict[tuple[str, str], tuple[float, ServiceState | None]] = {}
+
+    def get(self, client, cluster: str, service: str, max_age: float) -> ServiceState | None:
+        with self._lock:
+            self._watched.setdefault(cluster, set()).add(service)
+            seen = self._states.get((cluster, service))
+            if seen is not None and self.clock() - seen[0] < max_age:
+                return seen[1]
+            names = sorted(self._watched[cluster])
+            now = self.clock()
+            for start in range(0, len(names), BATCH):
+                chunk = names[start:start + BATCH]
+                with aws_errors():
+                    data = client.describe_services(cluster=cluster, services=chunk)
+                live = _live(data, cluster)
+                for name in chunk:
+                    self._states[(cluster, name)] = (now, live.get(name))
+            return self._states[(cluster, service)][1]
+
+    def forget(self, cluster: str, service: str) -> None:
+        with self._lock:
+            self._watched.get(cluster, set()).discard(service)
+            self._states.pop((cluster, service), None)
+
+
 class Services:
     def __init__(self, client, *, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, reader: ServiceReader | None = None):
         self.client = client
         self.sleep = sleep
         self.clock = clock
+        self.reader = reader
 
-    def get_service(self, cluster: str, service: str) -> ServiceState | None:
+    def get_service(self, cluster: str, service: str, max_age: float = 0.0) -> ServiceState | None:
+        if self.reader is not None and max_age > 0:
+            return self.reader.get(self.client, cluster, service, max_age)
         with aws_errors():
             data = self.client.describe_services(cluster=cluster, services=[service])
-        for svc in data.get("services", []):
-            if svc.get("status") in ("ACTIVE", "DRAINING"):
-                return ServiceState(
-                    name=svc.get("serviceName", service),
-                    cluster=cluster,
-                    status=svc.get("status", ""),
-                    desired=int(svc.get("desiredCount", 0)),
-                    running=int(svc.get("runningCount", 0)),
-                    pending=int(svc.get("pendingCount", 0)),
-                    task_definition=svc.get("taskDefinition", ""),
-                    deployments=tuple(Deployment.from_api(d) for d in svc.get("deployments", [])),
-                    events=tuple(e.get("message", "") for e in svc.get("events", [])[:5]),
-                )
-        return None
+        live = _live(data, cluster)
+        return live.get(service) or next(iter(live.values()), None)
 
     def force_new_deployment(self, cluster: str, service: str) -> str:
         """Start a new deployment (tasks pull the image tag again). Returns its id."""
@@ -124,9 +182,17 @@ class Services:
         """Block until deployment `deployment_id` (default: the current primary) has replaced every
         older one with all desired tasks running; raise `RolloutFailed` if it fails or is rolled back."""
         deadline = self.clock() + timeout
+        try:
+            return self._wait(cluster, service, deployment_id, deadline, timeout, poll, on_progress, resume_hint)
+        finally:
+            if self.reader is not None:
+                self.reader.forget(cluster, service)
+
+    def _wait(self, cluster, service, deployment_id, deadline, timeout, poll, on_progress, resume_hint):
         last = ""
         while True:
-            state = self.get_service(cluster, service)
+            # A shared read at most most of a poll old: the rollouts of one cluster are read together.
+            state = self.get_service(cluster, service, max_age=poll * 0.8)
             if state is None:
                 raise RolloutFailed(f"service {service} is not running in cluster {cluster}")
             if not deployment_id and state.primary:

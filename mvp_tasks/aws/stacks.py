@@ -313,6 +313,9 @@ class Stacks:
         last = after_event_id
         # Deleted stacks are only found by their id.
         ref = stack_id or name
+        # Back-off while nothing happens (CloudFormation throttles Describe* at a few calls per
+        # second per account, shared by every stack a fleet run follows); back to `poll` on news.
+        delay = poll
         while True:
             stack = self.get_stack(ref)
             try:
@@ -334,7 +337,8 @@ class Stacks:
                     f"stack {name} is still {stack.status} after {timeout:.0f} s",
                     "CloudFormation keeps going on its own: check it with `inv cluster.status` and re-run when it settles",
                 )
-            self.sleep(poll)
+            delay = poll if new else min(delay * 1.5, poll * 4)
+            self.sleep(min(delay, max(deadline - self.clock(), 0.01)))
 
     def check_settled(self, stack: StackInfo | None, events: list[StackEvent], expected: set[str],
                       action: str) -> None:

@@ -1,4 +1,4 @@
-"""Image registries behind one small interface: Amazon ECR (`aws.images.EcrRegistry`) and any OCI
+"""Image registries behind one small interface: Amazon ECR (`image.ecr.EcrRegistry`) and any OCI
 distribution registry over its HTTP API (`OciRegistry`, used by the sandbox and the tests).
 
 Moving a tag is done server-side in both: the manifest under one tag is put again under another,
@@ -174,6 +174,12 @@ class OciRegistry:
         # Once a challenge has been answered, later requests send the answer up front: a token whose
         # scope covers the repository and action, or (Basic registries) the credentials.
         self._basic_accepted = False
+        # Targets push and retag side by side: the token cache and the credentials are shared by
+        # their threads, so reads and writes of them hold this lock (a token fetch too, so two
+        # threads missing the same scope fetch it once).
+        import threading
+
+        self._lock = threading.RLock()
 
     def describe(self) -> str:
         return f"registry {self.host}"
@@ -185,10 +191,11 @@ class OciRegistry:
         return f"{self.base}/v2/{self.prefix}{repository}/{kind}/{ref}".rstrip("/")
 
     def _get_credentials(self) -> tuple[str, str] | None:
-        if not self._credentials_loaded:
-            self._credentials = env_credentials() or docker_config_credentials(self.hostport)
-            self._credentials_loaded = True
-        return self._credentials
+        with self._lock:
+            if not self._credentials_loaded:
+                self._credentials = env_credentials() or docker_config_credentials(self.hostport)
+                self._credentials_loaded = True
+            return self._credentials
 
     def _send(self, method: str, url: str, body: bytes | None = None, headers: dict | None = None,
               authorization: str = "", what: str = ""):
@@ -263,10 +270,11 @@ class OciRegistry:
             scope = bearer.get("scope") or (f"repository:{repository}:pull,push" if repository else "")
             service = bearer.get("service", "")
             key = (bearer["realm"], service, scope)
-            cached = self._tokens.get(key)
-            # A cached token that was just refused (expired early, revoked) is fetched again.
-            if not cached or cached[1] <= time.monotonic() or f"Bearer {cached[0]}" == sent:
-                cached = self._tokens[key] = self._fetch_token(bearer["realm"], service, scope, repository)
+            with self._lock:
+                cached = self._tokens.get(key)
+                # A cached token that was just refused (expired early, revoked) is fetched again.
+                if not cached or cached[1] <= time.monotonic() or f"Bearer {cached[0]}" == sent:
+                    cached = self._tokens[key] = self._fetch_token(bearer["realm"], service, scope, repository)
             return f"Bearer {cached[0]}"
         if any(scheme == "basic" for scheme, _ in challenges):
             credentials = self._get_credentials()
@@ -282,7 +290,9 @@ class OciRegistry:
             return _basic(credentials) if credentials else ""
         action = "pull" if method in ("GET", "HEAD") else "push"
         now = time.monotonic()
-        for (_, _, scope), (token, expires) in self._tokens.items():
+        with self._lock:
+            tokens = list(self._tokens.items())
+        for (_, _, scope), (token, expires) in tokens:
             if expires <= now:
                 continue
             for item in scope.split():
@@ -382,3 +392,22 @@ class OciRegistry:
         credentials = env_credentials()
         if credentials:
             docker.login(self.hostport, credentials[0], credentials[1])
+
+
+def move_tag(registry: Registry, repository: str, source: str, tag: str, expected_digest: str = "") -> str:
+    """Point `tag` at the image `source` (a tag or a `sha256:` digest) names, server-side, and verify
+    it: the one way any tag moves. Returns the digest `tag` names afterwards.
+
+    `expected_digest`: what `source` is known to name; a registry whose tag ends up elsewhere (a
+    race with another pusher, a registry that rewrote the manifest) is an error, not a success."""
+    if not expected_digest:
+        expected_digest = source if source.startswith("sha256:") else (registry.get_digest(repository, source) or "")
+        if not expected_digest:
+            raise BuildError(f"image {registry.ref(repository, source)} does not exist; nothing to tag")
+    if registry.get_digest(repository, tag) != expected_digest:
+        registry.retag(repository, source, tag)
+    after = registry.get_digest(repository, tag)
+    if after != expected_digest:
+        raise BuildError(f"tag {tag} of {repository} names {after or 'nothing'} after the move, not {expected_digest}",
+                         "another run may be moving it too: check with `inv app.status`, then re-run")
+    return after

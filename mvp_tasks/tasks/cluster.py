@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from ..errors import UsageError
 from .boundary import Run, mvp_task, require, start
-
-
-def _well_known(cluster) -> dict[str, str]:
-    return {"ClusterName": cluster.name, "EnvironmentName": cluster.name}
 
 
 def _stacks(run: Run):
     from ..aws.stacks import Stacks
 
     return Stacks(run.aws.cloudformation)
+
+
+def _stub(name: str):
+    from ..plan.planner import cluster_key
+    from ..plan.steps import TargetPlan
+
+    return TargetPlan(cluster_key(name), kind="cluster", cluster=name)
 
 
 @mvp_task(
@@ -26,29 +28,12 @@ def _stacks(run: Run):
 )
 def up(ctx, name=None, check=False, yes=False):
     """Create or update a cluster's stack, previewing the change first."""
-    from ..templates import expand_all, fill_parameters, load_template
-    from .converge import ensure_stack
+    from ..apply.executor import run_plan
+    from ..plan.planner import plan_cluster
 
     run = start(ctx, f"cluster.up {name or ''}".strip(), check=check, yes=yes)
     cluster = run.settings.cluster(name, flag="--name")
-    key = f"mvp.clusters.{cluster.name}"
-    template = load_template(run.settings.root / cluster.template, run.settings.root, f"{key}.template")
-    placeholders = {"cluster": cluster.name, "tag": cluster.tag}
-    configured = expand_all(cluster.parameters, placeholders, f"{key}.parameters")
-    parameters = fill_parameters(template, _well_known(cluster), configured, f"{key}.parameters")
-    stacks = _stacks(run)
-    ensure_stack(
-        stacks, run.reporter,
-        name=cluster.stack_name,
-        template=template,
-        parameters=parameters,
-        tags={"mvp:cluster": cluster.name},
-        protect=cluster.protected,
-        confirm_question=f"change protected cluster {cluster.name}" if cluster.protected else "",
-        timeout=run.settings.wait_timeout,
-        poll=run.settings.poll_interval,
-    )
-    run.finish()
+    run_plan(run, "cluster.up", [(_stub(cluster.name), lambda world: plan_cluster(world, cluster))])
 
 
 def _when(stack) -> str:
@@ -106,37 +91,12 @@ def status(ctx, name=None, json=False):
 )
 def down(ctx, name=None, yes=False, check=False):
     """Delete a cluster's stack, after confirmation; refuses while apps still run in it."""
-    from ..report import Outcome
-    from .converge import delete_stack
+    from ..apply.executor import run_plan
+    from ..plan.planner import plan_cluster_down
 
     require(name, "NAME", "inv cluster.down stage")
     run = start(ctx, f"cluster.down {name}", check=check, yes=yes)
     cluster = run.settings.cluster(name, flag="--name")
-    stacks = _stacks(run)
-    stack = stacks.get_stack(cluster.stack_name)
-    if stack is None:
-        run.reporter.ok(cluster.name, "no such stack; nothing to delete")
-        return run.finish()
-    live = set(stacks.list_live_stack_names())
-    # Configured apps by name, and any stack the tool deployed into this cluster (a project since
-    # removed from invoke.yaml still has its stack).
-    apps = sorted({p.stack_name(cluster.name) for p in run.settings.projects.values()
-                   if p.stack_name(cluster.name) in live}
-                  | (set(stacks.list_stacks_tagged("mvp:cluster", cluster.name)) - {stack.name}))
-    if apps:
-        raise UsageError(
-            f"cluster {cluster.name} still runs app stacks: {', '.join(apps)}",
-            f"remove them first with `inv app.destroy NAME --cluster {cluster.name}`",
-        )
-    lines = [f"- stack {stack.name} ({stack.status}) and everything in it: VPC, subnets, ECS cluster"]
-    if stack.termination_protection:
-        lines.append("~ termination protection off")
-    run.reporter.plan(cluster.name, lines)
-    if run.reporter.check:
-        run.reporter.changed(cluster.name, "would delete the cluster stack")
-        return run.finish()
     what = "protected cluster" if cluster.protected else "cluster"
-    run.reporter.confirm(f"delete {what} {cluster.name} (stack {stack.name})")
-    delete_stack(stacks, run.reporter, stack, timeout=run.settings.wait_timeout, poll=run.settings.poll_interval)
-    run.reporter.result(cluster.name, Outcome.CHANGED, "stack deleted")
-    run.finish()
+    run_plan(run, "cluster.down", [(_stub(cluster.name), lambda world: plan_cluster_down(world, cluster))],
+             confirm=f"delete {what} {cluster.name} (stack {cluster.stack_name})")

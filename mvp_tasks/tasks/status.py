@@ -18,13 +18,13 @@ def collect(run: Run, name: str | None) -> list[dict]:
     from ..aws.history import History
     from ..aws.services import Services
     from ..aws.stacks import Stacks
-    from .imaging import get_registry
+    from ..world import World
 
     settings = run.settings
     projects = [settings.project(name)] if name else list(settings.projects.values())
     stacks = Stacks(run.aws.cloudformation)
     services = Services(run.aws.ecs)
-    registry = get_registry(run)
+    registry = World(run.settings, run.reporter, run.aws).registry
     cluster_stacks = {c: stacks.get_stack(c) for c in settings.clusters}
     rows = []
     for project in projects:

@@ -147,9 +147,14 @@ def test_push_publishes_the_commit_tag_and_moves_stage(pushed, image_services):
     # The engine's copy is the one in the registry.
     image = image_services.image(image_services.ref(PROJECT, repo.commit))
     assert f"{image_services.registry}/{PROJECT}@{state['commit_digest']}" in image["RepoDigests"]
-    assert f"changed: {PROJECT}:{repo.commit[:12]}" in result.stdout
-    assert f"changed: {PROJECT}:stage" in result.stdout
-    assert "recap: ok=0 changed=3 skipped=0 failed=0" in result.stdout, result.stdout
+    # One target (the commit's image): the plan names the build, the push and the tag move; its result
+    # line says both the push and the tag.
+    ref = image_services.ref(PROJECT, repo.commit)
+    assert f"  {PROJECT}:{repo.commit[:12]}: will:" in result.stdout, result.stdout
+    assert f"+ build {ref}" in result.stdout and f"+ push {ref}" in result.stdout, result.stdout
+    assert f"~ tag stage: none -> the pushed image ({repo.commit[:12]})" in result.stdout, result.stdout
+    assert f"changed: {PROJECT}:{repo.commit[:12]}  pushed {ref}, tagged stage" in result.stdout, result.stdout
+    assert "recap: ok=0 changed=1 skipped=0 failed=0" in result.stdout, result.stdout
 
 
 def test_built_image_carries_the_commit_labels(pushed, image_services):
@@ -175,9 +180,11 @@ def test_second_push_builds_and_pushes_nothing(pushed, image_services):
     result = run_inv(repo.work, "app.push", PROJECT, env=env)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"ok: {PROJECT}:{repo.commit[:12]}" in result.stdout
-    assert f"ok: {PROJECT}:stage" in result.stdout
-    assert "recap: ok=2 changed=0 skipped=0 failed=0" in result.stdout, result.stdout
+    # One target, ok: the image is in the registry and stage already names it; no plan was shown.
+    assert f"ok: {PROJECT}:{repo.commit[:12]}  {ref} already in " in result.stdout, result.stdout
+    assert f"and tagged stage ({state['commit_digest'][:19]})" in result.stdout, result.stdout
+    assert "recap: ok=1 changed=0 skipped=0 failed=0" in result.stdout, result.stdout
+    assert "will:" not in result.stdout, result.stdout
     assert "building" not in result.stdout and "pushing" not in result.stdout, result.stdout
     after = image_services.image(ref)
     assert (after["Id"], after["Created"]) == (before["Id"], before["Created"])
@@ -199,10 +206,18 @@ def test_push_to_prod_moves_the_prod_tag(pushed, image_services):
     assert result.returncode == 0, result.stdout + result.stderr
     assert image_services.digest(PROJECT, "prod") == state["commit_digest"]
     assert image_services.digest(PROJECT, "stage") == state["commit_digest"]
-    assert f"ok: {PROJECT}:{repo.commit[:12]}" in result.stdout
+    # The image was already pushed: only the prod tag moved (no build, no push).
+    assert f"~ tag prod: none -> {state['commit_digest'][:19]} ({repo.commit[:12]})" in result.stdout, result.stdout
+    assert "+ build" not in result.stdout and "+ push" not in result.stdout, result.stdout
+    assert "building" not in result.stdout and "pushing" not in result.stdout, result.stdout
+    assert f"changed: {PROJECT}:{repo.commit[:12]}  prod now {repo.commit[:12]}" in result.stdout, result.stdout
+    assert "recap: ok=0 changed=1 skipped=0 failed=0" in result.stdout, result.stdout
 
     again = run_inv(repo.work, "app.push", PROJECT, "--cluster", "prod", env=env)
-    assert again.returncode == 0 and f"ok: {PROJECT}:prod" in again.stdout, again.stdout
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"ok: {PROJECT}:{repo.commit[:12]}  " in again.stdout, again.stdout
+    assert f"and tagged prod ({state['commit_digest'][:19]})" in again.stdout, again.stdout
+    assert "recap: ok=1 changed=0 skipped=0 failed=0" in again.stdout, again.stdout
 
 
 @pytest.mark.parametrize("cluster, fragment", [
@@ -240,8 +255,14 @@ def test_dirty_tree_is_refused_and_allow_dirty_never_gets_a_cluster_tag(studio_r
     tags = image_services.tags(repository)
     assert len(tags) == 1 and re.fullmatch(rf"{studio_repo.commit}-dirty-[0-9a-f]{{8}}", tags[0]), tags
     assert image_services.digest(repository, "stage") is None
-    assert f"skipped: {PROJECT}:stage" in result.stdout, result.stdout
-    assert "skipped=1" in result.stdout
+    # One target, the dirty image: pushed, and its result line says no cluster tag was given (no tag
+    # move was even planned).
+    dirty_ref = image_services.ref(repository, tags[0])
+    assert f"+ push {dirty_ref}" in result.stdout, result.stdout
+    assert "~ tag" not in result.stdout, result.stdout
+    assert (f"changed: {PROJECT}:{studio_repo.commit[:12]}-dirty  pushed {dirty_ref}; "
+            "dirty builds never get a cluster tag") in result.stdout, result.stdout
+    assert "recap: ok=0 changed=1 skipped=0 failed=0" in result.stdout, result.stdout
     labels = image_services.image(image_services.ref(repository, tags[0]))["Config"]["Labels"]
     assert labels["studio.mvp.dirty"] == "true"
     assert labels["org.opencontainers.image.revision"] == studio_repo.commit

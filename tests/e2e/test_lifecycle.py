@@ -276,7 +276,7 @@ class Lab:
     def variant(self, dest: Path, *, config=None, files: dict[str, str | None] | None = None) -> Path:
         """A copy of the studio's working tree (no .git) with `config(dict)` applied to invoke.yaml
         and `files` written (None deletes), for commands that must be refused."""
-        shutil.copytree(self.work, dest, ignore=shutil.ignore_patterns(".git"))
+        shutil.copytree(self.work, dest, ignore=shutil.ignore_patterns(".git", ".sandbox"))
         if config is not None:
             data = yaml.safe_load((dest / "invoke.yaml").read_text())
             config(data)
@@ -342,9 +342,16 @@ class TestStudioStory:
     def test_commands_report_their_changes(self, story):
         lab, out = story
         assert "recap: ok=0 changed=1 skipped=0 failed=0" in out["stage_up"].stdout
-        assert f"changed: {PROJECT}-stage  stack created (CREATE_COMPLETE)" in out["deploy"].stdout
-        assert f"changed: {PROJECT}@stage  {lab.repo.commit[:12]} deployed" in out["deploy"].stdout
-        assert "recap: ok=0 changed=2 skipped=0 failed=0" in out["deploy"].stdout, out["deploy"].stdout
+        assert "changed: stage  stack created" in out["stage_up"].stdout, out["stage_up"].stdout
+        deploy = out["deploy"].stdout
+        # One target: the plan says the stack will be created, its events show it was, and the one
+        # result line says what was deployed and that the service runs.
+        assert f"  {PROJECT}@stage: will:" in deploy, deploy
+        assert f"+ stack {PROJECT}-stage from projects/{PROJECT}/deploy.yml" in deploy, deploy
+        assert re.search(rf"CREATE_COMPLETE +AWS::CloudFormation::Stack {PROJECT}-stage$", deploy, re.M), deploy
+        assert (f"changed: {PROJECT}@stage  {lab.repo.commit[:12]} deployed; "
+                f"service {PROJECT}-stage running 1/1") in deploy, deploy
+        assert "recap: ok=0 changed=1 skipped=0 failed=0" in deploy, deploy
         assert f"changed: {PROJECT}@prod  {lab.repo.commit[:12]} promoted" in out["promote"].stdout
         assert "failed=0" in out["promote"].stdout
 
@@ -405,9 +412,10 @@ class TestStudioStory:
 
         result = lab.ok("app.deploy", PROJECT, env=lab.through(proxy))
 
-        assert f"ok: {PROJECT}-stage  up to date" in result.stdout, result.stdout
-        assert f"ok: {PROJECT}@stage  running {lab.repo.commit[:12]}" in result.stdout
-        assert "recap: ok=2 changed=0 skipped=0 failed=0" in result.stdout, result.stdout
+        # One target, ok (the stack is up to date and the service runs the tag's image): no plan shown.
+        assert f"ok: {PROJECT}@stage  running {lab.repo.commit[:12]}, 1/1 tasks" in result.stdout, result.stdout
+        assert "will:" not in result.stdout, result.stdout
+        assert "recap: ok=1 changed=0 skipped=0 failed=0" in result.stdout, result.stdout
         assert proxy.calls and proxy.mutating() == [], proxy.calls
         assert "CreateChangeSet" not in proxy.calls
         assert lab.snapshot("stage") == before
@@ -489,7 +497,11 @@ class TestRelease:
         commit = lab.repo.commit
         digest = lab.digest(commit)
         assert digest and lab.digest("stage") == digest, lab.registry_state()
-        assert f"{PROJECT}@stage: release {commit[:12]} (nothing deployed yet)" in first.stdout, first.stdout
+        # The reason, then the plan: build and push this commit, point stage at it, create the stack.
+        assert f"  {PROJECT}@stage: nothing deployed yet\n" in first.stdout, first.stdout
+        assert f"+ push {lab.registry}/{PROJECT}:{commit}" in first.stdout, first.stdout
+        assert f"~ tag stage: none -> the pushed image ({commit[:12]})" in first.stdout, first.stdout
+        assert f"+ stack {PROJECT}-stage from projects/{PROJECT}/deploy.yml" in first.stdout, first.stdout
         assert f"changed: {PROJECT}@stage  {commit[:12]} released" in first.stdout
         assert "failed=0" in first.stdout
         stack = lab.stack(f"{PROJECT}-stage")
@@ -522,7 +534,10 @@ class TestRelease:
 
         result = lab.ok("ci.release", timeout=BUILD_TIMEOUT)
 
-        assert f"release {commit[:12]} (1 file(s) under projects/{PROJECT}/)" in result.stdout, result.stdout
+        assert f"  {PROJECT}@stage: 1 file(s) under projects/{PROJECT}/\n" in result.stdout, result.stdout
+        assert f"+ push {lab.registry}/{PROJECT}:{commit}" in result.stdout, result.stdout
+        assert f"~ tag stage: {before['registry']['stage'][:19]} -> the pushed image ({commit[:12]})" in result.stdout
+        assert "~ new deployment of the service" in result.stdout, result.stdout
         assert f"changed: {PROJECT}@stage  {commit[:12]} released" in result.stdout
         digest = lab.digest(commit)
         assert digest and digest not in before["registry"].values()
@@ -717,13 +732,20 @@ class TestDeployLock:
             refused = lab.inv("app.deploy", PROJECT, cwd=changed)
 
             assert_one_line_error(refused, f"another deploy of {PROJECT} to stage is running", f"held by {self.HOLDER}")
-            assert lab.snapshot("stage") == before  # no change set, no update, no deployment, no record
+            # No change set left (planning's is deleted), no update, no deployment, no record.
+            assert lab.snapshot("stage") == before
         finally:
             history.release(PROJECT, token)
 
         result = lab.ok("app.deploy", PROJECT, cwd=changed)
 
-        assert f"changed: {PROJECT}-stage  stack updated" in result.stdout, result.stdout
+        # One target: the plan names the stack update and the parameter, the result line the new count.
+        assert f"~ stack {PROJECT}-stage\n" in result.stdout, result.stdout
+        assert f"~ parameter DesiredCount: {before['stack']['parameters']['DesiredCount']} -> {count}" in result.stdout
+        assert re.search(rf"UPDATE_COMPLETE +AWS::CloudFormation::Stack {PROJECT}-stage$", result.stdout, re.M)
+        assert (f"changed: {PROJECT}@stage  {lab.repo.commit[:12]} deployed; "
+                f"service {PROJECT}-stage running {count}/{count}") in result.stdout, result.stdout
+        assert "recap: ok=0 changed=1 skipped=0 failed=0" in result.stdout, result.stdout
         assert lab.parameters(f"{PROJECT}-stage")["DesiredCount"] == count
         assert lab.service("stage", f"{PROJECT}-stage")["desiredCount"] == int(count)
         assert lab.history("stage")[-1]["action"] == "deploy"
@@ -975,7 +997,8 @@ class TestImportValueTemplate:
 
         result = lab.ok("app.deploy", IMPORTS, env=lab.through(proxy))
 
-        assert "recap: ok=2 changed=0 skipped=0 failed=0" in result.stdout, result.stdout
+        assert f"ok: {IMPORTS}@stage  running {lab.repo.commit[:12]}, 1/1 tasks" in result.stdout, result.stdout
+        assert "recap: ok=1 changed=0 skipped=0 failed=0" in result.stdout, result.stdout
         assert proxy.mutating() == [], proxy.calls
         assert lab.snapshot("stage", IMPORTS) == before
 
@@ -1083,6 +1106,6 @@ def test_deploy_before_cluster_up_says_how_to_create_it(empty_lab):
 
     result = lab.inv("app.deploy", PROJECT)
 
-    assert_one_line_error(result, "cluster stage does not exist (no stack stage)", "inv cluster.up --name stage")
+    assert_one_line_error(result, "cluster stage does not exist (no stack stage)", "inv cluster.up stage")
     assert lab.live_stacks() == []
     assert lab.client("ecs").list_clusters()["clusterArns"] == []

@@ -1,4 +1,4 @@
-"""`aws.images.EcrRegistry` against a real moto server over HTTP on loopback (in-process calls).
+"""`image.ecr.EcrRegistry` against a real moto server over HTTP on loopback (in-process calls).
 
 moto computes image digests wrongly, so manifests are put with `imageDigest=sha256(manifest)`, as
 ECR itself would compute it."""
@@ -12,7 +12,7 @@ import json
 import pytest
 from invoke import MockContext, Result
 
-from mvp_tasks.aws.images import LIFECYCLE_POLICY, EcrRegistry
+from mvp_tasks.image.ecr import LIFECYCLE_POLICY, EcrRegistry
 from mvp_tasks.image.docker import Docker
 from mvp_tasks.image.runner import Runner
 

@@ -59,3 +59,56 @@ def stack_event_data(stack_name: str, stack_id: str, logical_id: str, resource_t
     if reason:
         data["ResourceStatusReason"] = reason
     return data
+
+
+def log_calls(client, calls: list) -> None:
+    """Append `(operation name, request parameters)` to `calls` for every call `client` makes, so a
+    test can see the order across several stubbed clients (the lock's PutItem against the first
+    CloudFormation change). Install it before activating the Stubber: it then also sees a call the
+    Stubber refuses (one not queued), which code that swallows errors would otherwise hide."""
+    client.meta.events.register_first("before-parameter-build.*.*",
+                                      lambda model, params, **kw: calls.append((model.name, dict(params))))
+
+
+def make_clocked_world(settings, reporter, aws, *, clock: FakeClock | None = None, wall=None, registry=None,
+                       history=None):
+    """A real `mvp_tasks.world.World` whose waits run on a `FakeClock`: `sleep` moves the clock
+    (and still refuses once `stop` is set, as `World.sleep` does), stacks and services read time
+    from it, and so does the shared `ServiceReader`. `wall`: the deploy history's clock (the lock's
+    expiry); `registry`: stands in for the image registry; `history`: for every cluster's deploy
+    history (no cluster stack is read then)."""
+    from mvp_tasks.aws.services import ServiceReader, Services
+    from mvp_tasks.aws.stacks import Stacks
+    from mvp_tasks.world import World
+
+    fake_history = history
+
+    class ClockedWorld(World):
+        def __init__(self) -> None:
+            super().__init__(settings, reporter, aws)
+            self.clock = clock or FakeClock()
+            self.reader = ServiceReader(clock=self.clock)
+
+        def sleep(self, seconds: float) -> None:
+            self.checkpoint()
+            self.clock.sleep(max(seconds, 0))
+
+        def stacks(self):
+            return Stacks(self.aws.cloudformation, sleep=self.sleep, clock=self.clock)
+
+        def services(self):
+            return Services(self.aws.ecs, sleep=self.sleep, clock=self.clock, reader=self.reader)
+
+        def history(self, cluster):
+            if fake_history is not None:
+                return fake_history
+            history = super().history(cluster)
+            if wall is not None:
+                history.clock = wall
+            return history
+
+        @property
+        def registry(self):
+            return registry if registry is not None else super().registry
+
+    return ClockedWorld()

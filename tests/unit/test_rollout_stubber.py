@@ -1,7 +1,9 @@
-"""ECS rollouts and app stack updates against botocore's Stubber: the paths moto cannot produce.
+"""ECS rollouts and app targets against botocore's Stubber: the paths moto cannot produce.
 
 Deployments that roll out, trip the circuit breaker, vanish or never finish; a service that is
-gone; an app stack whose update rolls back or that is busy. Every response is shaped like the
+gone; rollouts of one cluster read together; an app stack whose update rolls back or that is
+busy; the deploy lock, the history record and the undo of a moved tag around an app target, as
+`plan.planner` plans it and `apply.executor.Engine` applies it. Every response is shaped like the
 documented DescribeServices / UpdateService / CloudFormation / DynamoDB answers (the Stubber
 validates requests and responses against the service models). Each test queues the exact calls
 it expects, in order, and ends with `assert_no_pending_responses()`; an unqueued call fails.
@@ -14,25 +16,29 @@ import os
 import socket
 import textwrap
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from types import SimpleNamespace
 
+import botocore.exceptions
 import pytest
-from stubs import FakeClock as _FakeClock, isolate_from_aws, make_client, stack_event_data
+from stubs import (FakeClock as _FakeClock, isolate_from_aws, log_calls, make_client, make_clocked_world,
+                   stack_event_data)
 from botocore.stub import Stubber
 from invoke import Exit, MockContext
 
+from mvp_tasks.apply import guard as guard_module
+from mvp_tasks.apply.executor import Engine
+from mvp_tasks.apply.guard import Guard
+from mvp_tasks.apply.steps import TargetRun, apply_step
 from mvp_tasks.aws import history as history_module
-from mvp_tasks.aws.history import History
-from mvp_tasks.aws.services import RolloutFailed, Services, ServiceState
-from mvp_tasks.aws.stacks import CAPABILITIES, StackInfo, Stacks
-from mvp_tasks.errors import AwsError, StackBusy, StackFailed, WaitTimeout
+from mvp_tasks.aws.services import RolloutFailed, ServiceReader, Services, ServiceState
+from mvp_tasks.aws.stacks import CAPABILITIES
+from mvp_tasks.errors import AwsError, StackBusy, WaitTimeout
+from mvp_tasks.plan import stacks as plan_stacks
+from mvp_tasks.plan.planner import plan_deploy, plan_promote, plan_update
+from mvp_tasks.plan.steps import MoveTag, Plan, RollService, TargetPlan
 from mvp_tasks.report import Outcome, Reporter
 from mvp_tasks.settings import ClusterSettings, ProjectSettings
-from mvp_tasks.tasks import converge, deploying
-from mvp_tasks.tasks.boundary import Run, mvp_task
-from mvp_tasks.tasks.converge import ensure_stack
-from mvp_tasks.templates import Template
+from mvp_tasks.tasks.boundary import mvp_task
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -94,12 +100,12 @@ def old_deployment(*, desired: int = 2, running: int = 2) -> dict:
 
 
 def service(*deployments: dict, desired: int = 2, running: int, pending: int = 0, events: tuple = (),
-            status: str = "ACTIVE") -> dict:
+            status: str = "ACTIVE", name: str = SERVICE) -> dict:
     """One entry of DescribeServices' `services`; `events` newest first, as ECS lists them."""
     primary = next((d for d in deployments if d["status"] == "PRIMARY"), None)
     return {
-        "serviceArn": SERVICE_ARN,
-        "serviceName": SERVICE,
+        "serviceArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/{CLUSTER}/{name}",
+        "serviceName": name,
         "clusterArn": CLUSTER_ARN,
         "loadBalancers": [{"targetGroupArn": f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:"
                                              "targetgroup/web-staging/0123456789abcdef",
@@ -173,6 +179,10 @@ def services(ecs, ecs_stub, clock):
 
 def reporter(*, check: bool = False) -> Reporter:
     return Reporter(stream=io.StringIO(), interactive=False, check=check, yes=True)
+
+
+def output(rep: Reporter) -> str:
+    return rep.stream.getvalue()
 
 
 # --- 1. a rollout that completes -------------------------------------------------------------------
@@ -352,182 +362,6 @@ def test_wait_that_times_out_names_service_deployment_and_counts(ecs_stub, servi
     assert raised.value.hint == "ECS keeps going on its own; check it with `inv app.status`"
 
 
-# --- the app target: hand-built, on stubbed clients ------------------------------------------------
-
-PROJECT = "web"
-STACK = f"{PROJECT}-{CLUSTER}"
-STACK_ID = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/5d2b8e10-4f71-11ef-a0c3-0a9b8c7d6e5f"
-CLUSTER_STACK_ID = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{CLUSTER}/0a1b2c3d-4e5f-11ef-8a3b-0e6f1c2d3a4b"
-TABLE = "staging-DeployHistoryTable-1Q2W3E4R5T6Y"
-IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{PROJECT}:stage"
-COMMIT = "4f1c2a9e8d7b6c5a4f3e2d1c0b9a8f7e6d5c4b3a"
-DEPLOYED_COMMIT = "0b9a8f7e6d5c4b3a4f1c2a9e8d7b6c5a4f3e2d1c"
-DIGEST = "sha256:" + "ab" * 32
-CALLER = f"arn:aws:sts::{ACCOUNT}:assumed-role/deployer/dana"
-NOW = 1793534400  # 2026-11-01 12:00:00 UTC
-TOKEN = "5f0e1d2c3b4a59687766554433221100"
-ACQUIRED_AT = "2026-11-01T12:00:00.000000+00:00"
-CHANGE_SET = "mvp-20261101120000"
-CHANGE_SET_ID = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:changeSet/{CHANGE_SET}/3f2e1d0c-b9a8-4765-8432-10fedcba9876"
-CHANGE_SET_REF = {"StackName": STACK, "ChangeSetName": CHANGE_SET}
-
-APP_TEMPLATE = textwrap.dedent("""\
-    AWSTemplateFormatVersion: '2010-09-09'
-    Parameters:
-      ClusterName:
-        Type: String
-      Image:
-        Type: String
-      Commit:
-        Type: String
-        Default: ''
-      DesiredCount:
-        Type: Number
-        Default: 2
-    Resources:
-      TaskDefinition:
-        Type: AWS::ECS::TaskDefinition
-        Properties:
-          Family: !Ref AWS::StackName
-          RequiresCompatibilities: [FARGATE]
-          NetworkMode: awsvpc
-          Cpu: '256'
-          Memory: '512'
-          ContainerDefinitions:
-            - Name: web
-              Image: !Ref Image
-              Environment:
-                - Name: COMMIT
-                  Value: !Ref Commit
-      Service:
-        Type: AWS::ECS::Service
-        Properties:
-          Cluster: !Ref ClusterName
-          LaunchType: FARGATE
-          DesiredCount: !Ref DesiredCount
-          TaskDefinition: !Ref TaskDefinition
-    Outputs:
-      ServiceName:
-        Value: !GetAtt Service.Name
-      ClusterName:
-        Value: !Ref ClusterName
-    """)
-# What `deploy_stack` fills in (by name, from the cluster's outputs and the image), sorted.
-SENT_PARAMETERS = [{"ParameterKey": "ClusterName", "ParameterValue": CLUSTER},
-                   {"ParameterKey": "Commit", "ParameterValue": COMMIT},
-                   {"ParameterKey": "Image", "ParameterValue": IMAGE}]
-SENT_TAGS = [{"Key": "mvp:cluster", "Value": CLUSTER}, {"Key": "mvp:managed-by", "Value": "mvp-tasks"},
-             {"Key": "mvp:project", "Value": PROJECT}]
-LOCK_KEY = {"pk": {"S": f"lock#{PROJECT}"}, "sk": {"S": "lock"}}
-
-
-class FakeRegistry:
-    def ref(self, repository: str, tag: str) -> str:
-        return f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{repository}:{tag}"
-
-    def get_digest(self, repository: str, tag: str) -> str:
-        raise AssertionError("deploy_stack was given the digest; it must not look it up")
-
-
-@pytest.fixture
-def app(tmp_path, monkeypatch, clock):
-    """An `AppTarget` for web@staging with stubbed CloudFormation, ECS and DynamoDB clients.
-
-    Every call of the three clients is logged (by operation name) in `app.calls`, so tests can
-    see the order across clients: the lock's PutItem against the first CloudFormation mutation.
-    """
-    (tmp_path / "projects" / PROJECT).mkdir(parents=True)
-    (tmp_path / "projects" / PROJECT / "deploy.yml").write_text(APP_TEMPLATE)
-    # Pin what would come from the wall clock, uuid4 and STS, so requests can be matched exactly.
-    monkeypatch.setattr(converge, "time", SimpleNamespace(strftime=lambda fmt: "20261101120000"))
-    monkeypatch.setattr(history_module, "uuid", SimpleNamespace(uuid4=lambda: SimpleNamespace(hex=TOKEN)))
-    monkeypatch.setattr(history_module, "now_iso", lambda: ACQUIRED_AT)
-
-    calls: list[str] = []
-    clients = {name: make_client(name) for name in ("cloudformation", "ecs", "dynamodb")}
-    for client in clients.values():
-        client.meta.events.register("before-parameter-build",
-                                    lambda model, **kw: calls.append(model.name))
-    stubs = {name: Stubber(client) for name, client in clients.items()}
-    for stub in stubs.values():
-        stub.activate()
-
-    def make(*, check: bool = False) -> deploying.AppTarget:
-        settings = SimpleNamespace(root=tmp_path, wait_timeout=600, poll_interval=5)
-        run = Run(settings, reporter(check=check), _clients=SimpleNamespace(get_caller=lambda: CALLER))
-        project = ProjectSettings(name=PROJECT, clusters=(CLUSTER,), template="deploy.yml", parameters={},
-                                  build_args={}, repository=PROJECT)
-        cluster = ClusterSettings(name=CLUSTER, template="cluster.yml", protected=False, promote_from="",
-                                  tag="stage")
-        cluster_stack = StackInfo(name=CLUSTER, stack_id=CLUSTER_STACK_ID, status="UPDATE_COMPLETE",
-                                  outputs={"ClusterName": CLUSTER, "VpcId": "vpc-0abc1234def567890",
-                                           "DeployHistoryTable": TABLE})
-        return deploying.AppTarget(
-            run, project, cluster, cluster_stack,
-            Stacks(clients["cloudformation"], sleep=lambda s: None),
-            Services(clients["ecs"], sleep=clock.sleep, clock=clock),
-            History(clients["dynamodb"], TABLE, CLUSTER, clock=lambda: NOW),
-            FakeRegistry(),
-        )
-
-    yield SimpleNamespace(make=make, calls=calls, cfn=stubs["cloudformation"], ecs=stubs["ecs"],
-                          ddb=stubs["dynamodb"])
-    for stub in stubs.values():
-        stub.deactivate()
-
-
-def assert_all_answered(app) -> None:
-    for stub in (app.cfn, app.ecs, app.ddb):
-        stub.assert_no_pending_responses()
-
-
-def app_stack_info() -> StackInfo:
-    return StackInfo(name=STACK, stack_id=STACK_ID, status="UPDATE_COMPLETE",
-                     outputs={"ServiceName": SERVICE, "ClusterName": CLUSTER})
-
-
-# --- 4b. the timeout through `wait_for_service`: how to resume -------------------------------------
-
-
-def test_wait_for_service_timeout_says_how_to_resume_with_app_wait(app, clock):
-    target = app.make()
-    target.run.settings.wait_timeout = 20
-    target.run.settings.poll_interval = 10
-    for _ in range(3):  # at t = 0, 10 and 20 s
-        app.ecs.add_response("describe_services", STUCK, DESCRIBE)
-
-    @mvp_task
-    def wait(c):
-        deploying.wait_for_service(target, app_stack_info())
-
-    with pytest.raises(Exit) as raised:
-        wait(MockContext())
-
-    assert_all_answered(app)
-    assert clock.slept == [10, 10]
-    assert raised.value.code == 1
-    assert raised.value.message == (
-        f"error: service {SERVICE} in cluster {CLUSTER} has not finished deployment {NEW} after 20 s "
-        f"({STUCK_TEXT}) (ECS keeps going on its own; wait again with `inv app.wait {PROJECT} --cluster {CLUSTER}`)")
-    out = target.run.reporter.stream.getvalue()
-    assert f"waiting for service {SERVICE} to roll out" in out
-    assert out.count(STUCK_TEXT) == 1
-
-
-def test_wait_for_service_timeout_hint_is_on_the_error(app):
-    target = app.make()
-    target.run.settings.wait_timeout = 0
-    app.ecs.add_response("describe_services", STUCK, DESCRIBE)
-
-    with pytest.raises(WaitTimeout) as raised:
-        deploying.wait_for_service(target, app_stack_info())
-
-    assert_all_answered(app)
-    assert f"not finished deployment {NEW}" in raised.value.message
-    assert raised.value.hint == (f"ECS keeps going on its own; wait again with "
-                                 f"`inv app.wait {PROJECT} --cluster {CLUSTER}`")
-
-
 # --- 5. the service is missing ---------------------------------------------------------------------
 
 
@@ -588,40 +422,156 @@ def test_force_new_deployment_of_a_missing_service_is_an_aws_error(ecs_stub, ser
     assert str(raised.value) == "ServiceNotFoundException: Service not found."
 
 
-def test_roll_service_locks_forces_and_follows_our_deployment(app, clock):
-    target = app.make()
-    app.ddb.add_response("put_item", {}, lock_put())
-    app.ecs.add_response("update_service", {"service": service(
-        old_deployment(), deployment(NEW, "PRIMARY", "IN_PROGRESS", desired=2, running=0, taskdef=OLD_TASKDEF),
-        running=2)}, {"cluster": CLUSTER, "service": SERVICE, "forceNewDeployment": True})
-    app.ecs.add_response("describe_services", describe_services(service(
-        deployment(NEW, "PRIMARY", "COMPLETED", desired=2, running=2, taskdef=OLD_TASKDEF), running=2)), DESCRIBE)
-
-    state = deploying.roll_service(target, app_stack_info())
-
-    assert_all_answered(app)
-    assert app.calls == ["PutItem", "UpdateService", "DescribeServices"]
-    assert target.locked and state.primary.id == NEW
-    assert f"new deployment {NEW} of service {SERVICE}" in target.run.reporter.stream.getvalue()
+# --- 7. rollouts of one cluster, read together (ServiceReader) -------------------------------------
 
 
-# --- 7. the app stack through deploy_stack / ensure_stack ------------------------------------------
+def steady(name: str) -> dict:
+    return service(deployment(NEW, "PRIMARY", "COMPLETED", desired=2, running=2), running=2, name=name)
 
 
-def lock_put() -> dict:
-    ttl = 600 * 4 + 900  # AppTarget.lock: four bounded waits plus build and push
-    return {
-        "TableName": TABLE,
-        "Item": {
-            **LOCK_KEY,
-            "owner": {"S": f"{CALLER} on {socket.gethostname()} (pid {os.getpid()})"},
-            "token": {"S": TOKEN},
-            "acquired_at": {"S": ACQUIRED_AT},
-            "expires_at": {"N": str(NOW + ttl)},
-        },
-        "ConditionExpression": "attribute_not_exists(pk) OR expires_at < :now",
-        "ExpressionAttributeValues": {":now": {"N": str(NOW)}},
-    }
+def add_read(stub: Stubber, names: list[str], cluster: str = CLUSTER) -> None:
+    """The DescribeServices calls that read `names` (in order), at most ten a call."""
+    for start in range(0, len(names), 10):
+        chunk = names[start:start + 10]
+        stub.add_response("describe_services", describe_services(*[steady(n) for n in chunk]),
+                          {"cluster": cluster, "services": chunk})
+
+
+def test_service_reader_reads_every_followed_service_of_a_cluster_ten_per_call(ecs, ecs_stub, clock):
+    calls: list = []
+    log_calls(ecs, calls)
+    reader = ServiceReader(clock=clock)
+    apps = [f"app{n:02d}-staging" for n in range(12)]
+    # One Services per waiter, as `World.services()` makes one per thread, all on the run's reader.
+    waiters = [Services(ecs, sleep=clock.sleep, clock=clock, reader=reader) for _ in apps]
+    # The first poll: a waiter that has never been read reads every service followed so far.
+    for k in range(1, len(apps) + 1):
+        add_read(ecs_stub, sorted(apps[:k]))
+    first = [w.get_service(CLUSTER, name, max_age=8) for w, name in zip(waiters, apps)]
+    ecs_stub.assert_no_pending_responses()
+    assert [s.name for s in first] == apps
+
+    # A poll later, the first waiter to find its read too old reads all twelve for everyone, in
+    # two calls of 10 and 2; the eleven others are answered from that read.
+    clock.sleep(10)
+    before = len(calls)
+    add_read(ecs_stub, apps)
+    second = [w.get_service(CLUSTER, name, max_age=8) for w, name in zip(waiters, apps)]
+    ecs_stub.assert_no_pending_responses()
+    assert [params["services"] for _, params in calls[before:]] == [apps[:10], apps[10:]]
+    assert [s.name for s in second] == apps and all(s.cluster == CLUSTER for s in second)
+
+    # Within max_age nobody reads again.
+    clock.sleep(5)
+    before = len(calls)
+    assert waiters[3].get_service(CLUSTER, apps[3], max_age=8).name == apps[3]
+    assert len(calls) == before
+
+    # A waiter that is done is no longer read for the others; another cluster is read on its own.
+    reader.forget(CLUSTER, apps[0])
+    clock.sleep(5)
+    add_read(ecs_stub, apps[1:])
+    add_read(ecs_stub, ["web-prod"], cluster="prod")
+    assert waiters[5].get_service(CLUSTER, apps[5], max_age=8).name == apps[5]
+    assert Services(ecs, reader=reader).get_service("prod", "web-prod", max_age=8).cluster == "prod"
+    ecs_stub.assert_no_pending_responses()
+
+
+def test_a_rollout_reads_the_other_followed_services_and_forgets_its_own_when_done(ecs, ecs_stub, clock):
+    reader = ServiceReader(clock=clock)
+    waiter = Services(ecs, sleep=clock.sleep, clock=clock, reader=reader)
+    other = "api-staging"
+    add_read(ecs_stub, [other])
+    waiter.get_service(CLUSTER, other, max_age=8)
+    # The rollout's one read covers the service another waiter follows too.
+    add_read(ecs_stub, [other, SERVICE])
+
+    state = waiter.wait_for_rollout(CLUSTER, SERVICE, timeout=600, poll=10)
+
+    assert state.primary.id == NEW
+    clock.sleep(10)
+    add_read(ecs_stub, [other])  # not web-staging any more
+    assert waiter.get_service(CLUSTER, other, max_age=8).name == other
+    ecs_stub.assert_no_pending_responses()
+
+
+def test_without_a_reader_or_max_age_a_service_is_read_alone(ecs_stub, ecs):
+    reader = ServiceReader()
+    ecs_stub.add_response("describe_services", describe_services(steady(SERVICE)), DESCRIBE)
+
+    # max_age 0 (a status read, the running note of a plan) never takes a shared read.
+    assert Services(ecs, reader=reader).get_service(CLUSTER, SERVICE).name == SERVICE
+
+    ecs_stub.assert_no_pending_responses()
+
+
+# --- the app target: planned and applied on stubbed CloudFormation, ECS and DynamoDB ---------------
+
+PROJECT = "web"
+STACK = f"{PROJECT}-{CLUSTER}"
+STACK_ID = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/5d2b8e10-4f71-11ef-a0c3-0a9b8c7d6e5f"
+CLUSTER_STACK_ID = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{CLUSTER}/0a1b2c3d-4e5f-11ef-8a3b-0e6f1c2d3a4b"
+TABLE = "staging-DeployHistoryTable-1Q2W3E4R5T6Y"
+IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{PROJECT}:stage"
+COMMIT = "4f1c2a9e8d7b6c5a4f3e2d1c0b9a8f7e6d5c4b3a"
+DEPLOYED_COMMIT = "0b9a8f7e6d5c4b3a4f1c2a9e8d7b6c5a4f3e2d1c"
+DIGEST = "sha256:" + "ab" * 32
+CALLER = f"arn:aws:sts::{ACCOUNT}:assumed-role/deployer/dana"
+NOW = 1793534400  # 2026-11-01 12:00:00 UTC
+TOKEN = "5f0e1d2c3b4a59687766554433221100"
+ACQUIRED_AT = "2026-11-01T12:00:00.000000+00:00"
+CHANGE_SET = "mvp-20261101120000-3f2e1d"
+CHANGE_SET_ID = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:changeSet/{CHANGE_SET}/3f2e1d0c-b9a8-4765-8432-10fedcba9876"
+CHANGE_SET_REF = {"StackName": STACK, "ChangeSetName": CHANGE_SET}
+
+APP_TEMPLATE = textwrap.dedent("""\
+    AWSTemplateFormatVersion: '2010-09-09'
+    Parameters:
+      ClusterName:
+        Type: String
+      Image:
+        Type: String
+      Commit:
+        Type: String
+        Default: ''
+      DesiredCount:
+        Type: Number
+        Default: 2
+    Resources:
+      TaskDefinition:
+        Type: AWS::ECS::TaskDefinition
+        Properties:
+          Family: !Ref AWS::StackName
+          RequiresCompatibilities: [FARGATE]
+          NetworkMode: awsvpc
+          Cpu: '256'
+          Memory: '512'
+          ContainerDefinitions:
+            - Name: web
+              Image: !Ref Image
+              Environment:
+                - Name: COMMIT
+                  Value: !Ref Commit
+      Service:
+        Type: AWS::ECS::Service
+        Properties:
+          Cluster: !Ref ClusterName
+          LaunchType: FARGATE
+          DesiredCount: !Ref DesiredCount
+          TaskDefinition: !Ref TaskDefinition
+    Outputs:
+      ServiceName:
+        Value: !GetAtt Service.Name
+      ClusterName:
+        Value: !Ref ClusterName
+    """)
+# What `deploy_stack` fills in (by name, from the cluster's outputs and the image), sorted.
+SENT_PARAMETERS = [{"ParameterKey": "ClusterName", "ParameterValue": CLUSTER},
+                   {"ParameterKey": "Commit", "ParameterValue": COMMIT},
+                   {"ParameterKey": "Image", "ParameterValue": IMAGE}]
+SENT_TAGS = [{"Key": "mvp:cluster", "Value": CLUSTER}, {"Key": "mvp:managed-by", "Value": "mvp-tasks"},
+             {"Key": "mvp:project", "Value": PROJECT}]
+LOCK_KEY = {"pk": {"S": f"lock#{PROJECT}"}, "sk": {"S": "lock"}}
 
 
 def app_stack(status: str, *, commit: str = DEPLOYED_COMMIT, reason: str = "") -> dict:
@@ -723,98 +673,379 @@ def add_failed_app_update(stub: Stubber) -> None:
     ), {"StackName": STACK})
 
 
-def test_app_stack_update_that_rolls_back_is_stack_failed_naming_the_resource(app):
-    target = app.make()
-    add_failed_app_update(app.cfn)
-    app.ddb.add_response("put_item", {}, lock_put())
+KEY = f"{PROJECT}@{CLUSTER}"
+OLD_DIGEST = "sha256:" + "cd" * 32  # what the cluster's tag named before a promote
+OTHER = f"arn:aws:sts::{ACCOUNT}:assumed-role/ci/github-actions on runner-3 (pid 917)"
+FORCE = {"cluster": CLUSTER, "service": SERVICE, "forceNewDeployment": True}
+LOCK_DELETE = {"TableName": TABLE, "Key": LOCK_KEY, "ConditionExpression": "#t = :token",
+               "ExpressionAttributeNames": {"#t": "token"}, "ExpressionAttributeValues": {":token": {"S": TOKEN}}}
+HISTORY_QUERY = {"TableName": TABLE, "KeyConditionExpression": "pk = :pk AND begins_with(sk, :at)",
+                 "ExpressionAttributeValues": {":pk": {"S": f"app#{PROJECT}"}, ":at": {"S": "at#"}},
+                 "ScanIndexForward": False, "Limit": 50}
 
-    with pytest.raises(StackFailed) as raised:
-        deploying.deploy_stack(target, digest=DIGEST, commit=COMMIT)
+
+class FakeRegistry:
+    """The image registry, in memory: tags naming digests, and the commit each image was built
+    from. Every retag is logged with the AWS clients' calls, to be seen against the lock."""
+
+    def __init__(self, calls: list, tags: dict[str, str]):
+        self.calls = calls
+        self.tags = dict(tags)
+
+    def describe(self) -> str:
+        return "registry (fake)"
+
+    def ref(self, repository: str, tag: str) -> str:
+        return f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{repository}:{tag}"
+
+    def get_digest(self, repository: str, tag: str) -> str:
+        return self.tags.get(tag, "")
+
+    def get_commit(self, repository: str, tag: str) -> str:
+        return {DIGEST: COMMIT, OLD_DIGEST: DEPLOYED_COMMIT}.get(self.tags.get(tag, ""), "")
+
+    def list_tags(self, repository: str) -> list[str]:
+        return sorted(self.tags)
+
+    def retag(self, repository: str, source: str, tag: str) -> None:
+        self.calls.append(("retag", {"source": source, "tag": tag}))
+        self.tags[tag] = source if source.startswith("sha256:") else self.tags[source]
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch, clock):
+    """web@staging on stubbed CloudFormation, ECS and DynamoDB clients and a fake registry.
+
+    `app.make()` gives a run's world. Every call of the three clients (and every retag) is logged
+    in `app.calls`, so tests can see the order across them: the lock's PutItem against the first
+    change. Planning uses the real planners, applying the real engine, guard and appliers."""
+    (tmp_path / "projects" / PROJECT).mkdir(parents=True)
+    (tmp_path / "projects" / PROJECT / "deploy.yml").write_text(APP_TEMPLATE)
+    # Pin what would come from the wall clock, uuid4 and STS, so requests can be matched exactly.
+    monkeypatch.setattr(plan_stacks, "time", SimpleNamespace(strftime=lambda fmt: "20261101120000"))
+    monkeypatch.setattr(plan_stacks, "uuid",
+                        SimpleNamespace(uuid4=lambda: SimpleNamespace(hex="3f2e1d0cb9a84765843210fedcba9876")))
+    monkeypatch.setattr(guard_module, "uuid", SimpleNamespace(uuid4=lambda: SimpleNamespace(hex=TOKEN)))
+    monkeypatch.setattr(history_module, "now_iso", lambda: ACQUIRED_AT)
+
+    calls: list = []
+    clients = {name: make_client(name) for name in ("cloudformation", "ecs", "dynamodb")}
+    for client in clients.values():
+        log_calls(client, calls)
+    stubs = {name: Stubber(client) for name, client in clients.items()}
+    for stub in stubs.values():
+        stub.activate()
+    project = ProjectSettings(name=PROJECT, clusters=(CLUSTER,), template="deploy.yml", parameters={},
+                              build_args={}, repository=PROJECT)
+    cluster = ClusterSettings(name=CLUSTER, template="cluster.yml", protected=False, promote_from="", tag="stage")
+
+    def make(*, check: bool = False, tags: dict | None = None, **overrides):
+        settings = SimpleNamespace(**{"root": tmp_path, "wait_timeout": 600, "poll_interval": 5, "parallel": 1,
+                                      "clusters": {CLUSTER: cluster}, "projects": {PROJECT: project}, **overrides})
+        aws = SimpleNamespace(get_caller=lambda: CALLER, **clients)
+        registry = FakeRegistry(calls, {"stage": DIGEST, COMMIT: DIGEST, DEPLOYED_COMMIT: OLD_DIGEST}
+                                if tags is None else tags)
+        return make_clocked_world(settings, reporter(check=check), aws, clock=clock, wall=lambda: NOW,
+                                  registry=registry)
+
+    yield SimpleNamespace(make=make, calls=calls, clients=clients, project=project, cluster=cluster,
+                          cfn=stubs["cloudformation"], ecs=stubs["ecs"], ddb=stubs["dynamodb"])
+    for stub in stubs.values():
+        stub.deactivate()
+
+
+def assert_all_answered(app) -> None:
+    for stub in (app.cfn, app.ecs, app.ddb):
+        stub.assert_no_pending_responses()
+
+
+def names(app) -> list[str]:
+    return [name for name, _ in app.calls]
+
+
+def records(app) -> list[dict[str, str]]:
+    """The history records written (PutItem of an `app#` item), as plain strings."""
+    return [{k: v["S"] for k, v in params["Item"].items()} for name, params in app.calls
+            if name == "PutItem" and params["Item"]["pk"]["S"].startswith("app#")]
+
+
+def lock_put(wait_timeout: int = 600) -> dict:
+    ttl = wait_timeout * 4 + 900  # Guard.lock: four bounded waits plus build and push
+    return {
+        "TableName": TABLE,
+        "Item": {
+            **LOCK_KEY,
+            "owner": {"S": f"{CALLER} on {socket.gethostname()} (pid {os.getpid()})"},
+            "token": {"S": TOKEN},
+            "acquired_at": {"S": ACQUIRED_AT},
+            "expires_at": {"N": str(NOW + ttl)},
+        },
+        "ConditionExpression": "attribute_not_exists(pk) OR expires_at < :now",
+        "ExpressionAttributeValues": {":now": {"N": str(NOW)}},
+    }
+
+
+def add_cluster_stack(app) -> None:
+    """The cluster's stack, read once per run: ready for apps, with its history table."""
+    app.cfn.add_response("describe_stacks", {"Stacks": [{
+        "StackId": CLUSTER_STACK_ID, "StackName": CLUSTER, "CreationTime": at(-86400 * 30),
+        "StackStatus": "UPDATE_COMPLETE",
+        "Outputs": [{"OutputKey": "ClusterName", "OutputValue": CLUSTER},
+                    {"OutputKey": "VpcId", "OutputValue": "vpc-0abc1234def567890"},
+                    {"OutputKey": "DeployHistoryTable", "OutputValue": TABLE}],
+        "Tags": [{"Key": "mvp:cluster", "Value": CLUSTER}, {"Key": "mvp:managed-by", "Value": "mvp-tasks"}],
+        "EnableTerminationProtection": False,
+    }]}, {"StackName": CLUSTER})
+
+
+def add_missing_app_stack(app) -> None:
+    app.cfn.add_client_error("describe_stacks", service_error_code="ValidationError",
+                             service_message=f"Stack with id {STACK} does not exist", http_status_code=400,
+                             expected_params={"StackName": STACK})
+
+
+def add_rolled(app, digest: str) -> None:
+    """The history's newest record: a successful deploy that rolled out `digest`."""
+    item = {"pk": {"S": f"app#{PROJECT}"}, "sk": {"S": "at#2026-10-31T09:00:00.000000+00:00"},
+            "project": {"S": PROJECT}, "cluster": {"S": CLUSTER}, "action": {"S": "deploy"},
+            "commit": {"S": COMMIT if digest == DIGEST else DEPLOYED_COMMIT}, "digest": {"S": digest},
+            "outcome": {"S": "succeeded"}, "by": {"S": CALLER}, "at": {"S": "2026-10-31T09:00:00.000000+00:00"}}
+    app.ddb.add_response("query", {"Items": [item], "Count": 1, "ScannedCount": 1}, HISTORY_QUERY)
+
+
+def add_lock(app, wait_timeout: int = 600) -> None:
+    app.ddb.add_response("put_item", {}, lock_put(wait_timeout))
+
+
+def add_record(app) -> None:
+    app.ddb.add_response("put_item", {})  # its Item is read back from app.calls by `records`
+
+
+def add_release(app) -> None:
+    app.ddb.add_response("delete_item", {}, LOCK_DELETE)
+
+
+def add_force(app) -> None:
+    app.ecs.add_response("update_service", {"service": service(
+        old_deployment(), deployment(NEW, "PRIMARY", "IN_PROGRESS", desired=2, running=0, taskdef=OLD_TASKDEF),
+        running=2)}, FORCE)
+
+
+def add_rolled_out(app) -> None:
+    app.ecs.add_response("describe_services", describe_services(service(
+        deployment(NEW, "PRIMARY", "COMPLETED", desired=2, running=2), running=2)), DESCRIBE)
+
+
+def engine_for(world) -> Engine:
+    engine = Engine(SimpleNamespace(settings=world.settings, reporter=world.reporter, aws=world.aws))
+    engine.world = world
+    return engine
+
+
+def apply(world, *targets: TargetPlan):
+    """Show, confirm and apply the targets as `run_plan` does; the Outcomes."""
+    return engine_for(world).execute(Plan("test", list(targets)))
+
+
+def roll_target() -> TargetPlan:
+    return TargetPlan(KEY, kind="app", project=PROJECT, cluster=CLUSTER, action="update", commit=COMMIT,
+                      digest=DIGEST, steps=[RollService(STACK)])
+
+
+def target_run(world, app, plan: TargetPlan) -> TargetRun:
+    return TargetRun(world, plan, Guard(world, plan, app.cluster), app.cluster)
+
+
+def result_of(world):
+    [result] = world.reporter.recap.results
+    return result.outcome, result.message
+
+
+# --- 8. rolling a service: the lock, our deployment, a bounded wait --------------------------------
+
+
+def test_roll_service_locks_forces_and_follows_our_deployment(app):
+    world = app.make()
+    add_cluster_stack(app)
+    add_lock(app)
+    app.cfn.add_response("describe_stacks", app_stack("UPDATE_COMPLETE"), {"StackName": STACK})
+    add_force(app)
+    # ECS still lists the old deployment as PRIMARY for a moment: ours is followed by its id.
+    app.ecs.add_response("describe_services", describe_services(service(
+        deployment(OLD, "PRIMARY", "COMPLETED", desired=2, running=2, taskdef=OLD_TASKDEF),
+        deployment(NEW, "ACTIVE", "IN_PROGRESS", desired=2, running=0, pending=2), running=2, pending=2)), DESCRIBE)
+    add_rolled_out(app)
+    run = target_run(world, app, roll_target())
+
+    apply_step(run, run.plan.steps[0])
+
+    assert names(app) == ["DescribeStacks", "PutItem", "DescribeStacks", "UpdateService", "DescribeServices",
+                          "DescribeServices"]
+    assert run.guard.token == TOKEN and run.guard.running == {}
+    assert run.service.primary.id == NEW and len(run.service.deployments) == 1
+    assert f"new deployment {NEW} of service {SERVICE}" in output(world.reporter)
+    add_release(app)
+    run.guard.release()
+    assert_all_answered(app)
+    assert run.guard.token == ""
+
+
+def test_rollout_timeout_says_how_to_resume_with_app_wait_and_that_ecs_keeps_going(app, clock):
+    world = app.make(wait_timeout=20, poll_interval=10)
+    add_cluster_stack(app)
+    app.cfn.add_response("describe_stacks", app_stack("UPDATE_COMPLETE", commit=COMMIT), {"StackName": STACK})
+    target = plan_update(world, app.project, app.cluster)
+    assert [type(s) for s in target.steps] == [RollService]
+    add_lock(app, wait_timeout=20)
+    app.cfn.add_response("describe_stacks", app_stack("UPDATE_COMPLETE", commit=COMMIT), {"StackName": STACK})
+    add_force(app)
+    for _ in range(3):  # at t = 0, 10 and 20 s
+        app.ecs.add_response("describe_services", STUCK, DESCRIBE)
+    add_record(app)
+    add_release(app)
+
+    outcomes = apply(world, target)
 
     assert_all_answered(app)
-    assert str(raised.value) == (f"update of stack {STACK} ended in UPDATE_ROLLBACK_COMPLETE: "
-                                 f"Service (AWS::ECS::Service) UPDATE_FAILED: {SERVICE_FAILED}")
-    # The lock is taken once, right before the first mutating call, and is still held.
-    assert app.calls[:3] == ["DescribeStacks", "PutItem", "CreateChangeSet"]
-    assert app.calls.count("PutItem") == 1
-    assert target.locked
-    out = target.run.reporter.stream.getvalue()
-    assert "~ AWS::ECS::TaskDefinition TaskDefinition (replacement: True)" in out
-    assert out.count("UPDATE_FAILED") == 1 and "changed:" not in out
+    assert clock.slept == [10, 10]
+    assert outcomes.failed and not outcomes.interrupted
+    message = (f"service {SERVICE} in cluster {CLUSTER} has not finished deployment {NEW} after 20 s "
+               f"({STUCK_TEXT}) (ECS keeps going on its own; wait again with `inv app.wait {PROJECT} --cluster {CLUSTER}`)")
+    assert result_of(world) == (Outcome.FAILED, message)
+    out = output(world.reporter)
+    assert out.count(f"    {STUCK_TEXT}") == 1  # progress shown once, not once per poll
+    assert "warning: still running in AWS on its own:" in out
+    assert f"service {SERVICE}: rollout; follow it with `inv app.wait {PROJECT} --cluster {CLUSTER}`" in out
+    assert [(r["action"], r["outcome"], r["message"]) for r in records(app)] == [("update", "failed", message)]
 
-    # What app.deploy does next: release the lock it took, by its token.
-    app.ddb.add_response("delete_item", {}, {
-        "TableName": TABLE, "Key": LOCK_KEY, "ConditionExpression": "#t = :token",
-        "ExpressionAttributeNames": {"#t": "token"}, "ExpressionAttributeValues": {":token": {"S": TOKEN}}})
-    target.unlock()
-    app.ddb.assert_no_pending_responses()
-    assert not target.locked
+
+def test_rollout_timeout_hint_is_on_the_error(app):
+    world = app.make(wait_timeout=0)
+    add_cluster_stack(app)
+    add_lock(app, wait_timeout=0)
+    app.cfn.add_response("describe_stacks", app_stack("UPDATE_COMPLETE"), {"StackName": STACK})
+    add_force(app)
+    app.ecs.add_response("describe_services", STUCK, DESCRIBE)
+    run = target_run(world, app, roll_target())
+
+    with pytest.raises(WaitTimeout) as raised:
+        apply_step(run, run.plan.steps[0])
+
+    assert_all_answered(app)
+    assert f"not finished deployment {NEW}" in raised.value.message
+    assert raised.value.hint == (f"ECS keeps going on its own; wait again with "
+                                 f"`inv app.wait {PROJECT} --cluster {CLUSTER}`")
+    assert run.guard.running == {f"service {SERVICE}: rollout": f"inv app.wait {PROJECT} --cluster {CLUSTER}"}
+
+
+# --- 9. the app stack, planned by plan_deploy and applied by the engine ----------------------------
+
+
+def test_app_stack_update_that_rolls_back_fails_the_target_naming_the_resource(app):
+    world = app.make()
+    add_cluster_stack(app)
+    add_failed_app_update(app.cfn)
+    add_rolled(app, DIGEST)  # the image the tag names is the one last rolled out: no extra rollout
+    add_lock(app)
+    add_record(app)
+    add_release(app)
+
+    target = plan_deploy(world, app.project, app.cluster)
+
+    # Planning reads, and makes nothing but the change set; no lock for that.
+    assert names(app) == ["DescribeStacks", "DescribeStacks", "CreateChangeSet", "DescribeChangeSet", "Query"]
+    assert [s.action for s in target.steps] == ["update"]
+
+    outcomes = apply(world, target)
+
+    assert_all_answered(app)
+    # The lock is taken once, right before the first change, and released at the end by its token.
+    assert names(app)[5:] == ["PutItem", "DescribeStackEvents", "ExecuteChangeSet", "DescribeStacks",
+                              "DescribeStackEvents", "PutItem", "DeleteItem"]
+    message = (f"update of stack {STACK} ended in UPDATE_ROLLBACK_COMPLETE: "
+               f"Service (AWS::ECS::Service) UPDATE_FAILED: {SERVICE_FAILED}")
+    assert outcomes.failed
+    assert result_of(world) == (Outcome.FAILED, message)
+    [record] = records(app)
+    assert (record["action"], record["outcome"], record["commit"], record["digest"], record["message"]) == (
+        "deploy", "failed", COMMIT, DIGEST, message)
+    out = output(world.reporter)
+    assert "~ AWS::ECS::TaskDefinition TaskDefinition (replacement: True)" in out
+    assert len([line for line in out.splitlines() if line.startswith("    ") and "UPDATE_FAILED" in line]) == 1
+    assert "changed:" not in out
+    assert world.change_sets.pending() == []
 
 
 def test_app_stack_already_updating_is_busy_and_takes_no_lock(app):
-    target = app.make()
+    world = app.make()
+    add_cluster_stack(app)
     app.cfn.add_response("describe_stacks", app_stack("UPDATE_IN_PROGRESS"), {"StackName": STACK})
 
     with pytest.raises(StackBusy) as raised:
-        deploying.deploy_stack(target, digest=DIGEST, commit=COMMIT)
+        plan_deploy(world, app.project, app.cluster)
 
     assert_all_answered(app)
-    assert app.calls == ["DescribeStacks"]  # no PutItem, no change set
-    assert not target.locked
+    assert names(app) == ["DescribeStacks", "DescribeStacks"]  # no PutItem, no change set
     assert raised.value.message == f"stack {STACK} is UPDATE_IN_PROGRESS: another operation is running"
 
 
 def test_unchanged_app_stack_takes_no_lock(app):
-    target = app.make()
+    world = app.make()
+    add_cluster_stack(app)
     app.cfn.add_response("describe_stacks", app_stack("UPDATE_COMPLETE", commit=COMMIT), {"StackName": STACK})
     app.cfn.add_response("get_template", {"TemplateBody": APP_TEMPLATE, "StagesAvailable": ["Original", "Processed"]},
                          {"StackName": STACK, "TemplateStage": "Original"})
+    add_rolled(app, DIGEST)
+    add_rolled_out(app)  # the running note
 
-    assert deploying.deploy_stack(target, digest=DIGEST, commit=COMMIT) is Outcome.OK
+    target = plan_deploy(world, app.project, app.cluster)
+    outcomes = apply(world, target)
 
     assert_all_answered(app)
-    assert app.calls == ["DescribeStacks", "GetTemplate"]
-    assert not target.locked
-    assert f"ok: {STACK}  up to date (UPDATE_COMPLETE)" in target.run.reporter.stream.getvalue()
+    assert names(app) == ["DescribeStacks", "DescribeStacks", "GetTemplate", "Query", "DescribeServices"]
+    assert target.steps == [] and not outcomes.failed
+    assert result_of(world) == (Outcome.OK, f"running {COMMIT[:12]}, 2/2 tasks")
+    assert f"ok: {KEY}  running {COMMIT[:12]}, 2/2 tasks" in output(world.reporter)
 
 
-def test_app_stack_in_check_mode_previews_and_takes_no_lock(app):
-    target = app.make(check=True)
+def test_unchanged_app_stack_whose_tag_moved_since_its_last_rollout_gets_a_rollout(app):
+    world = app.make()
+    add_cluster_stack(app)
+    app.cfn.add_response("describe_stacks", app_stack("UPDATE_COMPLETE", commit=COMMIT), {"StackName": STACK})
+    app.cfn.add_response("get_template", {"TemplateBody": APP_TEMPLATE},
+                         {"StackName": STACK, "TemplateStage": "Original"})
+    add_rolled(app, OLD_DIGEST)  # `app.push` moved the tag: tasks still run the image before
+
+    target = plan_deploy(world, app.project, app.cluster)
+
+    assert_all_answered(app)
+    assert target.steps == [RollService(STACK, f"{COMMIT[:12]}: its tag stage names another image than it "
+                                               "last rolled out")]
+
+
+def test_app_stack_in_check_mode_previews_takes_no_lock_and_deletes_its_change_set(app):
+    world = app.make(check=True)
+    add_cluster_stack(app)
     add_change_set_up_to_preview(app.cfn)
+    add_rolled(app, DIGEST)
+
+    outcomes = apply(world, plan_deploy(world, app.project, app.cluster))
+
+    assert "PutItem" not in names(app) and "ExecuteChangeSet" not in names(app)
+    assert not outcomes.failed
+    out = output(world.reporter)
+    assert f"{KEY}: would:" in out
+    assert f"changed: {KEY}  would update 2 resource(s) (check: nothing was changed)" in out
     app.cfn.add_response("delete_change_set", {}, CHANGE_SET_REF)
-
-    assert deploying.deploy_stack(target, digest=DIGEST, commit=COMMIT) is Outcome.CHANGED
-
+    world.discard_change_sets()  # what the engine's end does
     assert_all_answered(app)
-    assert "PutItem" not in app.calls and "ExecuteChangeSet" not in app.calls
-    assert not target.locked
-    out = target.run.reporter.stream.getvalue()
-    assert f"{STACK}: would:" in out
-    assert f"changed: {STACK}  would update 2 resource(s) (check: nothing was changed)" in out
 
 
-# --- on_act, directly on ensure_stack --------------------------------------------------------------
-
-TEMPLATE = Template(path=Path("deploy.yml"), label="projects/web/deploy.yml",
-                    body=APP_TEMPLATE,
-                    parameters={"ClusterName": {"Type": "String"}, "Image": {"Type": "String"},
-                                "Commit": {"Type": "String", "Default": ""},
-                                "DesiredCount": {"Type": "Number", "Default": 2}},
-                    resources={"TaskDefinition": "AWS::ECS::TaskDefinition", "Service": "AWS::ECS::Service"})
-PARAMETERS = {"ClusterName": CLUSTER, "Image": IMAGE, "Commit": COMMIT}
-TAGS = {"mvp:cluster": CLUSTER, "mvp:project": PROJECT}
-
-
-def ensure(app, rep: Reporter, on_act) -> Outcome:
-    cfn = app.make().stacks
-    return ensure_stack(cfn, rep, name=STACK, template=TEMPLATE, parameters=PARAMETERS, tags=TAGS, protect=False,
-                        timeout=600, poll=5, on_act=on_act)
-
-
-def test_on_act_runs_once_right_before_creating_a_stack(app):
-    app.cfn.add_client_error("describe_stacks", service_error_code="ValidationError",
-                             service_message=f"Stack with id {STACK} does not exist", http_status_code=400,
-                             expected_params={"StackName": STACK})
+def test_new_app_stack_is_locked_once_right_before_it_is_created_and_its_service_waited_for(app):
+    world = app.make()
+    add_cluster_stack(app)
+    add_missing_app_stack(app)
+    add_lock(app)
     app.cfn.add_response("create_stack", {"StackId": STACK_ID}, {
         "StackName": STACK, "TemplateBody": APP_TEMPLATE, "Parameters": SENT_PARAMETERS, "Tags": SENT_TAGS,
         "Capabilities": CAPABILITIES, "EnableTerminationProtection": False, "OnFailure": "ROLLBACK"})
@@ -822,35 +1053,204 @@ def test_on_act_runs_once_right_before_creating_a_stack(app):
     app.cfn.add_response("describe_stack_events", stack_events(
         stack_event("CREATE_IN_PROGRESS", "User Initiated", seconds=0),
         stack_event("CREATE_COMPLETE", seconds=120)), {"StackName": STACK_ID})
+    app.cfn.add_response("describe_stacks", app_stack("CREATE_COMPLETE", commit=COMMIT), {"StackName": STACK})
+    add_rolled_out(app)
+    add_record(app)
+    add_release(app)
 
-    assert ensure(app, reporter(), lambda: app.calls.append("on_act")) is Outcome.CHANGED
+    target = plan_deploy(world, app.project, app.cluster)
+    assert [s.action for s in target.steps] == ["create"]  # no rollout: a new service starts on the tag's image
+    apply(world, target)
 
     assert_all_answered(app)
-    assert app.calls[:3] == ["DescribeStacks", "on_act", "CreateStack"]
-    assert app.calls.count("on_act") == 1
+    assert names(app) == ["DescribeStacks", "DescribeStacks", "PutItem", "CreateStack", "DescribeStacks",
+                          "DescribeStackEvents", "DescribeStacks", "DescribeServices", "PutItem", "DeleteItem"]
+    assert result_of(world) == (Outcome.CHANGED, f"{COMMIT[:12]} deployed; service {SERVICE} running 2/2")
+    assert [(r["action"], r["outcome"], r["commit"], r["digest"]) for r in records(app)] == [
+        ("deploy", "succeeded", COMMIT, DIGEST)]
 
 
-def test_on_act_is_not_called_when_nothing_changes(app):
+def test_new_app_stack_in_check_mode_takes_no_lock(app):
+    world = app.make(check=True)
+    add_cluster_stack(app)
+    add_missing_app_stack(app)
+
+    apply(world, plan_deploy(world, app.project, app.cluster))
+
+    assert_all_answered(app)
+    assert names(app) == ["DescribeStacks", "DescribeStacks"]
+    assert (f"changed: {KEY}  would create stack (2 resources) (check: nothing was changed)"
+            in output(world.reporter))
+
+
+# --- 10. a promote: the tag moves, and moves back when the rollout fails ---------------------------
+
+
+def add_promote(app) -> None:
+    """plan_promote's reads of the cluster (ready for apps, its history table), of the app stack
+    and of what it last rolled out (the image before), then the lock, and the rollout's read of
+    the app stack and its new deployment."""
+    add_cluster_stack(app)
     app.cfn.add_response("describe_stacks", app_stack("UPDATE_COMPLETE", commit=COMMIT), {"StackName": STACK})
-    app.cfn.add_response("get_template", {"TemplateBody": APP_TEMPLATE},
-                         {"StackName": STACK, "TemplateStage": "Original"})
-    acts = []
+    add_rolled(app, OLD_DIGEST)
+    add_lock(app)
+    app.cfn.add_response("describe_stacks", app_stack("UPDATE_COMPLETE", commit=COMMIT), {"StackName": STACK})
+    add_force(app)
 
-    assert ensure(app, reporter(), lambda: acts.append(1)) is Outcome.OK
+
+def promote_world(app):
+    world = app.make(tags={"stage": OLD_DIGEST, COMMIT: DIGEST, DEPLOYED_COMMIT: OLD_DIGEST})
+    target = plan_promote(world, app.project, app.cluster, source_tag=COMMIT)
+    assert target.steps == [MoveTag(PROJECT, "stage", COMMIT, OLD_DIGEST, DIGEST, label=COMMIT[:12]),
+                            RollService(STACK)]
+    return world, target
+
+
+def test_failed_rollout_after_a_promote_points_the_tag_back_and_records_the_failure(app, clock):
+    add_promote(app)
+    add_circuit_breaker_rollback(app.ecs)
+    add_record(app)
+    add_release(app)
+    world, target = promote_world(app)
+
+    outcomes = apply(world, target)
 
     assert_all_answered(app)
-    assert acts == []
+    assert clock.slept == [5]
+    assert names(app) == ["DescribeStacks", "DescribeStacks", "Query", "PutItem", "retag", "DescribeStacks",
+                          "UpdateService", "DescribeServices", "DescribeServices", "retag", "PutItem", "DeleteItem"]
+    retags = [params for name, params in app.calls if name == "retag"]
+    assert retags == [{"source": COMMIT, "tag": "stage"}, {"source": OLD_DIGEST, "tag": "stage"}]
+    assert world.registry.tags["stage"] == OLD_DIGEST
+    assert outcomes.failed
+    outcome, message = result_of(world)
+    assert outcome is Outcome.FAILED
+    assert message.startswith(f"deployment {NEW} of service {SERVICE} was rolled back by the deployment circuit breaker")
+    [record] = records(app)
+    assert (record["action"], record["outcome"], record["commit"], record["digest"]) == (
+        "promote", "failed", COMMIT, DIGEST)
+    assert record["message"] == message
+    assert (f"warning: {KEY}: {PROJECT}:stage pointed back at {OLD_DIGEST[:19]}, the image it named before"
+            in output(world.reporter))
 
 
-def test_on_act_is_not_called_when_checking_a_create(app):
-    app.cfn.add_client_error("describe_stacks", service_error_code="ValidationError",
-                             service_message=f"Stack with id {STACK} does not exist", http_status_code=400,
-                             expected_params={"StackName": STACK})
-    acts = []
-    rep = reporter(check=True)
+def test_successful_promote_keeps_the_new_tag(app):
+    add_promote(app)
+    add_rolled_out(app)
+    add_record(app)
+    add_release(app)
+    world, target = promote_world(app)
 
-    assert ensure(app, rep, lambda: acts.append(1)) is Outcome.CHANGED
+    apply(world, target)
 
     assert_all_answered(app)
-    assert acts == []
-    assert f"changed: {STACK}  would create stack (2 resources) (check: nothing was changed)" in rep.stream.getvalue()
+    assert [params for name, params in app.calls if name == "retag"] == [{"source": COMMIT, "tag": "stage"}]
+    assert world.registry.tags["stage"] == DIGEST
+    assert result_of(world) == (Outcome.CHANGED, f"{COMMIT[:12]} promoted; service {SERVICE} running 2/2")
+    assert [(r["action"], r["outcome"], r["digest"]) for r in records(app)] == [("promote", "succeeded", DIGEST)]
+    assert "pointed back" not in output(world.reporter)
+
+
+def test_interrupt_during_the_rollout_points_the_tag_back_records_interrupted_and_exits_130(app):
+    add_promote(app)
+    app.ecs.add_response("describe_services", describe_services(service(
+        deployment(NEW, "PRIMARY", "IN_PROGRESS", desired=2, running=0, pending=2), old_deployment(),
+        running=2, pending=2)), DESCRIBE)
+    add_record(app)
+    add_release(app)
+    world, target = promote_world(app)
+    # Ctrl-C while DescribeServices is in flight: the next wait refuses to sleep.
+    ecs_events = app.clients["ecs"].meta.events
+    ecs_events.register("before-parameter-build.ecs.DescribeServices", lambda **kw: world.stop.set())
+    engine = engine_for(world)
+
+    outcomes = engine.execute(Plan("app.promote", [target]))
+    with pytest.raises(Exit) as raised:
+        engine.finish(outcomes)
+
+    assert_all_answered(app)
+    assert outcomes.interrupted and raised.value.code == 130
+    assert world.registry.tags["stage"] == OLD_DIGEST
+    assert [(r["action"], r["outcome"], r["message"]) for r in records(app)] == [
+        ("promote", "interrupted", "interrupted (Ctrl-C)")]
+    assert names(app)[-2:] == ["PutItem", "DeleteItem"]  # the lock released by its token
+    out = output(world.reporter)
+    assert f"failed: {KEY}  interrupted" in out
+    assert f"service {SERVICE}: rollout; follow it with `inv app.wait {PROJECT} --cluster {CLUSTER}`" in out
+
+
+# --- 11. the deploy lock: made before the write, released even when the answer was lost ------------
+
+
+def lose_the_answer(app) -> None:
+    """DynamoDB wrote the lock, but its answer never came back (a read timeout)."""
+    def raise_timeout(**kwargs):
+        raise botocore.exceptions.ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com/")
+
+    app.clients["dynamodb"].meta.events.register("after-call.dynamodb.PutItem", raise_timeout)
+    add_lock(app)
+
+
+def fail_on_the_server(app) -> None:
+    app.ddb.add_client_error("put_item", service_error_code="InternalServerError",
+                             service_message="Internal server error", http_status_code=500,
+                             expected_params=lock_put())
+
+
+@pytest.mark.parametrize("failure, error", [
+    pytest.param(lose_the_answer, "cannot reach https://dynamodb.us-east-1.amazonaws.com/", id="answer-lost"),
+    pytest.param(fail_on_the_server, "InternalServerError: Internal server error", id="server-error"),
+])
+def test_lock_whose_write_may_have_happened_is_released_by_its_pre_made_token(app, failure, error):
+    world = app.make()
+    add_cluster_stack(app)
+    failure(app)
+    add_release(app)  # DeleteItem, on the condition that the lock holds our token
+
+    apply(world, roll_target())
+
+    assert_all_answered(app)
+    assert names(app) == ["DescribeStacks", "PutItem", "DeleteItem"]  # nothing after the lock, no record
+    outcome, message = result_of(world)
+    assert outcome is Outcome.FAILED and message.startswith(error)
+    assert records(app) == []
+
+
+def test_lock_held_by_another_run_is_not_deleted_and_nothing_is_recorded(app):
+    world = app.make()
+    add_cluster_stack(app)
+    app.ddb.add_client_error("put_item", service_error_code="ConditionalCheckFailedException",
+                             service_message="The conditional request failed", http_status_code=400,
+                             expected_params=lock_put())
+    app.ddb.add_response("get_item", {"Item": {
+        **LOCK_KEY, "owner": {"S": OTHER}, "token": {"S": "0a9b8c7d6e5f40312233445566778899"},
+        "acquired_at": {"S": "2026-11-01T11:58:00.000000+00:00"}, "expires_at": {"N": str(NOW + 1200)}}},
+        {"TableName": TABLE, "Key": LOCK_KEY, "ConsistentRead": True})
+
+    apply(world, roll_target())
+
+    assert_all_answered(app)
+    assert names(app) == ["DescribeStacks", "PutItem", "GetItem"]  # no DeleteItem: the lock is theirs
+    outcome, message = result_of(world)
+    assert outcome is Outcome.FAILED
+    assert message.startswith(f"another deploy of {PROJECT} to {CLUSTER} is running (held by {OTHER} "
+                              "since 2026-11-01T11:58:00.000000+00:00)")
+    assert records(app) == []
+
+
+def test_guard_keeps_its_token_when_acquire_fails_and_drops_it_when_the_lock_is_held(app):
+    world = app.make()
+    add_cluster_stack(app)
+    fail_on_the_server(app)
+    guard = Guard(world, roll_target(), app.cluster)
+
+    with pytest.raises(AwsError):
+        guard.lock()
+
+    assert guard.token == TOKEN and not guard.acted  # made before the write, kept: it may be in DynamoDB
+    add_release(app)
+    guard.release()
+    assert guard.token == ""
+    guard.release()  # once only
+    assert_all_answered(app)
+    assert names(app) == ["DescribeStacks", "PutItem", "DeleteItem"]

@@ -1,4 +1,6 @@
-"""`Stacks` and `ensure_stack` against botocore's Stubber: the CloudFormation paths moto cannot produce.
+"""Planning and applying one CloudFormation stack against botocore's Stubber: the paths moto cannot
+produce, through `plan.stacks.plan_stack` (what would change) and `apply.steps.apply_ensure_stack`
+(doing it), and the engine that shows, confirms and applies.
 
 Failed and rolled-back stacks, no-op change sets, per-resource events, busy stacks and expired
 credentials, each answered with responses shaped like AWS's documented ones (the Stubber
@@ -16,26 +18,34 @@ from types import SimpleNamespace
 
 import botocore.exceptions
 import pytest
-from stubs import FakeClock, isolate_from_aws, make_client, stack_event_data
+from stubs import FakeClock, isolate_from_aws, log_calls, make_client, make_clocked_world, stack_event_data
 from botocore.stub import Stubber
 from invoke import Exit, MockContext
 
+from mvp_tasks.apply import executor
+from mvp_tasks.apply.executor import Engine, run_plan
+from mvp_tasks.apply.guard import Guard
+from mvp_tasks.apply.steps import TargetRun, apply_step
 from mvp_tasks.aws.clients import translate
 from mvp_tasks.aws.stacks import CAPABILITIES, StackEvent, Stacks, failure_summary
 from mvp_tasks.errors import (AwsError, CredentialsError, NotConfirmed, StackBusy, StackFailed, TemplateError,
                               WaitTimeout)
+from mvp_tasks.plan import stacks as plan_stacks
+from mvp_tasks.plan.stacks import plan_stack
+from mvp_tasks.plan.steps import EnsureStack, Plan, TargetPlan
 from mvp_tasks.report import Outcome, Reporter
-from mvp_tasks.tasks import converge
+from mvp_tasks.settings import ClusterSettings
 from mvp_tasks.tasks.boundary import mvp_task
-from mvp_tasks.tasks.converge import ensure_stack
 from mvp_tasks.templates import Template
+from mvp_tasks.world import ChangeSets
 
 ACCOUNT = "123456789012"
 NAME = "mvp-cluster"
 STACK_ID = f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/{NAME}/0a1b2c3d-4e5f-11ef-8a3b-0e6f1c2d3a4b"
 # A stack re-created under the same name gets a new id.
 NEW_STACK_ID = f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/{NAME}/7c8d9e0f-4e60-11ef-9b2c-12a4b6c8d0e2"
-CHANGE_SET = "mvp-20261101120000"
+# The planner names change sets mvp-<UTC time>-<6 random hex digits>; both are pinned below.
+CHANGE_SET = "mvp-20261101120000-3f2e1d"
 CHANGE_SET_ID = (f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:changeSet/{CHANGE_SET}/"
                  "3f2e1d0c-b9a8-4765-8432-10fedcba9876")
 T0 = datetime(2026, 11, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -226,6 +236,9 @@ SUBNET_REPLACED = resource_change("Modify", "PrivateSubnet", "AWS::EC2::Subnet",
 
 # --- fixtures --------------------------------------------------------------------------------------
 
+CLUSTER = ClusterSettings(name=NAME, template="cluster.yml", protected=False, promote_from="", tag="stage")
+SETTINGS = SimpleNamespace(wait_timeout=600, poll_interval=5, parallel=1, clusters={NAME: CLUSTER})
+
 
 @pytest.fixture
 def client(monkeypatch):
@@ -234,7 +247,14 @@ def client(monkeypatch):
 
 
 @pytest.fixture
-def stub(client):
+def calls(client) -> list:
+    log: list = []
+    log_calls(client, log)
+    return log
+
+
+@pytest.fixture
+def stub(client, calls):
     with Stubber(client) as stubber:
         yield stubber
 
@@ -244,10 +264,43 @@ def stacks(client, stub):
     return Stacks(client, sleep=lambda s: None)
 
 
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def new_world(client, stub, clock):
+    """A run's world on the stubbed client (its waits move a fake clock), with its own reporter."""
+    def make(rep: Reporter | None = None):
+        return make_clocked_world(SETTINGS, rep or reporter(yes=True), SimpleNamespace(cloudformation=client),
+                                  clock=clock)
+
+    return make
+
+
+@pytest.fixture
+def world(new_world):
+    return new_world()
+
+
+@pytest.fixture
+def clocked_engine(monkeypatch, client, stub, clock):
+    """`run_plan` and `Engine` build their world on the stubbed client and the fake clock."""
+    monkeypatch.setattr(executor, "World", lambda settings, rep, aws: make_clocked_world(settings, rep, aws, clock=clock))
+
+    def run(rep: Reporter):
+        return SimpleNamespace(settings=SETTINGS, reporter=rep, aws=SimpleNamespace(cloudformation=client))
+
+    return run
+
+
 @pytest.fixture(autouse=True)
 def fixed_change_set_name(monkeypatch):
-    # The change set name comes from the wall clock; pin it so requests can be matched exactly.
-    monkeypatch.setattr(converge, "time", SimpleNamespace(strftime=lambda fmt: "20261101120000"))
+    # The change set name comes from the wall clock and uuid4; pin both so requests can be matched exactly.
+    monkeypatch.setattr(plan_stacks, "time", SimpleNamespace(strftime=lambda fmt: "20261101120000"))
+    monkeypatch.setattr(plan_stacks, "uuid",
+                        SimpleNamespace(uuid4=lambda: SimpleNamespace(hex="3f2e1d0cb9a84765843210fedcba9876")))
 
 
 def reporter(*, check: bool = False, yes: bool = False) -> Reporter:
@@ -258,33 +311,81 @@ def output(rep: Reporter) -> str:
     return rep.stream.getvalue()
 
 
-def ensure(stacks: Stacks, rep: Reporter, **overrides) -> Outcome:
-    kwargs = dict(name=NAME, template=TEMPLATE, parameters=PARAMETERS, tags=TAGS, protect=False,
-                  timeout=600, poll=5)
+def plan(stacks: Stacks, **overrides):
+    """`plan_stack` for the test's stack: (its step or None, the stack as it is)."""
+    kwargs = dict(name=NAME, template=TEMPLATE, parameters=PARAMETERS, tags=TAGS, protect=False, poll=5)
     kwargs.update(overrides)
-    return ensure_stack(stacks, rep, **kwargs)
+    return plan_stack(stacks, **kwargs)
+
+
+def cluster_target(world, **overrides) -> TargetPlan:
+    """What a cluster's planner makes of `plan_stack`'s answer (as `plan_cluster` does)."""
+    step, stack = plan(world.stacks(), change_sets=world.change_sets, **overrides)
+    target = TargetPlan(NAME, kind="cluster", cluster=NAME, action="cluster.up")
+    if step is None:
+        target.note = f"stack {NAME} up to date ({stack.status})"
+    else:
+        target.steps.append(step)
+        target.done = {"create": "stack created", "recreate": "stack re-created", "update": "stack updated",
+                       "protect": "termination protection turned on"}[step.action]
+    return target
+
+
+def apply(world, step: EnsureStack) -> TargetRun:
+    """Apply one step of the cluster target as the executor does (its guard, its run)."""
+    target = TargetPlan(NAME, kind="cluster", cluster=NAME, action="cluster.up", steps=[step])
+    run = TargetRun(world, target, Guard(world, target, CLUSTER), CLUSTER)
+    apply_step(run, step)
+    return run
+
+
+def engine_for(world) -> Engine:
+    engine = Engine(SimpleNamespace(settings=world.settings, reporter=world.reporter, aws=world.aws))
+    engine.world = world
+    return engine
+
+
+def one_target(rep: Reporter, clocked_engine, **overrides) -> None:
+    stub_target = TargetPlan(NAME, kind="cluster", cluster=NAME)
+    run_plan(clocked_engine(rep), "cluster.up", [(stub_target, lambda world: cluster_target(world, **overrides))])
 
 
 # --- 1. no-op change set ---------------------------------------------------------------------------
 
 
-def test_change_set_without_changes_is_ok_and_deleted(stub, stacks):
+def test_change_set_without_changes_is_deleted_and_gives_no_step(stub, stacks):
     stub.add_response("describe_stacks", describe_stacks("UPDATE_COMPLETE"), by())
     stub.add_response("get_template", get_template(DEPLOYED_BODY), {"StackName": NAME, "TemplateStage": "Original"})
     stub.add_response("create_change_set", {"Id": CHANGE_SET_ID, "StackId": STACK_ID}, CREATE_CHANGE_SET)
     stub.add_response("describe_change_set", describe_change_set("CREATE_PENDING"), CHANGE_SET_REF)
     stub.add_response("describe_change_set", describe_change_set("FAILED", reason=NO_CHANGES), CHANGE_SET_REF)
     stub.add_response("delete_change_set", {}, CHANGE_SET_REF)
-    rep = reporter()
+    change_sets = ChangeSets()
 
-    assert ensure(stacks, rep) is Outcome.OK
+    step, current = plan(stacks, change_sets=change_sets)
 
     stub.assert_no_pending_responses()
-    assert "ok: mvp-cluster  no changes (UPDATE_COMPLETE)" in output(rep)
+    assert step is None
+    assert (current.name, current.stack_id, current.status) == (NAME, STACK_ID, "UPDATE_COMPLETE")
+    assert change_sets.pending() == []  # CloudFormation's answer deleted it: nothing is left to discard
+
+
+def test_change_set_without_changes_through_the_engine_is_ok(stub, clocked_engine):
+    stub.add_response("describe_stacks", describe_stacks("UPDATE_COMPLETE"), by())
+    stub.add_response("get_template", get_template(DEPLOYED_BODY), {"StackName": NAME, "TemplateStage": "Original"})
+    stub.add_response("create_change_set", {"Id": CHANGE_SET_ID, "StackId": STACK_ID}, CREATE_CHANGE_SET)
+    stub.add_response("describe_change_set", describe_change_set("FAILED", reason=NO_CHANGES), CHANGE_SET_REF)
+    stub.add_response("delete_change_set", {}, CHANGE_SET_REF)
+    rep = reporter()
+
+    one_target(rep, clocked_engine)
+
+    stub.assert_no_pending_responses()
+    assert "ok: mvp-cluster  stack mvp-cluster up to date (UPDATE_COMPLETE)" in output(rep)
     assert [r.outcome for r in rep.recap.results] == [Outcome.OK]
 
 
-def test_change_set_failed_for_another_reason_is_deleted_and_reported(stub, stacks):
+def test_change_set_failed_for_another_reason_is_deleted_and_is_a_template_error(stub, stacks):
     reason = "Template error: instance of Fn::GetAtt references undefined resource Vpcc"
     stub.add_response("describe_stacks", describe_stacks("UPDATE_COMPLETE"), by())
     stub.add_response("get_template", get_template(DEPLOYED_BODY), {"StackName": NAME, "TemplateStage": "Original"})
@@ -293,7 +394,7 @@ def test_change_set_failed_for_another_reason_is_deleted_and_reported(stub, stac
     stub.add_response("delete_change_set", {}, CHANGE_SET_REF)
 
     with pytest.raises(TemplateError) as raised:
-        ensure(stacks, reporter())
+        plan(stacks)
 
     stub.assert_no_pending_responses()
     assert "rejected the change" in str(raised.value) and "Vpcc" in str(raised.value)
@@ -302,16 +403,16 @@ def test_change_set_failed_for_another_reason_is_deleted_and_reported(stub, stac
 # --- 2. fast path ----------------------------------------------------------------------------------
 
 
-def test_unchanged_stack_needs_no_change_set(stub, stacks):
+def test_unchanged_stack_needs_no_change_set(stub, stacks, calls):
     stub.add_response("describe_stacks", describe_stacks("UPDATE_COMPLETE"), by())
     # CloudFormation hands the body back as stored; only surrounding whitespace may differ.
     stub.add_response("get_template", get_template(BODY + "\n"), {"StackName": NAME, "TemplateStage": "Original"})
-    rep = reporter()
 
-    assert ensure(stacks, rep) is Outcome.OK
+    step, current = plan(stacks)
 
-    stub.assert_no_pending_responses()  # and no CreateChangeSet: it was never queued
-    assert "ok: mvp-cluster  up to date (UPDATE_COMPLETE)" in output(rep)
+    stub.assert_no_pending_responses()
+    assert step is None and current.status == "UPDATE_COMPLETE"
+    assert [name for name, _ in calls] == ["DescribeStacks", "GetTemplate"]  # no CreateChangeSet
 
 
 @pytest.mark.parametrize("deployed", [
@@ -319,29 +420,65 @@ def test_unchanged_stack_needs_no_change_set(stub, stacks):
     pytest.param({"parameters": {"Environment": "production", "VpcCidr": "10.0.0.0/16"}}, id="value-changed"),
     pytest.param({"tags": {**DEPLOYED_TAGS, "team": "data"}}, id="tag-changed"),
 ])
-def test_changed_parameters_or_tags_go_to_a_change_set_without_reading_the_template(stub, stacks, deployed):
+def test_changed_parameters_or_tags_go_to_a_change_set_without_reading_the_template(stub, stacks, calls, deployed):
     stub.add_response("describe_stacks", describe_stacks("UPDATE_COMPLETE", **deployed), by())
     stub.add_response("create_change_set", {"Id": CHANGE_SET_ID, "StackId": STACK_ID}, CREATE_CHANGE_SET)
     stub.add_response("describe_change_set", describe_change_set("FAILED", reason=NO_CHANGES), CHANGE_SET_REF)
     stub.add_response("delete_change_set", {}, CHANGE_SET_REF)
 
-    assert ensure(stacks, reporter()) is Outcome.OK
+    step, _ = plan(stacks)
 
     stub.assert_no_pending_responses()
+    assert step is None
+    assert "GetTemplate" not in [name for name, _ in calls]
 
 
-def test_unchanged_stack_gets_termination_protection_turned_on(stub, stacks):
+def test_changed_default_with_an_empty_change_set_is_an_update_naming_the_parameter(stub, stacks):
+    # The deployed stack still runs an old default; the change set holds no resource change.
+    stub.add_response("describe_stacks", describe_stacks(
+        "UPDATE_COMPLETE", parameters={"Environment": "staging", "VpcCidr": "10.1.0.0/16"}), by())
+    stub.add_response("create_change_set", {"Id": CHANGE_SET_ID, "StackId": STACK_ID}, CREATE_CHANGE_SET)
+    stub.add_response("describe_change_set", describe_change_set("CREATE_COMPLETE"), CHANGE_SET_REF)
+
+    step, _ = plan(stacks)
+
+    stub.assert_no_pending_responses()
+    assert (step.action, step.change_set, step.changes) == ("update", CHANGE_SET, ())
+    assert step.parameter_changes == (("VpcCidr", "10.1.0.0/16", "10.0.0.0/16"),)
+    assert step.lines() == ["~ stack mvp-cluster", "  ~ stack settings (parameters, tags or outputs)",
+                            "  ~ parameter VpcCidr: 10.1.0.0/16 -> 10.0.0.0/16"]
+    assert not step.needs_confirmation
+
+
+def test_unchanged_protected_stack_gets_a_protect_step_that_turns_protection_on(stub, world):
     stub.add_response("describe_stacks", describe_stacks("UPDATE_COMPLETE", protected=False), by())
     stub.add_response("get_template", get_template(BODY), {"StackName": NAME, "TemplateStage": "Original"})
+
+    target = cluster_target(world, protect=True, protected=True)
+
+    step = target.steps[0]
+    assert (step.action, step.protect, step.change_set) == ("protect", True, "")
+    assert step.lines() == ["~ stack mvp-cluster: termination protection on"]
+    assert target.would() == "would turn termination protection on"
+    # It deletes nothing, but it changes a protected cluster: the plan asks.
+    assert not step.destructive and step.needs_confirmation
+    assert Plan("cluster.up", [target]).question() == "apply this plan to 1 target(s) (change protected cluster mvp-cluster)"
+
     stub.add_response("update_termination_protection", {"StackId": STACK_ID},
                       {"StackName": NAME, "EnableTerminationProtection": True})
-    rep = reporter()
-
-    assert ensure(stacks, rep, protect=True) is Outcome.CHANGED
+    apply(world, step)
 
     stub.assert_no_pending_responses()
-    assert "~ termination protection on" in output(rep)
-    assert "changed: mvp-cluster  termination protection turned on" in output(rep)
+
+
+def test_already_protected_unchanged_stack_needs_no_step(stub, stacks):
+    stub.add_response("describe_stacks", describe_stacks("UPDATE_COMPLETE", protected=True), by())
+    stub.add_response("get_template", get_template(BODY), {"StackName": NAME, "TemplateStage": "Original"})
+
+    step, _ = plan(stacks, protect=True)
+
+    stub.assert_no_pending_responses()
+    assert step is None
 
 
 # --- 3. ROLLBACK_COMPLETE --------------------------------------------------------------------------
@@ -349,15 +486,36 @@ def test_unchanged_stack_gets_termination_protection_turned_on(stub, stacks):
 FAILED_CREATE_REASON = "The following resource(s) failed to create: [PrivateSubnet]. Rollback requested by user."
 
 
-def add_rollback_complete(stub: Stubber, protected: bool = False) -> None:
+def add_rollback_complete(stub: Stubber, protected: bool = False, ref: str = NAME) -> None:
     stub.add_response("describe_stacks",
-                      describe_stacks("ROLLBACK_COMPLETE", reason=FAILED_CREATE_REASON, protected=protected), by())
+                      describe_stacks("ROLLBACK_COMPLETE", reason=FAILED_CREATE_REASON, protected=protected), by(ref))
 
 
-def test_rollback_complete_stack_is_deleted_and_created_again(stub, stacks):
+def test_rollback_complete_stack_plans_a_destructive_recreate(stub, stacks):
+    add_rollback_complete(stub)
+
+    step, current = plan(stacks)
+
+    stub.assert_no_pending_responses()  # no change set: a ROLLBACK_COMPLETE stack cannot be updated
+    assert (step.action, step.old_stack_id, step.change_set) == ("recreate", STACK_ID, "")
+    assert current.status == "ROLLBACK_COMPLETE"
+    assert step.destructive and step.needs_confirmation
+    assert step.lines() == [
+        "- delete stack mvp-cluster (ROLLBACK_COMPLETE: its first create failed)",
+        "+ stack mvp-cluster from t.yml",
+        "+ AWS::EC2::VPC Vpc", "+ AWS::EC2::Subnet PrivateSubnet", "+ AWS::Logs::LogGroup LogGroup",
+    ]
+    target = TargetPlan(NAME, kind="cluster", cluster=NAME, steps=[step])
+    assert Plan("cluster.up", [target]).question() == "apply this plan to 1 target(s) (delete what the plan marks with -)"
+
+
+def test_rollback_complete_stack_is_deleted_and_created_again(stub, world):
     rolled_back = stack_event("ROLLBACK_COMPLETE", seconds=-60)
     add_rollback_complete(stub)
-    stub.add_response("describe_stack_events", stack_events(rolled_back), by())
+    step = cluster_target(world).steps[0]
+    # Applying reads the old stack again, by its id: it may have gone since the plan.
+    add_rollback_complete(stub, ref=STACK_ID)
+    stub.add_response("describe_stack_events", stack_events(rolled_back), by(STACK_ID))
     stub.add_response("delete_stack", {}, by())
     # Deleted stacks are only found by their id.
     stub.add_response("describe_stacks", describe_stacks("DELETE_IN_PROGRESS"), by(STACK_ID))
@@ -373,25 +531,27 @@ def test_rollback_complete_stack_is_deleted_and_created_again(stub, stacks):
         stack_event("CREATE_IN_PROGRESS", "User Initiated", seconds=10, stack_id=NEW_STACK_ID),
         event("Vpc", "AWS::EC2::VPC", "CREATE_COMPLETE", seconds=20, stack_id=NEW_STACK_ID),
         stack_event("CREATE_COMPLETE", seconds=30, stack_id=NEW_STACK_ID)), by(NEW_STACK_ID))
-    rep = reporter(yes=True)
 
-    assert ensure(stacks, rep) is Outcome.CHANGED
+    run = apply(world, step)
 
     stub.assert_no_pending_responses()
-    out = output(rep)
-    assert "- delete stack mvp-cluster (ROLLBACK_COMPLETE: its first create failed)" in out
+    out = output(world.reporter)
     # Each event is shown once, and the one from before the delete not at all.
     assert out.count("DELETE_IN_PROGRESS") == 1 and out.count("DELETE_COMPLETE") == 1
     assert "11:59:00 ROLLBACK_COMPLETE" not in out
-    assert "changed: mvp-cluster  stack created (CREATE_COMPLETE)" in out
+    assert "12:00:30 CREATE_COMPLETE" in out
+    assert run.guard.running == {}  # both waits settled
 
 
-def test_rollback_complete_stack_with_termination_protection_is_unprotected_first(stub, stacks):
+def test_rollback_complete_stack_with_termination_protection_is_unprotected_first(stub, world):
     # A protected cluster whose first create failed keeps its protection, and DeleteStack refuses it.
     add_rollback_complete(stub, protected=True)
+    step = cluster_target(world, protect=True).steps[0]
+    add_rollback_complete(stub, protected=True, ref=STACK_ID)
     stub.add_response("update_termination_protection", {"StackId": STACK_ID},
                       {"StackName": NAME, "EnableTerminationProtection": False})
-    stub.add_response("describe_stack_events", stack_events(stack_event("ROLLBACK_COMPLETE", seconds=-60)), by())
+    stub.add_response("describe_stack_events", stack_events(stack_event("ROLLBACK_COMPLETE", seconds=-60)),
+                      by(STACK_ID))
     stub.add_response("delete_stack", {}, by())
     stub.add_response("describe_stacks", describe_stacks("DELETE_COMPLETE"), by(STACK_ID))
     stub.add_response("describe_stack_events", stack_events(stack_event("DELETE_COMPLETE", seconds=9)), by(STACK_ID))
@@ -401,39 +561,74 @@ def test_rollback_complete_stack_with_termination_protection_is_unprotected_firs
     stub.add_response("describe_stack_events", stack_events(
         stack_event("CREATE_COMPLETE", seconds=30, stack_id=NEW_STACK_ID)), by(NEW_STACK_ID))
 
-    assert ensure(stacks, reporter(yes=True), protect=True) is Outcome.CHANGED
+    apply(world, step)
 
     stub.assert_no_pending_responses()
 
 
-def test_rollback_complete_stack_without_yes_and_terminal_is_not_deleted(stub, stacks):
+def test_rollback_complete_stack_without_yes_and_terminal_is_not_deleted(stub, new_world):
     add_rollback_complete(stub)
-    rep = reporter(yes=False)
+    world = new_world(reporter(yes=False))
+    engine = engine_for(world)
+    target = cluster_target(world)
 
     with pytest.raises(NotConfirmed) as raised:
-        ensure(stacks, rep)
+        engine.execute(Plan("cluster.up", [target]))
 
     stub.assert_no_pending_responses()  # and no DeleteStack: it was never queued
     assert "no terminal" in str(raised.value) and "--yes" in str(raised.value)
-    assert "- delete stack mvp-cluster" in output(rep)
+    assert "delete what the plan marks with -" in str(raised.value)
+    out = output(world.reporter)
+    assert "mvp-cluster: will:" in out and "- delete stack mvp-cluster" in out
+    assert world.reporter.recap.results == []
 
 
-def test_rollback_complete_stack_in_check_mode_is_left_alone(stub, stacks):
+def test_rollback_complete_stack_in_check_mode_is_left_alone(stub, clocked_engine):
     add_rollback_complete(stub)
     rep = reporter(check=True)
 
-    assert ensure(stacks, rep) is Outcome.CHANGED
+    one_target(rep, clocked_engine)
 
     stub.assert_no_pending_responses()
     out = output(rep)
-    assert "mvp-cluster: would:" in out
-    assert "would delete and re-create" in out and "(check: nothing was changed)" in out
+    assert "mvp-cluster: would:" in out and "- delete stack mvp-cluster" in out
+    assert ("changed: mvp-cluster  would delete and re-create the stack left by a failed create "
+            "(check: nothing was changed)") in out
+
+
+# --- 3b. REVIEW_IN_PROGRESS ------------------------------------------------------------------------
+
+
+def test_review_in_progress_stack_is_created_after_its_empty_stack_is_deleted(stub, world):
+    # Only an unexecuted CREATE change set exists under this name: it holds no resources.
+    empty = {"parameters": {}, "tags": {}}
+    stub.add_response("describe_stacks", describe_stacks("REVIEW_IN_PROGRESS", **empty), by())
+    target = cluster_target(world)
+    step = target.steps[0]
+    assert (step.action, step.old_stack_id) == ("create", STACK_ID)
+    assert not step.destructive and not target.needs_confirmation
+    review = stack_event("REVIEW_IN_PROGRESS", "User Initiated", seconds=-60)
+    stub.add_response("describe_stacks", describe_stacks("REVIEW_IN_PROGRESS", **empty), by(STACK_ID))
+    stub.add_response("describe_stack_events", stack_events(review), by(STACK_ID))
+    stub.add_response("delete_stack", {}, by())
+    stub.add_response("describe_stacks", describe_stacks("DELETE_COMPLETE", **empty), by(STACK_ID))
+    stub.add_response("describe_stack_events", stack_events(review, stack_event("DELETE_COMPLETE", seconds=2)),
+                      by(STACK_ID))
+    stub.add_response("create_stack", {"StackId": NEW_STACK_ID}, create_stack_params())
+    stub.add_response("describe_stacks", describe_stacks("CREATE_COMPLETE", stack_id=NEW_STACK_ID), by(NEW_STACK_ID))
+    stub.add_response("describe_stack_events", stack_events(
+        stack_event("CREATE_COMPLETE", seconds=30, stack_id=NEW_STACK_ID)), by(NEW_STACK_ID))
+
+    apply(world, step)
+
+    stub.assert_no_pending_responses()
 
 
 # --- 4. failed update ------------------------------------------------------------------------------
 
 
 def add_failed_update(stub: Stubber) -> None:
+    """The plan's calls (up to a change set replacing the subnet), then the update's, which rolls back."""
     before = stack_event("UPDATE_COMPLETE", seconds=-3600)
     add_changed_update_up_to_change_set(stub, (SUBNET_REPLACED,))
     stub.add_response("describe_stack_events", stack_events(before), by())
@@ -457,43 +652,49 @@ def add_failed_update(stub: Stubber) -> None:
     ), by())
 
 
-def test_failed_update_names_the_resource_and_the_reason(stub, stacks):
+def test_failed_update_names_the_resource_and_the_reason(stub, world):
     add_failed_update(stub)
-    rep = reporter()
+    step = cluster_target(world).steps[0]
+    assert step.lines() == ["~ stack mvp-cluster", "  ~ AWS::EC2::Subnet PrivateSubnet (replacement: True)"]
+    assert world.change_sets.pending() == [(NAME, CHANGE_SET)]
 
     with pytest.raises(StackFailed) as raised:
-        ensure(stacks, rep)
+        apply(world, step)
 
     stub.assert_no_pending_responses()
     message = str(raised.value)
     assert message.startswith("update of stack mvp-cluster ended in UPDATE_ROLLBACK_COMPLETE: ")
     assert "PrivateSubnet (AWS::EC2::Subnet) UPDATE_FAILED" in message
     assert "The CIDR '10.0.9.0/24' conflicts with another subnet" in message
-    out = output(rep)
-    assert "~ AWS::EC2::Subnet PrivateSubnet (replacement: True)" in out
+    out = output(world.reporter)
     assert out.count("UPDATE_FAILED") == 1 and "UPDATE_ROLLBACK_COMPLETE" in out
     assert "changed:" not in out
+    assert world.change_sets.pending() == []  # executed: nothing left to discard
 
 
-def test_failed_update_through_the_task_boundary_exits_1_with_the_reason(stub, stacks):
+def test_failed_update_through_run_plan_exits_1_with_the_reason_on_one_line(stub, clocked_engine, capsys):
     add_failed_update(stub)
+    rep = reporter()
 
     @mvp_task
     def up(c):
-        ensure(stacks, reporter())
+        one_target(rep, clocked_engine)
 
     with pytest.raises(Exit) as raised:
         up(MockContext())
 
     stub.assert_no_pending_responses()
     assert raised.value.code == 1
-    assert raised.value.message.startswith("error: update of stack mvp-cluster ended in UPDATE_ROLLBACK_COMPLETE")
-    assert "PrivateSubnet" in raised.value.message
-    assert "conflicts with another subnet" in raised.value.message
-    assert "\n" not in raised.value.message
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 1
+    assert errors[0].startswith("error: mvp-cluster: update of stack mvp-cluster ended in UPDATE_ROLLBACK_COMPLETE")
+    assert "PrivateSubnet" in errors[0] and "conflicts with another subnet" in errors[0]
+    out = output(rep)
+    assert "~ AWS::EC2::Subnet PrivateSubnet (replacement: True)" in out  # the plan, shown before
+    assert "failed: mvp-cluster  update of stack mvp-cluster ended in UPDATE_ROLLBACK_COMPLETE" in out
 
 
-def test_successful_update_of_outputs_only_reports_stack_updated(stub, stacks):
+def test_successful_update_of_outputs_only_reports_stack_updated(stub, clocked_engine):
     # Changing only outputs gives a change set with no resource changes that still has to run.
     before = stack_event("UPDATE_COMPLETE", seconds=-3600)
     add_changed_update_up_to_change_set(stub, ())
@@ -505,31 +706,60 @@ def test_successful_update_of_outputs_only_reports_stack_updated(stub, stacks):
         stack_event("UPDATE_COMPLETE", seconds=4)), by())
     rep = reporter()
 
-    assert ensure(stacks, rep) is Outcome.CHANGED
+    one_target(rep, clocked_engine)
 
-    stub.assert_no_pending_responses()
+    stub.assert_no_pending_responses()  # and no DeleteChangeSet afterwards: it was executed
     out = output(rep)
     assert "~ stack settings (parameters, tags or outputs)" in out
     assert "changed: mvp-cluster  stack updated" in out
 
 
+def test_interrupt_while_following_an_update_says_cloudformation_keeps_going_and_exits_130(stub, client, world):
+    before = stack_event("UPDATE_COMPLETE", seconds=-3600)
+    add_changed_update_up_to_change_set(stub, (SUBNET_REPLACED,))
+    target = cluster_target(world)
+    stub.add_response("describe_stack_events", stack_events(before), by())
+    stub.add_response("execute_change_set", {}, CHANGE_SET_REF)
+    stub.add_response("describe_stacks", describe_stacks("UPDATE_IN_PROGRESS"), by())
+    stub.add_response("describe_stack_events", stack_events(
+        before, stack_event("UPDATE_IN_PROGRESS", "User Initiated", seconds=1)), by())
+    # Ctrl-C while the first poll is in flight: the wait after it refuses to sleep.
+    client.meta.events.register("before-parameter-build.cloudformation.DescribeStacks",
+                                lambda **kw: world.stop.set())
+    engine = engine_for(world)
+
+    outcomes = engine.execute(Plan("cluster.up", [target]))
+    with pytest.raises(Exit) as raised:
+        engine.finish(outcomes)
+
+    stub.assert_no_pending_responses()  # no DeleteChangeSet: it was executed
+    assert raised.value.code == 130
+    out = output(world.reporter)
+    assert "failed: mvp-cluster  interrupted" in out
+    assert "warning: still running in AWS on its own:" in out
+    assert "stack mvp-cluster: update; follow it with `inv cluster.status mvp-cluster`" in out
+
+
 # --- 5. busy stack ---------------------------------------------------------------------------------
 
 
-def test_stack_already_updating_is_busy_and_gets_no_change_set(stub, stacks):
+def test_stack_already_updating_is_busy_and_gets_no_change_set(stub, stacks, calls):
     stub.add_response("describe_stacks", describe_stacks("UPDATE_IN_PROGRESS"), by())
+    change_sets = ChangeSets()
 
     with pytest.raises(StackBusy) as raised:
-        ensure(stacks, reporter())
+        plan(stacks, change_sets=change_sets)
 
     stub.assert_no_pending_responses()
+    assert [name for name, _ in calls] == ["DescribeStacks"]
+    assert change_sets.pending() == []
     assert str(raised.value) == (
         "stack mvp-cluster is UPDATE_IN_PROGRESS: another operation is running "
         "(wait for it to finish (watch `inv cluster.status` or `inv app.status`), then re-run)"
     )
 
 
-def test_change_set_refused_because_the_stack_became_busy_is_stack_busy(stub, stacks):
+def test_change_set_refused_because_the_stack_became_busy_is_stack_busy(stub, world):
     busy = f"Stack:{STACK_ID} is in UPDATE_IN_PROGRESS state and can not be updated."
     stub.add_response("describe_stacks", describe_stacks("UPDATE_COMPLETE"), by())
     stub.add_response("get_template", get_template(DEPLOYED_BODY), {"StackName": NAME, "TemplateStage": "Original"})
@@ -537,12 +767,21 @@ def test_change_set_refused_because_the_stack_became_busy_is_stack_busy(stub, st
                           http_status_code=400, expected_params=CREATE_CHANGE_SET)
 
     with pytest.raises(StackBusy) as raised:
-        ensure(stacks, reporter())
+        cluster_target(world)
 
-    stub.assert_no_pending_responses()
     assert "stack mvp-cluster is busy with another operation" in str(raised.value)
     assert busy in str(raised.value)
     assert "then re-run" in str(raised.value)
+    # Noted before CloudFormation answered (it may have made one): the run's end deletes it, and a
+    # change set that was never made is no reason to warn.
+    assert world.change_sets.pending() == [(NAME, CHANGE_SET)]
+    stub.add_client_error("delete_change_set", service_error_code="ChangeSetNotFound",
+                          service_message=f"ChangeSet [{CHANGE_SET}] does not exist", http_status_code=404,
+                          expected_params=CHANGE_SET_REF)
+    world.discard_change_sets()
+    stub.assert_no_pending_responses()
+    assert world.change_sets.pending() == []
+    assert "warning" not in output(world.reporter)
 
 
 def test_other_validation_errors_from_create_change_set_are_not_busy(stub, stacks):
@@ -566,7 +805,7 @@ def test_expired_token_is_a_credentials_error_with_a_hint(stub, stacks):
                           http_status_code=403, expected_params=by())
 
     with pytest.raises(CredentialsError) as raised:
-        ensure(stacks, reporter())
+        plan(stacks)
 
     stub.assert_no_pending_responses()
     message = str(raised.value)
@@ -620,9 +859,12 @@ def failed_create_events() -> list[dict]:
     ]
 
 
-def test_failed_create_names_the_resource_without_the_cancelled_noise(stub, stacks):
+def test_failed_create_names_the_resource_without_the_cancelled_noise(stub, world):
     events = failed_create_events()
     add_missing_stack(stub)
+    step = cluster_target(world).steps[0]
+    assert (step.action, step.old_stack_id) == ("create", "")
+    assert step.lines()[:3] == ["+ stack mvp-cluster from t.yml", "+ AWS::EC2::VPC Vpc", "+ AWS::EC2::Subnet PrivateSubnet"]
     stub.add_response("create_stack", {"StackId": NEW_STACK_ID}, create_stack_params())
     stub.add_response("describe_stacks", describe_stacks("CREATE_IN_PROGRESS", stack_id=NEW_STACK_ID),
                       by(NEW_STACK_ID))
@@ -632,10 +874,9 @@ def test_failed_create_names_the_resource_without_the_cancelled_noise(stub, stac
         reason="The following resource(s) failed to create: [LogGroup, PrivateSubnet]. Rollback requested by user."),
         by(NEW_STACK_ID))
     stub.add_response("describe_stack_events", stack_events(*events), by(NEW_STACK_ID))
-    rep = reporter()
 
     with pytest.raises(StackFailed) as raised:
-        ensure(stacks, rep)
+        apply(world, step)
 
     stub.assert_no_pending_responses()
     message = str(raised.value)
@@ -643,8 +884,7 @@ def test_failed_create_names_the_resource_without_the_cancelled_noise(stub, stac
                               "PrivateSubnet (AWS::EC2::Subnet) CREATE_FAILED: Resource handler returned message")
     assert "10.0.300.0/24" in message
     assert "LogGroup" not in message and "cancelled" not in message
-    out = output(rep)
-    assert "+ stack mvp-cluster from t.yml" in out and "+ AWS::EC2::Subnet PrivateSubnet" in out
+    out = output(world.reporter)
     # Every event is shown once, the cancelled one included.
     assert out.count("CREATE_COMPLETE") == 1 and "Resource creation cancelled" in out
 
@@ -664,14 +904,16 @@ def test_failure_summary_keeps_causes_oldest_first_and_falls_back_to_noise():
     assert failure_summary([progress]) == []
 
 
-# --- 8. bounded wait -------------------------------------------------------------------------------
+# --- 8. bounded wait, backing off ------------------------------------------------------------------
 
 
 def test_wait_for_stack_times_out_saying_cloudformation_keeps_going(client, stub):
     clock = FakeClock()
     stacks = Stacks(client, sleep=clock.sleep, clock=clock)
     started = stack_event("UPDATE_IN_PROGRESS", "User Initiated", seconds=0)
-    for _ in range(4):  # at t = 0, 10, 20 and 30 s
+    # Polls at t = 0 (a new event: the next in `poll`), 10 (nothing new: 1.5 x 10 s), 25 (nothing
+    # new: 1.5 x 15 s would be 22.5 s, but only 5 s are left before the deadline) and 30 s.
+    for _ in range(4):
         stub.add_response("describe_stacks", describe_stacks("UPDATE_IN_PROGRESS"), by())
         stub.add_response("describe_stack_events", stack_events(started), by())
     seen = []
@@ -680,17 +922,65 @@ def test_wait_for_stack_times_out_saying_cloudformation_keeps_going(client, stub
         stacks.wait_for_stack(NAME, timeout=30, poll=10, on_event=seen.append)
 
     stub.assert_no_pending_responses()
-    assert clock.slept == [10, 10, 10]
+    assert clock.slept == [10, 15, 5]
+    assert clock.now == 1030  # never past the deadline
     assert [e.status for e in seen] == ["UPDATE_IN_PROGRESS"]  # shown once, not once per poll
     message = str(raised.value)
     assert "stack mvp-cluster is still UPDATE_IN_PROGRESS after 30 s" in message
     assert "keeps going on its own" in message and "inv cluster.status" in message
 
 
-# --- 9. check mode ---------------------------------------------------------------------------------
+def test_wait_for_stack_backs_off_up_to_four_polls_and_comes_back_to_poll_on_news(client, stub):
+    clock = FakeClock()
+    stacks = Stacks(client, sleep=clock.sleep, clock=clock)
+    started = stack_event("UPDATE_IN_PROGRESS", "User Initiated", seconds=0)
+    subnet = event("PrivateSubnet", "AWS::EC2::Subnet", "UPDATE_IN_PROGRESS", seconds=150)
+    done = stack_event("UPDATE_COMPLETE", seconds=180)
+    pages = [(started,)] * 6 + [(started, subnet)] * 2
+    for page in pages:
+        stub.add_response("describe_stacks", describe_stacks("UPDATE_IN_PROGRESS"), by())
+        stub.add_response("describe_stack_events", stack_events(*page), by())
+    stub.add_response("describe_stacks", describe_stacks("UPDATE_COMPLETE"), by())
+    stub.add_response("describe_stack_events", stack_events(started, subnet, done), by())
+    seen = []
+
+    final, events = stacks.wait_for_stack(NAME, timeout=600, poll=10, on_event=seen.append)
+
+    stub.assert_no_pending_responses()
+    # News, then x1.5 while nothing happens, capped at 4 x poll; news again: back to poll.
+    assert clock.slept == [10, 15, 22.5, 33.75, 40, 40, 10, 15]
+    assert final.status == "UPDATE_COMPLETE"
+    assert [(e.logical_id, e.status) for e in seen] == [
+        (NAME, "UPDATE_IN_PROGRESS"), ("PrivateSubnet", "UPDATE_IN_PROGRESS"), (NAME, "UPDATE_COMPLETE")]
+    assert events == seen
 
 
-def test_check_mode_shows_the_change_set_then_deletes_it(stub, stacks):
+# --- 9. check mode: plan only, and its change set deleted ------------------------------------------
+
+
+def test_check_mode_plan_notes_the_change_set_and_the_world_deletes_it(stub, world, calls):
+    add_changed_update_up_to_change_set(stub, (
+        resource_change("Add", "LogGroup", "AWS::Logs::LogGroup"),
+        SUBNET_REPLACED,
+    ))
+
+    target = cluster_target(world)
+
+    assert target.change_sets() == [(NAME, CHANGE_SET)]
+    assert world.change_sets.pending() == [(NAME, CHANGE_SET)]
+    assert target.lines() == ["~ stack mvp-cluster", "  + AWS::Logs::LogGroup LogGroup",
+                              "  ~ AWS::EC2::Subnet PrivateSubnet (replacement: True)"]
+    assert target.would() == "would update 2 resource(s)"
+    stub.add_response("delete_change_set", {}, CHANGE_SET_REF)
+
+    world.discard_change_sets()
+
+    stub.assert_no_pending_responses()
+    assert world.change_sets.pending() == []
+    assert "ExecuteChangeSet" not in [name for name, _ in calls]
+
+
+def test_check_mode_through_run_plan_shows_the_change_set_then_deletes_it(stub, clocked_engine, calls):
     add_changed_update_up_to_change_set(stub, (
         resource_change("Add", "LogGroup", "AWS::Logs::LogGroup"),
         SUBNET_REPLACED,
@@ -698,11 +988,25 @@ def test_check_mode_shows_the_change_set_then_deletes_it(stub, stacks):
     stub.add_response("delete_change_set", {}, CHANGE_SET_REF)
     rep = reporter(check=True)
 
-    assert ensure(stacks, rep) is Outcome.CHANGED
+    one_target(rep, clocked_engine)
 
     stub.assert_no_pending_responses()  # and no ExecuteChangeSet: it was never queued
+    assert [name for name, _ in calls][-1] == "DeleteChangeSet"
     out = output(rep)
     assert "mvp-cluster: would:" in out
     assert "+ AWS::Logs::LogGroup LogGroup" in out
     assert "~ AWS::EC2::Subnet PrivateSubnet (replacement: True)" in out
     assert "changed: mvp-cluster  would update 2 resource(s) (check: nothing was changed)" in out
+
+
+def test_a_change_set_that_cannot_be_deleted_is_a_warning(stub, world):
+    world.change_sets.add(NAME, CHANGE_SET)
+    stub.add_client_error("delete_change_set", service_error_code="AccessDenied",
+                          service_message="not authorized to perform: cloudformation:DeleteChangeSet",
+                          http_status_code=403, expected_params=CHANGE_SET_REF)
+
+    world.discard_change_sets()
+
+    stub.assert_no_pending_responses()
+    assert world.change_sets.pending() == []
+    assert f"warning: could not delete change set {CHANGE_SET} of stack {NAME}: access denied" in output(world.reporter)

@@ -6,7 +6,7 @@ import base64
 import json
 
 from ..errors import AwsError, BuildError
-from .clients import aws_errors, error_code
+from ..aws.clients import aws_errors, error_code
 
 MANIFEST_TYPES = [
     "application/vnd.oci.image.index.v1+json",
@@ -29,10 +29,20 @@ LIFECYCLE_POLICY = {
 
 
 class EcrRegistry:
+    """ECR through boto3. `client` is an ECR client, or a function returning one: with
+    `AwsClients`, each thread of the executor gets its own (boto3 clients are per thread here)."""
+
     def __init__(self, client):
-        self.client = client
+        self._client = client
         self._host = ""
         self._token: tuple[str, str] | None = None
+        import threading
+
+        self._lock = threading.Lock()
+
+    @property
+    def client(self):
+        return self._client() if callable(self._client) and not hasattr(self._client, "describe_images") else self._client
 
     @property
     def host(self) -> str:
@@ -41,6 +51,10 @@ class EcrRegistry:
         return self._host
 
     def _authorize(self) -> tuple[str, str]:
+        with self._lock:
+            return self._authorize_locked()
+
+    def _authorize_locked(self) -> tuple[str, str]:
         if self._token is None:
             with aws_errors():
                 data = self.client.get_authorization_token()["authorizationData"][0]

@@ -1,0 +1,188 @@
+"""Applying steps: one function per step type. They act, wait and verify; they never ask and never
+print (progress goes to the reporter as events of their target)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import MvpError
+from ..plan.planner import service_names
+from ..plan.steps import BuildImage, DeleteStack, EnsureStack, MoveTag, PushImage, RollService
+
+
+class TargetRun:
+    """One target being applied: its plan, its guard, its builder, what its steps learnt."""
+
+    def __init__(self, world: Any, plan: Any, guard: Any, cluster: Any, host: str | None = None):
+        self.world = world
+        self.plan = plan
+        self.guard = guard
+        self.cluster = cluster
+        self.host = host
+        self.builder = None
+        self.digest = ""  # what a push gave, or what the target now runs
+        self.service = None  # the last ServiceState seen
+
+    def event(self, text: str, failed: bool = False) -> None:
+        self.world.reporter.event(text, failed=failed, target=self.plan.key)
+
+    def get_builder(self):
+        if self.builder is None:
+            self.builder = self.world.builder(self.host)
+        return self.builder
+
+    def close(self) -> None:
+        if self.builder is not None:
+            self.builder.close()
+            self.builder = None
+
+    @property
+    def timeout(self) -> float:
+        return self.world.settings.wait_timeout
+
+    @property
+    def poll(self) -> float:
+        return self.world.settings.poll_interval
+
+
+def apply_step(run: TargetRun, step: Any) -> None:
+    run.world.checkpoint()
+    run.guard.lock()
+    APPLY[type(step)](run, step)
+
+
+# --- stacks --------------------------------------------------------------------------------------
+
+
+def _printer(run: TargetRun):
+    return lambda event: run.event(event.line(), failed=event.failed)
+
+
+def _follow(run: TargetRun) -> str:
+    if run.plan.kind == "cluster":
+        return f"inv cluster.status {run.plan.cluster}"
+    return f"inv app.status {run.plan.project}"
+
+
+def _wait_stack(run: TargetRun, stacks: Any, name: str, expected: set[str], action: str, *, stack_id: str = "",
+                after: str = "") -> Any:
+    what = f"stack {name}: {action}"
+    run.guard.started_in_aws(what, _follow(run))
+    run.world.checkpoint()  # interrupted while starting it: stop following, AWS goes on by itself
+    final, events = stacks.wait_for_stack(name, stack_id=stack_id, timeout=run.timeout, poll=run.poll,
+                                          after_event_id=after, on_event=_printer(run))
+    run.guard.settled_in_aws(what)
+    stacks.check_settled(final, events, expected, action)
+    return final
+
+
+def _delete(run: TargetRun, stacks: Any, name: str, stack_id: str, protection: bool) -> None:
+    if protection:
+        stacks.set_termination_protection(name, False)
+    after = stacks.get_latest_event_id(stack_id or name)
+    stacks.delete_stack(name)
+    _wait_stack(run, stacks, name, {"DELETE_COMPLETE"}, "delete", stack_id=stack_id, after=after)
+
+
+def apply_ensure_stack(run: TargetRun, step: EnsureStack) -> None:
+    stacks = run.world.stacks()
+    if step.action in ("create", "recreate"):
+        if step.old_stack_id:
+            old = stacks.get_stack(step.old_stack_id)
+            if old is not None and old.status != "DELETE_COMPLETE":
+                _delete(run, stacks, step.stack, step.old_stack_id, old.termination_protection)
+        stack_id = stacks.create_stack(step.stack, step.template.body, step.parameters, step.tags,
+                                       protect=step.protect)
+        _wait_stack(run, stacks, step.stack, {"CREATE_COMPLETE"}, "create", stack_id=stack_id)
+    elif step.action == "update":
+        after = stacks.get_latest_event_id(step.stack)
+        stacks.execute_change_set(step.stack, step.change_set)
+        run.world.change_sets.done(step.stack, step.change_set)
+        _wait_stack(run, stacks, step.stack, {"UPDATE_COMPLETE"}, "update", after=after)
+        if step.protect:
+            stacks.set_termination_protection(step.stack, True)
+    elif step.action == "protect":
+        stacks.set_termination_protection(step.stack, True)
+    if step.service:
+        stack = stacks.get_stack(step.stack)
+        _wait_service(run, stack)
+
+
+# --- services ------------------------------------------------------------------------------------
+
+
+def _wait_service(run: TargetRun, stack: Any, deployment_id: str = "") -> None:
+    ecs_cluster, service = service_names(stack, run.cluster)
+    what = f"service {service}: rollout"
+    resume = f"ECS keeps going on its own; wait again with `inv app.wait {run.plan.project} --cluster {run.plan.cluster}`"
+    run.guard.started_in_aws(what, f"inv app.wait {run.plan.project} --cluster {run.plan.cluster}")
+    run.world.checkpoint()
+    run.service = run.world.services().wait_for_rollout(
+        ecs_cluster, service, deployment_id=deployment_id, timeout=run.timeout, poll=run.poll,
+        resume_hint=resume, on_progress=lambda state: run.event(state.progress()))
+    run.guard.settled_in_aws(what)
+
+
+def apply_roll_service(run: TargetRun, step: RollService) -> None:
+    stack = run.world.stacks().get_stack(step.stack)
+    if stack is None:
+        raise MvpError(f"stack {step.stack} is gone", f"deploy it: inv app.deploy {run.plan.project} --cluster {run.plan.cluster}")
+    ecs_cluster, service = service_names(stack, run.cluster)
+    deployment = run.world.services().force_new_deployment(ecs_cluster, service)
+    run.event(f"new deployment {deployment or '?'} of service {service}")
+    _wait_service(run, stack, deployment)
+
+
+def apply_delete_stack(run: TargetRun, step: DeleteStack) -> None:
+    _delete(run, run.world.stacks(), step.stack, step.stack_id, step.termination_protection)
+
+
+# --- images --------------------------------------------------------------------------------------
+
+
+def apply_build(run: TargetRun, step: BuildImage) -> None:
+    from ..image.builder import build
+
+    project = run.world.settings.project_or_default(step.project)
+    run.event(f"building {step.ref}")
+    build(run.get_builder(), run.world.settings.root, project, step.revision, step.ref, on_line=run.event)
+
+
+def apply_push(run: TargetRun, step: PushImage) -> None:
+    from ..image.builder import push
+
+    builder = run.get_builder()
+    for line in builder.registry.ensure_repository(step.repository):
+        run.event(line)
+    run.event(f"pushing {step.ref}")
+    run.digest = push(builder, step.repository, step.tag, on_line=run.event)
+    run.event(f"pushed {step.ref} ({run.digest[:19]})")
+
+
+def apply_move_tag(run: TargetRun, step: MoveTag) -> None:
+    from ..image.registry import move_tag
+
+    registry = run.world.registry
+    expected = step.to_digest or run.digest
+    # What the tag names right now, not when it was planned: another run may have moved it since
+    # (a person at the prompt, a CI run in between), and an undo must never undo that run.
+    before = registry.get_digest(step.repository, step.tag) or ""
+    digest = move_tag(registry, step.repository, step.source, step.tag, expected)
+    run.digest = digest
+    run.event(f"{step.repository}:{step.tag} -> {digest[:19]}")
+    if before and before != digest:
+        # Task definitions name the tag: a circuit-breaker rollback or a replaced task after a
+        # failed rollout would otherwise pull the image that just failed.
+        run.guard.on_undo(
+            f"{step.repository}:{step.tag} pointed back at {before[:19]}, the image it named before",
+            lambda: move_tag(registry, step.repository, before, step.tag, before))
+
+
+APPLY = {
+    EnsureStack: apply_ensure_stack,
+    RollService: apply_roll_service,
+    DeleteStack: apply_delete_stack,
+    BuildImage: apply_build,
+    PushImage: apply_push,
+    MoveTag: apply_move_tag,
+}

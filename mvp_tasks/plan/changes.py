@@ -1,0 +1,60 @@
+"""Which projects changed since what runs: the reasons `ci.plan` and `ci.release` give."""
+
+from __future__ import annotations
+
+import fnmatch
+
+from ..image import git
+from ..image.runner import Runner
+
+# Files whose change affects every project (the tool itself and how it is installed).
+SHARED = ("tasks.py", "mvp_tasks/*", "pyproject.toml")
+
+
+def _config_section(text: str, keys: list[list[str]]) -> list:
+    import yaml
+
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        return ["unreadable"]
+    out = []
+    for path in keys:
+        node = data
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        out.append(node)
+    return out
+
+
+def get_changed_reasons(settings, project, cluster, deployed: str, head: str) -> list[str]:
+    """Why `project` must be released in `cluster` (empty: it need not be)."""
+
+    if not deployed:
+        return ["nothing deployed yet"]
+    if deployed == head:
+        return []
+    local = Runner.local()
+    root = settings.root
+    known = git.git(local, root, "cat-file", "-e", f"{deployed}^{{commit}}", check=False)
+    if not known.ok:
+        return [f"deployed commit {deployed[:12]} is not in this clone's history (fetch with full depth)"]
+    files = git.git(local, root, "diff", "--name-only", deployed, head).stdout.split()
+    reasons = []
+    prefix = f"projects/{project.name}/"
+    changed_own = [f for f in files if f.startswith(prefix)]
+    if changed_own:
+        reasons.append(f"{len(changed_own)} file(s) under {prefix}")
+    cluster_template = settings.clusters[cluster.name].template
+    shared = [f for f in files if f == cluster_template or any(fnmatch.fnmatch(f, p) for p in SHARED)]
+    if shared:
+        reasons.append("shared files: " + ", ".join(shared[:3]) + (" ..." if len(shared) > 3 else ""))
+    if "invoke.yaml" in files:
+        # Only the parts of the config that shape this project in this cluster count.
+        keys = [["mvp", "projects", project.name], ["mvp", "clusters", cluster.name], ["mvp", "registry"],
+                ["mvp", "region"], ["mvp", "build"]]
+        before = git.git(local, root, "show", f"{deployed}:invoke.yaml", check=False).stdout
+        after = git.git(local, root, "show", f"{head}:invoke.yaml", check=False).stdout
+        if _config_section(before, keys) != _config_section(after, keys):
+            reasons.append("its settings in invoke.yaml")
+    return reasons

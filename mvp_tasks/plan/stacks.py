@@ -1,0 +1,125 @@
+"""Planning one CloudFormation stack: read it, compare, and say what would change.
+
+An unchanged stack (same template, parameters and tags) is found without any mutating call. A
+changed one gets a change set, the only thing planning creates: it changes no resource, it is how
+CloudFormation says what an update would do, and whoever does not execute it deletes it
+(`--check`, a refused confirmation, a failed or interrupted run).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Mapping
+
+from ..aws.stacks import UPDATABLE, StackInfo, Stacks, is_in_progress
+from ..errors import StackBusy, StackFailed
+from .steps import EnsureStack
+
+MANAGED_TAG = {"mvp:managed-by": "mvp-tasks"}
+
+
+def plan_stack(stacks: Stacks, *, name: str, template: Any, parameters: Mapping[str, str],
+               tags: Mapping[str, str], protect: bool = False, protected: bool = False,
+               service: bool = False, poll: float = 1.0,
+               change_sets: Any = None) -> tuple[EnsureStack | None, StackInfo | None]:
+    """The step that brings stack `name` to `template` + `parameters` (None: it is already there),
+    and the stack as it is now (None: it does not exist).
+
+    `change_sets` (the world's `ChangeSets`) hears of every change set made here, before CloudFormation
+    has even answered, so an interrupt or a failure cannot leave one behind."""
+    tags = {**MANAGED_TAG, **tags}
+    stack = stacks.get_stack(name)
+    common = dict(stack=name, template=template, parameters=dict(parameters), tags=tags, protected=protected,
+                  service=service)
+    if stack is not None and is_in_progress(stack.status):
+        raise StackBusy(
+            f"stack {name} is {stack.status}: another operation is running",
+            "wait for it to finish (watch `inv cluster.status` or `inv app.status`), then re-run",
+        )
+    if stack is not None and stack.status == "ROLLBACK_COMPLETE":
+        # A failed create leaves a stack that can only be deleted; re-creating it is the only way on.
+        return EnsureStack(action="recreate", protect=protect, old_stack_id=stack.stack_id,
+                           **common), stack
+    if stack is None or stack.status == "REVIEW_IN_PROGRESS":
+        # REVIEW_IN_PROGRESS: only an unexecuted CREATE change set exists; it holds no resources.
+        return EnsureStack(action="create", protect=protect,
+                           old_stack_id=stack.stack_id if stack is not None else "", **common), stack
+    if stack.status not in UPDATABLE:
+        raise StackFailed(
+            f"stack {name} is {stack.status} and cannot be updated"
+            + (f" ({stack.status_reason})" if stack.status_reason else ""),
+            "fix it in the CloudFormation console (e.g. continue the rollback or delete the stack), then re-run",
+        )
+    protection_change = protect and not stack.termination_protection
+    effective = effective_parameters(template, parameters)
+    if is_unchanged(stacks, stack, template, effective, tags):
+        return (EnsureStack(action="protect", protect=True, **common) if protection_change else None), stack
+    change_set = f"mvp-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    if change_sets is not None:
+        change_sets.add(name, change_set)
+    stacks.create_change_set(name, template.body, parameters, tags, change_set)
+    changes = stacks.wait_for_change_set(name, change_set, timeout=600, poll=max(poll, 1) / 2)
+    if changes is None:  # CloudFormation found nothing to do (and the change set is gone)
+        if change_sets is not None:
+            change_sets.done(name, change_set)
+        return (EnsureStack(action="protect", protect=True, **common) if protection_change else None), stack
+    old = {k: _list_value(v) for k, v in stack.parameters.items()}
+    parameter_changes = tuple((k, old.get(k, ""), v) for k, v in sorted(effective.items())
+                              if old.get(k) != v and not _no_echo(template, k))
+    return EnsureStack(action="update", protect=protection_change, change_set=change_set,
+                       changes=tuple(c.line() for c in changes), parameter_changes=parameter_changes,
+                       **common), stack
+
+
+def effective_parameters(template: Any, parameters: Mapping[str, str]) -> dict[str, str]:
+    """Every declared parameter's value as DescribeStacks would list it: given, else its default."""
+    effective = {}
+    for name, spec in template.parameters.items():
+        if name in parameters:
+            effective[name] = parameters[name]
+        elif "Default" in spec:
+            default = spec["Default"]
+            effective[name] = ",".join(map(str, default)) if isinstance(default, list) else str(default)
+    return effective
+
+
+def _no_echo(template: Any, name: str) -> bool:
+    return template.parameters.get(name, {}).get("NoEcho") in (True, "true", "True")
+
+
+def _list_value(value: str) -> str:
+    # AWS reads List<...> parameters back as "a,b"; the emulator as "['a', 'b']". Same value.
+    if value.startswith("[") and value.endswith("]"):
+        import ast
+
+        try:
+            items = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return value
+        if isinstance(items, list):
+            return ",".join(str(i) for i in items)
+    return value
+
+
+def is_unchanged(stacks: Stacks, stack: StackInfo, template: Any, effective: Mapping[str, str],
+                 tags: Mapping[str, str]) -> bool:
+    # DescribeStacks lists every parameter, defaults included; NoEcho ones read back as '****'.
+    if any(_no_echo(template, name) for name in template.parameters):
+        return False
+    if {k: _list_value(v) for k, v in stack.parameters.items()} != dict(effective):
+        return False
+    if any(stack.tags.get(k) != v for k, v in tags.items()):
+        return False
+    deployed = stacks.get_template_body(stack.name)
+    if deployed.strip() == template.body.strip():
+        return True
+    if template.body.lstrip().startswith("{"):
+        # JSON templates come back from the API parsed (and re-serialised here): compare the data.
+        import json
+
+        try:
+            return json.loads(deployed) == json.loads(template.body)
+        except ValueError:
+            return False
+    return False

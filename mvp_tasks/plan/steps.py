@@ -1,0 +1,239 @@
+"""The steps a plan is made of: frozen values that say what would change, and nothing else.
+
+A planner reads the world and returns, per target, the steps that would change it; the executor
+applies them. A step never acts and never prints: `lines()` is how the reporter shows it, and
+`destructive` / `protected` decide whether the plan must be confirmed before it is applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+def short(digest: str) -> str:
+    return digest[:19] if digest else "none"
+
+
+@dataclass(frozen=True)
+class Step:
+    protected: bool = field(default=False, kw_only=True)  # it touches a protected cluster
+
+    destructive = False  # it deletes something
+
+    @property
+    def needs_confirmation(self) -> bool:
+        return self.destructive or self.protected
+
+    def lines(self) -> list[str]:  # pragma: no cover - every step overrides it
+        raise NotImplementedError
+
+    def summary(self) -> str:  # pragma: no cover - every step overrides it
+        """What it would do, in a few words: "create stack (12 resources)"."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class EnsureStack(Step):
+    """Create, re-create or update one CloudFormation stack, then (for an app) wait for its service.
+
+    `change_set`: for an update, the change set the planner made to learn `changes`; applying
+    executes it, and anything that does not apply it deletes it."""
+
+    stack: str
+    template: Any  # templates.Template
+    parameters: Mapping[str, str]
+    tags: Mapping[str, str]
+    action: str  # create | recreate | update | protect
+    protect: bool = False  # turn termination protection on
+    change_set: str = ""
+    changes: tuple[str, ...] = ()
+    parameter_changes: tuple[tuple[str, str, str], ...] = ()  # (name, old, new)
+    old_stack_id: str = ""  # recreate: the stack a failed create left
+    service: bool = False  # an app stack: wait for its service's rollout afterwards
+
+    @property
+    def destructive(self) -> bool:  # type: ignore[override]
+        return self.action == "recreate"
+
+    def lines(self) -> list[str]:
+        template = self.template
+        if self.action in ("create", "recreate"):
+            out = []
+            if self.action == "recreate":
+                out.append(f"- delete stack {self.stack} (ROLLBACK_COMPLETE: its first create failed)")
+            out.append(f"+ stack {self.stack} from {template.label}")
+            out += [f"+ {rtype} {logical}" + (f" (if {template.conditions[logical]})" if logical in template.conditions else "")
+                    for logical, rtype in template.resources.items()]
+        else:
+            out = [f"~ stack {self.stack}"] if self.action == "update" else []
+            out += [f"  {line}" for line in self.changes]
+            if self.action == "update" and not self.changes:
+                out.append("  ~ stack settings (parameters, tags or outputs)")
+        out += [f"  ~ parameter {name}: {old or '(none)'} -> {new}" for name, old, new in self.parameter_changes]
+        if self.protect:
+            out.append(f"~ stack {self.stack}: termination protection on")
+        return out
+
+    def summary(self) -> str:
+        return {
+            "create": f"create stack ({len(self.template.resources)} resources)",
+            "recreate": "delete and re-create the stack left by a failed create",
+            "update": f"update {len(self.changes)} resource(s)" if self.changes else "update the stack's settings",
+            "protect": "turn termination protection on",
+        }[self.action]
+
+
+@dataclass(frozen=True)
+class BuildImage(Step):
+    project: str
+    ref: str
+    platform: str
+    where: str = ""  # "" locally, else the build host
+    revision: Any = None  # image.git.Revision
+
+    def lines(self) -> list[str]:
+        return [f"+ build {self.ref} for {self.platform}" + (f" on {self.where}" if self.where else "")]
+
+    def summary(self) -> str:
+        return "build the image"
+
+
+@dataclass(frozen=True)
+class PushImage(Step):
+    project: str
+    repository: str
+    tag: str
+    ref: str
+    repository_changes: tuple[str, ...] = ()
+
+    def lines(self) -> list[str]:
+        return [*self.repository_changes, f"+ push {self.ref}"]
+
+    def summary(self) -> str:
+        return "push the image"
+
+
+@dataclass(frozen=True)
+class MoveTag(Step):
+    """Point `tag` at the image `source` names (a tag or a digest), server-side, and verify it.
+
+    `to_digest` empty: the image does not exist yet (an earlier step of the target pushes it)."""
+
+    repository: str
+    tag: str
+    source: str
+    from_digest: str
+    to_digest: str
+    label: str = ""  # what the source is, for people: a commit
+
+    def lines(self) -> list[str]:
+        target = self.to_digest and short(self.to_digest) or "the pushed image"
+        return [f"~ tag {self.tag}: {short(self.from_digest)} -> {target} ({self.label or self.source[:12]})"]
+
+    def summary(self) -> str:
+        return f"point {self.tag} at {self.label or self.source[:12]}"
+
+
+@dataclass(frozen=True)
+class RollService(Step):
+    """Force a new deployment of an app's service (its tasks pull the cluster tag again) and wait."""
+
+    stack: str
+    reason: str = ""
+
+    def lines(self) -> list[str]:
+        return ["~ new deployment of the service" + (f" ({self.reason})" if self.reason else "")]
+
+    def summary(self) -> str:
+        return "force a new deployment"
+
+
+@dataclass(frozen=True)
+class DeleteStack(Step):
+    stack: str
+    status: str
+    stack_id: str = ""
+    termination_protection: bool = False
+    what: str = ""
+
+    destructive = True
+
+    def lines(self) -> list[str]:
+        out = [f"- stack {self.stack} ({self.status})" + (f": {self.what}" if self.what else "")]
+        if self.termination_protection:
+            out.append("~ termination protection off")
+        return out
+
+    def summary(self) -> str:
+        return f"delete stack {self.stack}"
+
+
+@dataclass
+class TargetPlan:
+    """One target (an app in a cluster, or a cluster) and the steps that would change it.
+
+    No steps: it is as it should be (`note` says how). `error`: its planning failed; it is a
+    failed target, and the others go on."""
+
+    key: str  # museum-adventure@stage | cluster stage
+    kind: str = "app"  # app | cluster | image
+    project: str = ""
+    cluster: str = ""
+    action: str = ""  # what the history records: deploy, release, promote, rollback, update, destroy
+    steps: list[Step] = field(default_factory=list)
+    depends_on: tuple[str, ...] = ()
+    commit: str = ""
+    digest: str = ""
+    note: str = ""  # said when there is nothing to do
+    done: str = ""  # said when it was done
+    error: str = ""
+    reasons: tuple[str, ...] = ()
+    skip: str = ""  # a reason not to act on it at all (reported as skipped)
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.steps) and not self.error and not self.skip
+
+    @property
+    def needs_confirmation(self) -> bool:
+        return self.changes and any(step.needs_confirmation for step in self.steps)
+
+    def lines(self) -> list[str]:
+        return [line for step in self.steps for line in step.lines()]
+
+    def would(self) -> str:
+        return "would " + ", ".join(step.summary() for step in self.steps)
+
+    def change_sets(self) -> list[tuple[str, str]]:
+        return [(s.stack, s.change_set) for s in self.steps if isinstance(s, EnsureStack) and s.change_set]
+
+
+@dataclass
+class Plan:
+    title: str
+    targets: list[TargetPlan] = field(default_factory=list)
+    # Ask even when no step is destructive or protected (a whole-cluster promote, a rollback).
+    confirm: str = ""
+
+    @property
+    def changes(self) -> list[TargetPlan]:
+        return [t for t in self.targets if t.changes]
+
+    def question(self) -> str:
+        """The one question to ask before applying, or "" when none is needed."""
+        changing = self.changes
+        if not changing:
+            return ""
+        if self.confirm:
+            return self.confirm
+        risky = [t for t in changing if t.needs_confirmation]
+        if not risky:
+            return ""
+        protected = sorted({t.cluster for t in risky if t.cluster and any(s.protected for s in t.steps)})
+        parts = []
+        if protected:
+            parts.append(f"change protected cluster{'s' if len(protected) > 1 else ''} {', '.join(protected)}")
+        if any(s.destructive for t in risky for s in t.steps):
+            parts.append("delete what the plan marks with -")
+        return f"apply this plan to {len(changing)} target(s) ({'; '.join(parts)})"

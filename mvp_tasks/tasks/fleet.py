@@ -1,0 +1,45 @@
+"""The whole studio at once: every cluster and every app in every cluster it is mapped to."""
+
+from __future__ import annotations
+
+from .boundary import mvp_task, start
+
+
+@mvp_task(
+    help={
+        "parallel": "how many targets to plan and apply side by side (default: mvp.parallel)",
+        "check": "show what would change everywhere; change nothing",
+        "yes": "answer yes to confirmations (needed without a terminal for protected clusters)",
+        "json": "print the plan and the outcomes as JSON for scripts",
+    }
+)
+def up(ctx, parallel=None, check=False, yes=False, json=False):
+    """Converge everything in invoke.yaml: cluster stacks, app stacks, and services on their tag's image.
+
+    Like Terraform's plan/apply or an Ansible playbook run, for the studio: one plan for every
+    target, confirmed once, applied in parallel, a cluster before its apps."""
+    from ..apply.executor import run_plan
+    from ..plan.planner import app_key, cluster_key, plan_cluster
+    from ..plan.steps import TargetPlan
+
+    run = start(ctx, "fleet.up", check=check, yes=yes, json_output=json)
+    settings = run.settings
+    planners = []
+    for cluster in settings.clusters.values():
+        planners.append((TargetPlan(cluster_key(cluster.name), kind="cluster", cluster=cluster.name),
+                         (lambda world, c=cluster: plan_cluster(world, c))))
+    for project in settings.projects.values():
+        for name in project.clusters:
+            cluster = settings.clusters[name]
+            stub = TargetPlan(app_key(project.name, name), project=project.name, cluster=name,
+                              depends_on=(cluster_key(name),))
+            planners.append((stub, (lambda world, p=project, c=cluster, s=stub: _deploy(world, p, c, s))))
+    run_plan(run, "fleet.up", planners, parallel=parallel)
+
+
+def _deploy(world, project, cluster, stub):
+    from ..plan.planner import plan_deploy
+
+    plan = plan_deploy(world, project, cluster)
+    plan.depends_on = stub.depends_on
+    return plan

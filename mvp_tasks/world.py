@@ -1,0 +1,174 @@
+"""What one run works with, built once and shared by the planner's and the executor's threads.
+
+Everything here is safe to use from several threads: boto3 clients are per thread (`AwsClients`),
+the registry locks its token cache, reads that many targets share (cluster stacks, the caller
+identity) are cached under a lock, and rollouts are read together (`ServiceReader`). Each build
+gets its own runner (one Fabric connection per build), made by `builder()`.
+
+`stop` is set by the first Ctrl-C: every wait sleeps on it, so a waiting target notices at once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from .errors import MvpError
+
+
+class Interrupted(MvpError):
+    """The run was interrupted (Ctrl-C): nothing new starts, and what is half-done is undone."""
+
+    exit_code = 130
+
+
+class ChangeSets:
+    """Change sets made while planning and not yet executed or deleted: whatever happens to the
+    run (check mode, a refused confirmation, a failure, Ctrl-C), `World.discard_change_sets`
+    deletes the ones left, so none outlives it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[str, str], None] = {}
+
+    def add(self, stack: str, name: str) -> None:
+        with self._lock:
+            self._pending[(stack, name)] = None
+
+    def done(self, stack: str, name: str) -> None:
+        with self._lock:
+            self._pending.pop((stack, name), None)
+
+    def pending(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return list(self._pending)
+
+
+class World:
+    def __init__(self, settings: Any, reporter: Any, aws: Any):
+        from .aws.services import ServiceReader
+
+        self.settings = settings
+        self.reporter = reporter
+        self.aws = aws
+        self.stop = threading.Event()
+        self.reader = ServiceReader()
+        self.change_sets = ChangeSets()
+        self._lock = threading.Lock()
+        self._registry = None
+        self._caller = ""
+        self._cluster_stacks: dict[str, Any] = {}
+
+    # --- waiting that an interrupt cuts short ---------------------------------------------------
+
+    def sleep(self, seconds: float) -> None:
+        if self.stop.wait(max(seconds, 0)):
+            raise Interrupted("interrupted")
+
+    def checkpoint(self) -> None:
+        if self.stop.is_set():
+            raise Interrupted("interrupted")
+
+    def discard_change_sets(self) -> None:
+        """Delete every change set planning made that was not executed (see `ChangeSets`)."""
+        from .aws.stacks import Stacks
+
+        for stack, name in self.change_sets.pending():
+            try:
+                # Not `self.stacks()`: this runs after an interrupt too, when sleeping is refused.
+                Stacks(self.aws.cloudformation).delete_change_set(stack, name)
+            except MvpError as exc:
+                if "does not exist" not in str(exc) and "ChangeSetNotFound" not in str(exc):
+                    self.reporter.warn(f"could not delete change set {name} of stack {stack}: {exc}")
+            self.change_sets.done(stack, name)
+
+    # --- AWS, per thread --------------------------------------------------------------------------
+
+    def stacks(self):
+        from .aws.stacks import Stacks
+
+        return Stacks(self.aws.cloudformation, sleep=self.sleep)
+
+    def services(self):
+        from .aws.services import Services
+
+        return Services(self.aws.ecs, sleep=self.sleep, reader=self.reader)
+
+    def history(self, cluster: Any):
+        """The deploy history and lock of `cluster` (its stack's DeployHistoryTable)."""
+        from .aws.history import History
+        from .errors import StackFailed
+
+        table = self.cluster_stack(cluster).outputs.get("DeployHistoryTable")
+        if not table:
+            raise StackFailed(f"cluster stack {cluster.stack_name} has no DeployHistoryTable output",
+                              f"update it with the current template: inv cluster.up {cluster.name}")
+        return History(self.aws.dynamodb, table, cluster.name)
+
+    def cluster_stack(self, cluster: Any, *, fresh: bool = False):
+        """The cluster's stack, ready for apps (read once per run unless `fresh`)."""
+        from .aws.stacks import UPDATABLE
+        from .errors import StackFailed, UsageError
+
+        with self._lock:
+            stack = None if fresh else self._cluster_stacks.get(cluster.name)
+        if stack is None:
+            stack = self.stacks().get_stack(cluster.stack_name)
+            if stack is None:
+                raise UsageError(f"cluster {cluster.name} does not exist (no stack {cluster.stack_name})",
+                                 f"create it first: inv cluster.up {cluster.name}")
+            with self._lock:
+                self._cluster_stacks[cluster.name] = stack
+        if stack.status not in UPDATABLE:
+            raise StackFailed(f"cluster stack {stack.name} is {stack.status}, not ready for apps",
+                              f"wait for it or fix it: inv cluster.status {cluster.name}")
+        return stack
+
+    @property
+    def caller(self) -> str:
+        """Who acts, for the history: the STS caller identity, asked once per run."""
+        with self._lock:
+            if self._caller:
+                return self._caller
+        try:
+            caller = self.aws.get_caller()
+        except MvpError:
+            caller = os.environ.get("USER", "unknown")
+        with self._lock:
+            self._caller = self._caller or caller
+            return self._caller
+
+    # --- images ---------------------------------------------------------------------------------
+
+    def sandbox_services(self):
+        """The sandbox's engine, registry and base image, but only while AWS calls go to an
+        emulator: real stacks must never be given loopback image addresses."""
+        from .sandbox import Services, get_services
+
+        if not self.aws.target.endpoint_url:
+            return Services()
+        return get_services(self.settings.sandbox_dir)
+
+    @property
+    def registry(self):
+        with self._lock:
+            if self._registry is None:
+                self._registry = make_registry(self.settings, self.sandbox_services(), self.aws)
+            return self._registry
+
+    def builder(self, host: str | None = None):
+        from .image.builder import make_builder
+
+        return make_builder(self.settings, self.sandbox_services(), self.registry, host)
+
+
+def make_registry(settings: Any, services: Any, aws: Any):
+    from .image.registry import OciRegistry
+
+    host = settings.registry or services.registry
+    if host and ".dkr.ecr." not in host:
+        return OciRegistry(host)
+    from .image.ecr import EcrRegistry
+
+    return EcrRegistry(lambda: aws.ecr)

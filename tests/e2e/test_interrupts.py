@@ -1,0 +1,159 @@
+"""Ctrl-C at the wrong moment leaves nothing half-done.
+
+`inv` runs as a subprocess against the moto server through a loopback proxy that slows every AWS
+call (tests/support/aws_proxy.py), and gets SIGINT the moment a chosen call arrives: while
+planning a change set, while a stack update runs, right after the deploy lock was written, while a
+rollout is followed after a tag moved. Afterwards, read back from the services:
+- the exit code is 130, with no traceback;
+- no `lock#` item is left;
+- no change set is left unexecuted;
+- no cluster tag names an image that was not rolled out (a moved tag points back);
+- the history says `interrupted`;
+- a plain re-run converges at once.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import BIN, PROJECT, link_sandbox
+from test_lifecycle import BUILD_TIMEOUT, clusters_up, new_lab
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.support.aws_proxy import AwsProxy  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, git_env, image_services, moto_server):
+    lab = new_lab(tmp_path_factory.mktemp("interrupts"), git_env, image_services, moto_server)
+    clusters_up(lab)
+    lab.ok("app.push", PROJECT, timeout=BUILD_TIMEOUT)
+    lab.ok("app.deploy", PROJECT)
+    lab.ok("app.promote", "--tag", "prod", "--yes")
+    return lab
+
+
+@pytest.fixture
+def proxy(lab):
+    with AwsProxy(lab.moto.endpoint) as proxy:
+        yield proxy
+
+
+def interrupt(lab, proxy, args: list[str], when: str, *, slow: float = 0.4, service: str | None = None,
+              timeout: float = 60):
+    """Run `inv ARGS` through the proxy and send it SIGINT as soon as the `when` call arrives."""
+    env = link_sandbox(lab.work, dict(lab.env, AWS_ENDPOINT_URL=proxy.url))
+    proxy.slow = slow
+    proc = subprocess.Popen([str(BIN / "inv"), *args], cwd=lab.work, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        proxy.wait_for(when, service=service, timeout=timeout)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proxy.slow = 0
+    return proc.returncode, out, err
+
+
+def extra_config(tmp_path: Path, count: int) -> str:
+    path = tmp_path / "extra.yaml"
+    path.write_text(yaml.safe_dump({"mvp": {"projects": {PROJECT: {"parameters": {"DesiredCount": count}}}}}))
+    return str(path)
+
+
+def assert_clean(lab, cluster: str = "stage") -> None:
+    assert lab.lock_item(cluster) is None, lab.lock_item(cluster)
+    cfn = lab.client("cloudformation")
+    # Executed change sets may linger in the emulator's list (AWS removes them): unexecuted ones must not.
+    left = [c for c in cfn.list_change_sets(StackName=f"{PROJECT}-{cluster}")["Summaries"]
+            if c.get("ExecutionStatus") not in ("EXECUTE_COMPLETE", "EXECUTE_FAILED", "OBSOLETE")]
+    assert left == [], left
+    rolled = {r.get("digest") for r in lab.history(cluster) if r.get("outcome") == "succeeded"}
+    assert lab.digest(cluster) in rolled, (lab.digest(cluster), rolled)
+
+
+def assert_interrupted(code: int, out: str, err: str) -> None:
+    assert code == 130, out + err
+    assert "Traceback" not in out + err, err
+
+
+def test_ctrl_c_while_the_change_set_is_planned_deletes_it(lab, proxy, tmp_path):
+    config = extra_config(tmp_path, 2)
+    code, out, err = interrupt(lab, proxy, ["-f", config, "app.deploy", PROJECT], "CreateChangeSet")
+    assert_interrupted(code, out, err)
+    assert_clean(lab)
+    assert lab.stack(f"{PROJECT}-stage")["StackStatus"] != "UPDATE_IN_PROGRESS"
+
+
+def test_ctrl_c_during_a_stack_update_releases_the_lock_and_says_what_goes_on(lab, proxy, tmp_path):
+    config = extra_config(tmp_path, 3)
+    code, out, err = interrupt(lab, proxy, ["-f", config, "app.deploy", PROJECT], "ExecuteChangeSet")
+    assert_interrupted(code, out, err)
+    assert_clean(lab)
+    # The emulator settles a stack update at once, so the target may well have finished its step
+    # before it saw the interrupt: then it is recorded as done; otherwise as interrupted, and what
+    # CloudFormation goes on doing is told.
+    newest = lab.history("stage")[-1]
+    assert newest["outcome"] in ("interrupted", "succeeded"), newest
+    if newest["outcome"] == "interrupted":
+        assert "still running in AWS" in out, out
+    rerun = lab.ok("-f", config, "app.deploy", PROJECT)
+    assert "recap: ok=1" in rerun.stdout or "changed=1" in rerun.stdout
+
+
+def test_ctrl_c_right_after_the_lock_was_written_releases_it(lab, proxy):
+    code, out, err = interrupt(lab, proxy, ["app.update", PROJECT], "PutItem", service="dynamodb")
+    assert_interrupted(code, out, err)
+    assert_clean(lab)
+    lab.ok("app.update", PROJECT)
+    assert_clean(lab)
+
+
+def test_ctrl_c_during_a_promote_rollout_points_the_tag_back(lab, proxy):
+    from conftest import git
+
+    before = lab.digest("prod")
+    page = lab.work / "projects" / PROJECT / "site" / "index.html"
+    page.write_text(page.read_text() + "\n<!-- to promote -->\n")
+    git(lab.work, "commit", "-qam", "something to promote", env=lab.git_env)
+    lab.ok("app.push", PROJECT, timeout=BUILD_TIMEOUT)
+    assert lab.digest("stage") != before
+    code, out, err = interrupt(lab, proxy, ["app.promote", PROJECT, "--tag", "prod", "--yes"], "UpdateService")
+    assert_interrupted(code, out, err)
+    assert_clean(lab, "prod")
+    assert lab.digest("prod") == before, "the moved tag must point back at the image it named before"
+    assert "pointed back" in out, out
+    assert [r for r in lab.history("prod") if r.get("action") == "promote"][-1]["outcome"] == "interrupted"
+    lab.ok("app.promote", PROJECT, "--tag", "prod", "--yes")
+    assert lab.digest("prod") == lab.digest("stage")
+    assert_clean(lab, "prod")
+
+
+def test_a_second_ctrl_c_exits_at_once(lab, proxy):
+    env = link_sandbox(lab.work, dict(lab.env, AWS_ENDPOINT_URL=proxy.url))
+    proxy.slow = 2.0
+    proc = subprocess.Popen([str(BIN / "inv"), "app.update", PROJECT], cwd=lab.work, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        proxy.wait_for("DescribeStacks", timeout=30)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proxy.slow = 0
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in err
+    assert "exiting at once" in err, err
+    lab.ok("app.update", PROJECT)
