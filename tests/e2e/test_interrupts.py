@@ -157,3 +157,23 @@ def test_a_second_ctrl_c_exits_at_once(lab, proxy):
     assert "Traceback" not in err
     assert "exiting at once" in err, err
     lab.ok("app.update", PROJECT)
+
+
+def test_ctrl_c_during_a_release_rollout_points_the_stage_tag_back_and_a_rerun_converges(lab, proxy):
+    from conftest import git
+
+    before = lab.digest("stage")
+    page = lab.work / "projects" / PROJECT / "site" / "index.html"
+    page.write_text(page.read_text() + "\n<!-- to release -->\n")
+    git(lab.work, "commit", "-qam", "something to release", env=lab.git_env)
+    head = git(lab.work, "rev-parse", "HEAD", env=lab.git_env).stdout.strip()
+    code, out, err = interrupt(lab, proxy, ["ci.release"], "UpdateService", timeout=BUILD_TIMEOUT)
+    assert_interrupted(code, out, err)
+    assert_clean(lab)
+    assert lab.digest(head) is not None, "the pushed commit image stays: it is named by its commit only"
+    assert lab.digest("stage") == before, "the stage tag must point back at the image it named before"
+    assert [r for r in lab.history("stage") if r.get("action") == "release"][-1]["outcome"] == "interrupted"
+    rerun = lab.ok("ci.release", timeout=BUILD_TIMEOUT)
+    assert "failed=0" in rerun.stdout, rerun.stdout
+    assert lab.digest("stage") == lab.digest(head)
+    assert_clean(lab)
