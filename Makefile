@@ -28,12 +28,13 @@ provision:
 # promoted to prod (no rebuild), then the status table. Safe to re-run: the second run is all `ok`.
 demo: venv provision
 	$(BIN)/inv sandbox.up
-	$(BIN)/inv cluster.up --name stage
-	$(BIN)/inv cluster.up --name prod --yes
+	$(BIN)/inv cluster.up stage
+	$(BIN)/inv cluster.up prod --yes
 	$(BIN)/inv cluster.status
-	$(BIN)/inv app.push museum-adventure
+	$(BIN)/inv ci.plan --cluster stage
 	$(BIN)/inv ci.release --cluster stage
 	$(BIN)/inv app.promote --tag prod --yes
+	$(BIN)/inv fleet.up --check
 	$(BIN)/inv app.status
 
 test: venv provision
