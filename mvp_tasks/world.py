@@ -1,8 +1,9 @@
 """What one run works with, built once and shared by the planner's and the executor's threads.
 
 Everything here is safe to use from several threads: boto3 clients are per thread (`AwsClients`),
-the registry locks its token cache, reads that many targets share (cluster stacks, the caller
-identity) are cached under a lock, and rollouts are read together (`ServiceReader`). Each build
+the registry locks its token cache, answers that many targets share (cluster stacks, the caller
+identity, what git and docker say) are computed once per run (`memo`, a `Memo`: threads asking
+while one computes wait for its answer), and rollouts are read together (`ServiceReader`). Each build
 gets its own runner (one Fabric connection per build), made by `builder()`.
 
 `stop` is set by the first Ctrl-C: every wait sleeps on it, so a waiting target notices at once.
@@ -48,6 +49,7 @@ class ChangeSets:
 class World:
     def __init__(self, settings: Any, reporter: Any, aws: Any):
         from .aws.services import ServiceReader
+        from .memo import Memo
 
         self.settings = settings
         self.reporter = reporter
@@ -57,8 +59,7 @@ class World:
         self.change_sets = ChangeSets()
         self._lock = threading.Lock()
         self._registry = None
-        self._caller = ""
-        self._cluster_stacks: dict[str, Any] = {}
+        self.memo = Memo()
 
     # --- waiting that an interrupt cuts short ---------------------------------------------------
 
@@ -111,15 +112,17 @@ class World:
         from .aws.stacks import UPDATABLE
         from .errors import StackFailed, UsageError
 
-        with self._lock:
-            stack = None if fresh else self._cluster_stacks.get(cluster.name)
-        if stack is None:
-            stack = self.stacks().get_stack(cluster.stack_name)
-            if stack is None:
+        def read():
+            found = self.stacks().get_stack(cluster.stack_name)
+            if found is None:
                 raise UsageError(f"cluster {cluster.name} does not exist (no stack {cluster.stack_name})",
                                  f"create it first: inv cluster.up {cluster.name}")
-            with self._lock:
-                self._cluster_stacks[cluster.name] = stack
+            return found
+
+        key = ("cluster stack", cluster.name)
+        if fresh:
+            self.memo.forget(key)
+        stack = self.memo.get(key, read)
         if stack.status not in UPDATABLE:
             raise StackFailed(f"cluster stack {stack.name} is {stack.status}, not ready for apps",
                               f"wait for it or fix it: inv cluster.status {cluster.name}")
@@ -128,16 +131,14 @@ class World:
     @property
     def caller(self) -> str:
         """Who acts, for the history: the STS caller identity, asked once per run."""
-        with self._lock:
-            if self._caller:
-                return self._caller
-        try:
-            caller = self.aws.get_caller()
-        except MvpError:
-            caller = os.environ.get("USER", "unknown")
-        with self._lock:
-            self._caller = self._caller or caller
-            return self._caller
+
+        def ask() -> str:
+            try:
+                return self.aws.get_caller()
+            except MvpError:
+                return os.environ.get("USER", "unknown")
+
+        return self.memo.get("caller", ask)
 
     # --- images ---------------------------------------------------------------------------------
 

@@ -5,9 +5,13 @@ and end with a summary. After aws/chalice's deployer + executor and Sceptre's pl
 
 - Planning never mutates (but for change sets, which it notes and which are deleted unless
   applied); applying never asks. `--check` is plan + show.
-- A bounded pool (`mvp.parallel`, `--parallel N`) runs targets; a target's failure is a value in
-  the results, never an exception that ends the run. Ordering: a target starts once every target
-  it depends on has succeeded (a cluster before its apps); steps within a target run in order.
+- `mvp.parallel` (`--parallel N`) bounds the targets *working* at once (`Slots`): a target that
+  waits on AWS (a stack operation, a rollout) gives its slot up for the wait, so twenty rollouts
+  are followed together whatever N is. Targets start in plan order, and one back from a wait goes
+  before any that has not started. Planning only reads: it runs wider (`plan_width`).
+- A target's failure is a value in the results, never an exception that ends the run. Ordering: a
+  target starts once every target it depends on has succeeded (a cluster before its apps); steps
+  within a target run in order.
 - Ctrl-C: the first stops anything new from starting; every target in flight undoes what it left
   half-done (a moved tag, its lock, an open change set) and records `interrupted`; what keeps
   running in AWS by itself is told, and the exit code is 130. A second Ctrl-C exits at once.
@@ -16,13 +20,15 @@ and end with a summary. After aws/chalice's deployer + executor and Sceptre's pl
 from __future__ import annotations
 
 import concurrent.futures as futures
+import contextlib
 import os
 import signal
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from invoke import Exit
 
@@ -34,6 +40,89 @@ from .guard import Guard
 from .steps import TargetRun, apply_step
 
 Planner = Callable[[World], TargetPlan]
+
+# Threads for targets at once: every target of a fleet, waiting or working (Slots bound the work).
+MAX_THREADS = 64
+
+
+def plan_width(parallel: int, targets: int) -> int:
+    """Threads that plan side by side: planning only reads, so wider than `parallel`."""
+    return max(1, min(targets, max(parallel * 4, 16)))
+
+
+class Slots:
+    """At most `size` targets working at once; a target waiting on AWS hands its slot on.
+
+    Each target queues for a slot when it is submitted (`queue`, in the engine's thread, so turns
+    follow the plan's order); one coming back from a wait queues ahead of those not started yet, to
+    finish what it began. After Ctrl-C (`stop`) nobody waits for a slot any more: a target not yet
+    started does not start, and one back from a wait goes on at once to undo and record."""
+
+    def __init__(self, size: int, stop: threading.Event):
+        self.stop = stop
+        self._cond = threading.Condition()
+        self._free = size
+        self._starting: deque[Slot] = deque()
+        self._resuming: deque[Slot] = deque()
+
+    def queue(self) -> "Slot":
+        slot = Slot(self)
+        with self._cond:
+            self._starting.append(slot)
+        return slot
+
+    def _turn(self, slot: "Slot", line: deque) -> bool:
+        """Wait until `slot` heads its line and a slot is free; False (and out of line) after Ctrl-C."""
+        with self._cond:
+            while True:
+                if self.stop.is_set():
+                    line.remove(slot)
+                    self._cond.notify_all()
+                    return False
+                if self._free > 0 and line[0] is slot and (line is self._resuming or not self._resuming):
+                    break
+                self._cond.wait(0.2)  # a timeout, to notice Ctrl-C
+            line.popleft()
+            self._free -= 1
+            self._cond.notify_all()
+            return True
+
+    def _resume(self, slot: "Slot") -> bool:
+        with self._cond:
+            self._resuming.append(slot)
+        return self._turn(slot, self._resuming)
+
+    def _give_back(self) -> None:
+        with self._cond:
+            self._free += 1
+            self._cond.notify_all()
+
+
+class Slot:
+    """One target's place in `Slots`."""
+
+    def __init__(self, slots: Slots):
+        self.slots = slots
+        self.held = False
+
+    def start(self) -> bool:
+        """Wait for this target's turn to work; False: interrupted before it came."""
+        self.held = self.slots._turn(self, self.slots._starting)
+        return self.held
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.slots._give_back()
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Around a wait on AWS: the slot is someone else's until the wait ends."""
+        self.release()
+        try:
+            yield
+        finally:
+            self.held = self.slots._resume(self)
 
 
 @dataclass
@@ -115,7 +204,7 @@ class Engine:
             self.world.checkpoint()
             results[stub.key] = planner(self.world)
         else:
-            with futures.ThreadPoolExecutor(self.parallel, thread_name_prefix="plan") as pool:
+            with futures.ThreadPoolExecutor(plan_width(self.parallel, len(planners)), thread_name_prefix="plan") as pool:
                 running = {pool.submit(one, stub, planner): stub.key for stub, planner in planners}
                 self._wait_all(running)
                 for future, key in running.items():
@@ -200,7 +289,9 @@ class Engine:
         pending = list(targets)
         running: dict[futures.Future, TargetPlan] = {}
         still_running: dict[str, str] = {}
-        with futures.ThreadPoolExecutor(self.parallel, thread_name_prefix="apply") as pool, \
+        slots = Slots(self.parallel, self.world.stop)
+        width = max(1, min(len(targets), MAX_THREADS))
+        with futures.ThreadPoolExecutor(width, thread_name_prefix="apply") as pool, \
                 self.reporter.live([t.key for t in targets]):
             while pending or running:
                 if self.world.stop.is_set():
@@ -209,7 +300,7 @@ class Engine:
                                              commit=target.commit)
                     pending = []
                 for target in list(pending):
-                    if len(running) >= self.parallel:
+                    if len(running) >= width:
                         break
                     deps = [d for d in target.depends_on if d in keys]
                     failed = [d for d in deps if outcome.get(d) in (Outcome.FAILED, Outcome.SKIPPED)]
@@ -220,7 +311,9 @@ class Engine:
                                              commit=target.commit)
                     elif all(d in outcome for d in deps):
                         pending.remove(target)
-                        running[pool.submit(self._apply_target, target, still_running)] = target
+                        # Queued for a slot here, in plan order; its thread waits for its turn.
+                        slot = slots.queue()
+                        running[pool.submit(self._apply_target, target, still_running, slot)] = target
                 if not running:
                     if pending:
                         # Left only with targets whose dependencies can never finish: do not spin.
@@ -238,14 +331,27 @@ class Engine:
             for what, follow in sorted(still_running.items()):
                 self.reporter.info(f"{what}; follow it with `{follow}`")
 
-    def _apply_target(self, plan: TargetPlan, still_running: dict[str, str]) -> Outcome:
+    def _apply_target(self, plan: TargetPlan, still_running: dict[str, str], slot: Slot | None = None) -> Outcome:
+        """Apply one target once its slot comes (`slot`: its place in the engine's `Slots`; none:
+        at once, as the only target)."""
+        if slot is None:
+            return self._work(plan, still_running, None)
+        if not slot.start():
+            self.reporter.result(plan.key, Outcome.SKIPPED, "not started: interrupted", commit=plan.commit)
+            return Outcome.SKIPPED
+        try:
+            return self._work(plan, still_running, slot)
+        finally:
+            slot.release()
+
+    def _work(self, plan: TargetPlan, still_running: dict[str, str], slot: Slot | None) -> Outcome:
         started = time.monotonic()
         cluster = self.run.settings.clusters.get(plan.cluster)
         run = None
         guard = None
         try:
             guard = Guard(self.world, plan, cluster)
-            run = TargetRun(self.world, plan, guard, cluster, self.host)
+            run = TargetRun(self.world, plan, guard, cluster, self.host, slot=slot)
             for step in plan.steps:
                 apply_step(run, step)
             guard.forget_undo()

@@ -3,9 +3,10 @@ print (progress goes to the reporter as events of their target)."""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
-from ..errors import MvpError
+from ..errors import AwsError, MvpError
 from ..plan.planner import service_names
 from ..plan.steps import BuildImage, DeleteStack, EnsureStack, MoveTag, PushImage, RollService
 
@@ -13,8 +14,10 @@ from ..plan.steps import BuildImage, DeleteStack, EnsureStack, MoveTag, PushImag
 class TargetRun:
     """One target being applied: its plan, its guard, its builder, what its steps learnt."""
 
-    def __init__(self, world: Any, plan: Any, guard: Any, cluster: Any, host: str | None = None):
+    def __init__(self, world: Any, plan: Any, guard: Any, cluster: Any, host: str | None = None,
+                 slot: Any = None):
         self.world = world
+        self.slot = slot  # the executor's `Slot`: given up while the target waits on AWS
         self.plan = plan
         self.guard = guard
         self.cluster = cluster
@@ -35,6 +38,15 @@ class TargetRun:
         if self.builder is not None:
             self.builder.close()
             self.builder = None
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Around a wait on AWS: the target does no work meanwhile, so another may have its slot."""
+        if self.slot is None:
+            yield
+        else:
+            with self.slot.waiting():
+                yield
 
     @property
     def timeout(self) -> float:
@@ -69,8 +81,9 @@ def _wait_stack(run: TargetRun, stacks: Any, name: str, expected: set[str], acti
     what = f"stack {name}: {action}"
     run.guard.started_in_aws(what, _follow(run))
     run.world.checkpoint()  # interrupted while starting it: stop following, AWS goes on by itself
-    final, events = stacks.wait_for_stack(name, stack_id=stack_id, timeout=run.timeout, poll=run.poll,
-                                          after_event_id=after, on_event=_printer(run))
+    with run.waiting():
+        final, events = stacks.wait_for_stack(name, stack_id=stack_id, timeout=run.timeout, poll=run.poll,
+                                              after_event_id=after, on_event=_printer(run))
     run.guard.settled_in_aws(what)
     stacks.check_settled(final, events, expected, action)
     return final
@@ -104,33 +117,45 @@ def apply_ensure_stack(run: TargetRun, step: EnsureStack) -> None:
     elif step.action == "protect":
         stacks.set_termination_protection(step.stack, True)
     if step.service:
-        stack = stacks.get_stack(step.stack)
-        _wait_service(run, stack)
+        # Read after the operation: its outputs name the service.
+        _wait_service(run, service_names(stacks.get_stack(step.stack), run.cluster))
 
 
 # --- services ------------------------------------------------------------------------------------
 
 
-def _wait_service(run: TargetRun, stack: Any, deployment_id: str = "") -> None:
-    ecs_cluster, service = service_names(stack, run.cluster)
+def _wait_service(run: TargetRun, names: tuple[str, str], deployment_id: str = "") -> None:
+    ecs_cluster, service = names
     what = f"service {service}: rollout"
     resume = f"ECS keeps going on its own; wait again with `inv app.wait {run.plan.project} --cluster {run.plan.cluster}`"
     run.guard.started_in_aws(what, f"inv app.wait {run.plan.project} --cluster {run.plan.cluster}")
     run.world.checkpoint()
-    run.service = run.world.services().wait_for_rollout(
-        ecs_cluster, service, deployment_id=deployment_id, timeout=run.timeout, poll=run.poll,
-        resume_hint=resume, on_progress=lambda state: run.event(state.progress()))
+    with run.waiting():
+        run.service = run.world.services().wait_for_rollout(
+            ecs_cluster, service, deployment_id=deployment_id, timeout=run.timeout, poll=run.poll,
+            resume_hint=resume, on_progress=lambda state: run.event(state.progress()))
     run.guard.settled_in_aws(what)
 
 
-def apply_roll_service(run: TargetRun, step: RollService) -> None:
-    stack = run.world.stacks().get_stack(step.stack)
+def _app_stack(run: TargetRun, name: str) -> Any:
+    stack = run.world.stacks().get_stack(name)
     if stack is None:
-        raise MvpError(f"stack {step.stack} is gone", f"deploy it: inv app.deploy {run.plan.project} --cluster {run.plan.cluster}")
-    ecs_cluster, service = service_names(stack, run.cluster)
-    deployment = run.world.services().force_new_deployment(ecs_cluster, service)
+        raise MvpError(f"stack {name} is gone", f"deploy it: inv app.deploy {run.plan.project} --cluster {run.plan.cluster}")
+    return stack
+
+
+def apply_roll_service(run: TargetRun, step: RollService) -> None:
+    # The service's names as planned, else from the stack as it is now.
+    names = step.names or service_names(_app_stack(run, step.stack), run.cluster)
+    ecs_cluster, service = names
+    try:
+        deployment = run.world.services().force_new_deployment(ecs_cluster, service)
+    except AwsError:
+        if step.names:
+            _app_stack(run, step.stack)  # the stack went away since planning: say so
+        raise
     run.event(f"new deployment {deployment or '?'} of service {service}")
-    _wait_service(run, stack, deployment)
+    _wait_service(run, names, deployment)
 
 
 def apply_delete_stack(run: TargetRun, step: DeleteStack) -> None:

@@ -113,12 +113,30 @@ def _live(data: Mapping[str, Any], cluster: str) -> dict[str, ServiceState]:
 BATCH = 10  # DescribeServices reads at most 10 services per call
 
 
+class _Read:
+    """One DescribeServices round for a cluster, under way: the services it covers, and the event
+    the waiters it covers sleep on until its answer is stored."""
+
+    def __init__(self, names: list[str]) -> None:
+        import threading
+
+        self.names = set(names)
+        self.done = threading.Event()
+        self.ok = False
+
+
 class ServiceReader:
     """Shared reads of ECS services for every rollout a run follows at once.
 
-    Each waiter asks for its own service; whoever finds the last read of its cluster older than
-    `max_age` reads *every* service being followed in that cluster, 10 per DescribeServices call,
-    for all of them. Twenty rollouts in one cluster cost two calls per poll, not twenty."""
+    Each waiter asks for its own service; whoever finds its last read older than `max_age` reads
+    *every* service being followed in that cluster that is missing or past half its age (it would
+    be due before the next poll anyway), 10 per DescribeServices call, for all of them. Twenty
+    rollouts in one cluster cost two calls per poll, not twenty; a rollout joining in the middle of
+    a poll reads its own service, not everyone's again.
+
+    No lock is held across a call to AWS: one read is in flight per cluster, and a waiter whose
+    service it covers waits for its answer instead of reading again. Should the read fail, its
+    waiters read again themselves (the one that made it raises its error)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic):
         import threading
@@ -127,23 +145,56 @@ class ServiceReader:
         self._lock = threading.Lock()
         self._watched: dict[str, set[str]] = {}
         self._states: dict[tuple[str, str], tuple[float, ServiceState | None]] = {}
+        self._reading: dict[str, _Read] = {}
 
     def get(self, client, cluster: str, service: str, max_age: float) -> ServiceState | None:
-        with self._lock:
-            self._watched.setdefault(cluster, set()).add(service)
-            seen = self._states.get((cluster, service))
-            if seen is not None and self.clock() - seen[0] < max_age:
-                return seen[1]
-            names = sorted(self._watched[cluster])
-            now = self.clock()
+        while True:
+            with self._lock:
+                self._watched.setdefault(cluster, set()).add(service)
+                seen = self._states.get((cluster, service))
+                now = self.clock()
+                if seen is not None and now - seen[0] < max_age:
+                    return seen[1]
+                current = self._reading.get(cluster)
+                if current is None:
+                    names = sorted(name for name in self._watched[cluster]
+                                   if name == service or self._due(cluster, name, now, max_age / 2))
+                    current = self._reading[cluster] = _Read(names)
+                    break
+            # Another thread is reading this cluster: take its answer if it covers us, else
+            # wait for it to end and look again.
+            current.done.wait()
+            if current.ok and service in current.names:
+                with self._lock:
+                    seen = self._states.get((cluster, service))
+                if seen is not None:
+                    return seen[1]
+        return self._read(client, cluster, service, current, now)
+
+    def _due(self, cluster: str, service: str, now: float, age: float) -> bool:
+        seen = self._states.get((cluster, service))
+        return seen is None or now - seen[0] >= age
+
+    def _read(self, client, cluster: str, service: str, read: _Read, now: float) -> ServiceState | None:
+        names = sorted(read.names)
+        found: dict[str, ServiceState | None] = {}
+        try:
             for start in range(0, len(names), BATCH):
                 chunk = names[start:start + BATCH]
                 with aws_errors():
                     data = client.describe_services(cluster=cluster, services=chunk)
                 live = _live(data, cluster)
                 for name in chunk:
-                    self._states[(cluster, name)] = (now, live.get(name))
-            return self._states[(cluster, service)][1]
+                    found[name] = live.get(name)
+            read.ok = True
+        finally:
+            with self._lock:
+                for name, state in found.items():
+                    if name in self._watched.get(cluster, ()):
+                        self._states[(cluster, name)] = (now, state)
+                del self._reading[cluster]
+            read.done.set()
+        return found[service]
 
     def forget(self, cluster: str, service: str) -> None:
         with self._lock:

@@ -68,13 +68,14 @@ def check_project_files(root: Path, project: Any) -> Path:
     return folder
 
 
-def get_revision(root: Path, project: Any, *, for_push: bool, allow_dirty: bool) -> git.Revision:
-    """The commit to tag with, after the Git LFS check; refuses a dirty tree for a push."""
+def get_revision(root: Path, project: Any, *, for_push: bool, allow_dirty: bool, memo: Any = None) -> git.Revision:
+    """The commit to tag with, after the Git LFS check; refuses a dirty tree for a push. `memo`
+    (the run's `Memo`): what git says for every project is asked once per run."""
     local = Runner.local()
     subdir = f"projects/{project.name}"
     # LFS first: with the lfs filter configured but git-lfs missing, `git status` itself fails.
-    git.check_lfs(local, root, subdir)
-    revision = git.get_revision(local, root, subdir)
+    git.check_lfs(local, root, subdir, memo)
+    revision = git.get_revision(local, root, subdir, memo)
     if revision.dirty and for_push and not allow_dirty:
         raise BuildError(
             f"{subdir}/ has uncommitted changes; a pushed image must be built from a commit",

@@ -60,6 +60,12 @@ class Docker:
         return self.runner.run(self._argv(*args), input=input, on_line=on_line, check=check, what=what,
                                cwd=cwd, env=self.env or None)
 
+    @property
+    def engine(self) -> tuple[str, str, str]:
+        """Which engine this CLI talks to (where it runs, which binary, which daemon): targets
+        with the same one get the same answer from `check_engine`."""
+        return (self.runner.label, self.binary, self.host)
+
     def check_engine(self) -> None:
         """Fail with one line when the CLI is missing or no engine answers."""
         result = self.run("version", "--format", "{{.Server.Version}}", check=False)

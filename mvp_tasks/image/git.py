@@ -2,6 +2,10 @@
 
 The LFS check exists because a clone made without LFS content holds small pointer files instead
 of the images and videos, and `docker build` happily ships them.
+
+Where a run asks for many projects at once (`ci.release` plans one target per project), the
+helpers take the run's `Memo`: what is the same for every project (HEAD, whether the tree is
+clean, whether git-lfs is installed, the LFS listing) is asked of git once per run.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BuildError
+from ..memo import Memo, remember
 from .runner import Runner
 
 LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
@@ -41,7 +46,11 @@ def git(runner: Runner, root: Path, *args: str, check: bool = True, what: str = 
     return runner.run(["git", "-C", str(root), *args], check=check, what=what or f"git {args[0]}")
 
 
-def get_commit(runner: Runner, root: Path) -> str:
+def get_commit(runner: Runner, root: Path, memo: Memo | None = None) -> str:
+    return remember(memo, ("git rev-parse HEAD", runner.label, str(root)), lambda: _get_commit(runner, root))
+
+
+def _get_commit(runner: Runner, root: Path) -> str:
     result = git(runner, root, "rev-parse", "--verify", "HEAD^{commit}", check=False)
     if result.exit_code == 127:
         raise BuildError("git is not installed", "install git (apt-get install git)")
@@ -54,15 +63,23 @@ def get_commit(runner: Runner, root: Path) -> str:
     return commit
 
 
-def get_revision(runner: Runner, root: Path, subdir: str) -> Revision:
+def get_revision(runner: Runner, root: Path, subdir: str, memo: Memo | None = None) -> Revision:
     """The commit, and whether `subdir` has uncommitted or untracked changes."""
-    commit = get_commit(runner, root)
+    commit = get_commit(runner, root, memo)
+    if memo is not None and is_clean(runner, root, memo):
+        return Revision(commit, False)  # a clean tree is clean under every project
     status = git(runner, root, "status", "--porcelain", "--untracked-files=all", "--", subdir).stdout
     if not status.strip():
         return Revision(commit, False)
     diff = git(runner, root, "diff", "HEAD", "--binary", "--", subdir).stdout
     digest = hashlib.sha256((status + diff).encode()).hexdigest()[:8]
     return Revision(commit, True, digest)
+
+
+def is_clean(runner: Runner, root: Path, memo: Memo | None = None) -> bool:
+    """True when the whole work tree has no uncommitted or untracked change (asked once per run)."""
+    return remember(memo, ("git status", runner.label, str(root)), lambda: not git(
+        runner, root, "status", "--porcelain", "--untracked-files=all").stdout.strip())
 
 
 def get_remote_url(runner: Runner, root: Path) -> str:
@@ -94,24 +111,31 @@ def is_pointer_file(path: Path) -> bool:
         return False
 
 
-def get_lfs_pointer_files(runner: Runner, root: Path, subdir: str) -> list[str]:
+def get_lfs_pointer_files(runner: Runner, root: Path, subdir: str, memo: Memo | None = None) -> list[str]:
     """LFS-tracked files under `subdir` that are still pointer files (content not checked out)."""
     if not uses_lfs(root):
         return []
-    version = runner.run(["git", "lfs", "version"], check=False)
-    if not version.ok:
+    installed = remember(memo, ("git lfs version", runner.label),
+                         lambda: runner.run(["git", "lfs", "version"], check=False).ok)
+    if not installed:
         raise BuildError(
             "this repository stores files in Git LFS (filter=lfs in .gitattributes) but git-lfs is not installed",
             f"install it (apt-get install git-lfs), then run: git lfs install && git lfs pull --include \"{subdir}/**\"",
         )
-    listing = git(runner, root, "lfs", "ls-files", "--json", "--include", f"{subdir}/**", check=False)
+    if memo is None:
+        entries = _lfs_files(runner, root, "--include", f"{subdir}/**")
+    else:
+        # The whole repository's listing once, for every project: its names are the repository's
+        # paths, so those under `subdir/` are what `--include subdir/**` lists.
+        entries = [entry for entry in memo.get(("git lfs ls-files", runner.label, str(root)),
+                                                lambda: _lfs_files(runner, root))
+                   if entry.get("name", "").startswith(f"{subdir}/")]
     pointers: set[str] = set()
-    if listing.ok and listing.stdout.strip().startswith("{"):
-        for entry in json.loads(listing.stdout).get("files") or []:
-            name = entry.get("name", "")
-            # "checkout": false is git-lfs's own word that the working file is a pointer.
-            if entry.get("checkout") is False or is_pointer_file(root / name):
-                pointers.add(name)
+    for entry in entries:
+        name = entry.get("name", "")
+        # "checkout": false is git-lfs's own word that the working file is a pointer.
+        if entry.get("checkout") is False or is_pointer_file(root / name):
+            pointers.add(name)
     # Belt and braces: any small file under the project that starts like a pointer is one.
     for path in (root / subdir).rglob("*"):
         if path.is_file() and ".git" not in path.parts and is_pointer_file(path):
@@ -119,8 +143,16 @@ def get_lfs_pointer_files(runner: Runner, root: Path, subdir: str) -> list[str]:
     return sorted(pointers)
 
 
-def check_lfs(runner: Runner, root: Path, subdir: str) -> None:
-    pointers = get_lfs_pointer_files(runner, root, subdir)
+def _lfs_files(runner: Runner, root: Path, *include: str) -> list[dict]:
+    """`git lfs ls-files --json` (the files LFS tracks), empty when it gives no such answer."""
+    listing = git(runner, root, "lfs", "ls-files", "--json", *include, check=False)
+    if listing.ok and listing.stdout.strip().startswith("{"):
+        return list(json.loads(listing.stdout).get("files") or [])
+    return []
+
+
+def check_lfs(runner: Runner, root: Path, subdir: str, memo: Memo | None = None) -> None:
+    pointers = get_lfs_pointer_files(runner, root, subdir, memo)
     if pointers:
         shown = ", ".join(pointers[:5]) + (f" and {len(pointers) - 5} more" if len(pointers) > 5 else "")
         raise BuildError(

@@ -6,6 +6,7 @@ import fnmatch
 
 from ..image import git
 from ..image.runner import Runner
+from ..memo import Memo, remember
 
 # Files whose change affects every project (the tool itself and how it is installed).
 SHARED = ("tasks.py", "mvp_tasks/*", "pyproject.toml")
@@ -27,19 +28,38 @@ def _config_section(text: str, keys: list[list[str]]) -> list:
     return out
 
 
-def get_changed_reasons(settings, project, cluster, deployed: str, head: str) -> list[str]:
-    """Why `project` must be released in `cluster` (empty: it need not be)."""
+def changed_files(root, deployed: str, head: str, memo: Memo | None = None) -> list[str] | None:
+    """The files that differ between commits `deployed` and `head` (None: `deployed` is not in
+    this clone). The same for every project deployed at that commit: asked once per run."""
+
+    def ask() -> list[str] | None:
+        local = Runner.local()
+        known = git.git(local, root, "cat-file", "-e", f"{deployed}^{{commit}}", check=False)
+        if not known.ok:
+            return None
+        return git.git(local, root, "diff", "--name-only", deployed, head).stdout.split()
+
+    return remember(memo, ("git diff", str(root), deployed, head), ask)
+
+
+def file_at(root, commit: str, path: str, memo: Memo | None = None) -> str:
+    """The text of `path` at `commit` ("" where it is not there)."""
+    return remember(memo, ("git show", str(root), commit, path), lambda: git.git(
+        Runner.local(), root, "show", f"{commit}:{path}", check=False).stdout)
+
+
+def get_changed_reasons(settings, project, cluster, deployed: str, head: str, memo: Memo | None = None) -> list[str]:
+    """Why `project` must be released in `cluster` (empty: it need not be). `memo`: the run's
+    `Memo`, so that what git says is asked once for every project."""
 
     if not deployed:
         return ["nothing deployed yet"]
     if deployed == head:
         return []
-    local = Runner.local()
     root = settings.root
-    known = git.git(local, root, "cat-file", "-e", f"{deployed}^{{commit}}", check=False)
-    if not known.ok:
+    files = changed_files(root, deployed, head, memo)
+    if files is None:
         return [f"deployed commit {deployed[:12]} is not in this clone's history (fetch with full depth)"]
-    files = git.git(local, root, "diff", "--name-only", deployed, head).stdout.split()
     reasons = []
     prefix = f"projects/{project.name}/"
     changed_own = [f for f in files if f.startswith(prefix)]
@@ -53,8 +73,8 @@ def get_changed_reasons(settings, project, cluster, deployed: str, head: str) ->
         # Only the parts of the config that shape this project in this cluster count.
         keys = [["mvp", "projects", project.name], ["mvp", "clusters", cluster.name], ["mvp", "registry"],
                 ["mvp", "region"], ["mvp", "build"]]
-        before = git.git(local, root, "show", f"{deployed}:invoke.yaml", check=False).stdout
-        after = git.git(local, root, "show", f"{head}:invoke.yaml", check=False).stdout
+        before = file_at(root, deployed, "invoke.yaml", memo)
+        after = file_at(root, head, "invoke.yaml", memo)
         if _config_section(before, keys) != _config_section(after, keys):
             reasons.append("its settings in invoke.yaml")
     return reasons

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import BuildError, ConfigError, UsageError
 from ..templates import expand_all, fill_parameters, load_template
-from .stacks import plan_stack
+from .stacks import NOT_READ, plan_stack
 from .steps import BuildImage, DeleteStack, EnsureStack, MoveTag, PushImage, RollService, TargetPlan
 
 SHA_PREFIX = re.compile(r"^[0-9a-f]{7,40}$")
@@ -80,11 +80,19 @@ def service_names(stack: Any, cluster: Any) -> tuple[str, str]:
     return (stack.outputs.get("ClusterName") or cluster.name, stack.outputs.get("ServiceName") or stack.name)
 
 
+def _planned_names(stack: Any, cluster: Any, step: EnsureStack | None) -> tuple[str, ...]:
+    """The service's names for a RollService after `step`: known now unless an update may change
+    the stack's outputs first (then the step reads them when applied)."""
+    return () if step is not None and step.action == "update" else service_names(stack, cluster)
+
+
 # --- stacks ------------------------------------------------------------------------------------
 
 
-def app_stack_step(world: Any, project: Any, cluster: Any, commit: str) -> tuple[EnsureStack | None, Any]:
-    """The step that brings the app's stack to its template and parameters, and the stack now."""
+def app_stack_step(world: Any, project: Any, cluster: Any, commit: str,
+                   stack: Any = NOT_READ) -> tuple[EnsureStack | None, Any]:
+    """The step that brings the app's stack to its template and parameters, and the stack now
+    (`stack`: as the caller has just read it, None where there is none; not given: read here)."""
     settings = world.settings
     key = f"mvp.projects.{project.name}"
     template = load_template(settings.root / "projects" / project.name / project.template, settings.root,
@@ -109,7 +117,7 @@ def app_stack_step(world: Any, project: Any, cluster: Any, commit: str) -> tuple
     return plan_stack(world.stacks(), name=project.stack_name(cluster.name), template=template,
                       parameters=parameters, tags={"mvp:cluster": cluster.name, "mvp:project": project.name},
                       protected=cluster.protected, service=True, poll=settings.poll_interval,
-                      change_sets=world.change_sets)
+                      change_sets=world.change_sets, stack=stack)
 
 
 def plan_cluster(world: Any, cluster: Any) -> TargetPlan:
@@ -189,7 +197,8 @@ def plan_deploy(world: Any, project: Any, cluster: Any, action: str = "deploy") 
         if get_rolled_digest(world.history(cluster), project.name) != digest:
             plan.steps.append(RollService(project.stack_name(cluster.name),
                                           f"{commit[:12] or digest[:19]}: its tag {cluster.tag} names another image "
-                                          "than it last rolled out", protected=cluster.protected))
+                                          "than it last rolled out", protected=cluster.protected,
+                                          names=_planned_names(stack, cluster, step)))
     if not plan.steps:
         plan.note = _running_note(world, stack, cluster, commit, digest)
     plan.done = f"{commit[:12] or digest[:19]} deployed"
@@ -205,7 +214,7 @@ def plan_update(world: Any, project: Any, cluster: Any) -> TargetPlan:
     plan = _app_plan(project, cluster, "update", commit=commit, digest=digest)
     _, service = service_names(stack, cluster)
     plan.steps.append(RollService(stack.name, f"service {service}, {commit[:12] or digest[:19]}",
-                                  protected=cluster.protected))
+                                  protected=cluster.protected, names=service_names(stack, cluster)))
     plan.done = f"{commit[:12] or digest[:19]} rolled out"
     return plan
 
@@ -249,11 +258,11 @@ def plan_promote(world: Any, project: Any, cluster: Any, *, source_tag: str = ""
         plan.steps.append(MoveTag(repo, cluster.tag, source_tag, current, source_digest,
                                   label=source_tag[:12], protected=cluster.protected))
     if stack is None:
-        step, _ = app_stack_step(world, project, cluster, source_commit)
+        step, _ = app_stack_step(world, project, cluster, source_commit, stack=None)
         if step is not None:
             plan.steps.append(step)
     else:
-        plan.steps.append(RollService(stack.name, protected=cluster.protected))
+        plan.steps.append(RollService(stack.name, protected=cluster.protected, names=service_names(stack, cluster)))
     return plan
 
 
@@ -284,7 +293,7 @@ def plan_rollback(world: Any, project: Any, cluster: Any, to: str = "") -> Targe
         return plan
     plan.steps.append(MoveTag(repo, cluster.tag, commit, current, digest, label=commit[:12],
                               protected=cluster.protected))
-    plan.steps.append(RollService(stack.name, protected=cluster.protected))
+    plan.steps.append(RollService(stack.name, protected=cluster.protected, names=service_names(stack, cluster)))
     return plan
 
 
@@ -315,7 +324,8 @@ def image_steps(world: Any, builder: Any, project: Any, revision: Any, *, push: 
     if push and registry.get_digest(project.repository, revision.tag):
         return steps
     check_project_files(world.settings.root, project)
-    builder.docker.check_engine()
+    # Whether the engine answers is the same for every target that builds there: asked once per run.
+    world.memo.get(("docker version", builder.docker.engine), builder.docker.check_engine)
     if not builder.docker.has_image(ref):
         steps.append(BuildImage(project.name, ref, builder.platform, builder.where, revision=revision))
     if push:
@@ -370,13 +380,13 @@ def plan_release(world: Any, builder_for: Any, project: Any, cluster: Any, head:
     current = history.get_current(project.name)
     deployed = (current.commit if current else "") or registry.get_commit(repo, cluster.tag)
     stack = world.stacks().get_stack(project.stack_name(cluster.name))
-    reasons = get_changed_reasons(world.settings, project, cluster, deployed, head)
+    reasons = get_changed_reasons(world.settings, project, cluster, deployed, head, world.memo)
     plan = _app_plan(project, cluster, "release", commit=head)
     if not reasons and stack is not None:
         plan.note = f"unchanged since {deployed[:12]}"
         return plan
     plan.reasons = tuple(reasons or ["its stack does not exist"])
-    revision = get_revision(root, project, for_push=True, allow_dirty=False)
+    revision = get_revision(root, project, for_push=True, allow_dirty=False, memo=world.memo)
     plan.commit = revision.commit
     if not registry.get_digest(repo, revision.tag):
         # A builder (an SSH connection on a build host) only when there is something to build or push.
@@ -391,13 +401,14 @@ def plan_release(world: Any, builder_for: Any, project: Any, cluster: Any, head:
     if not digest or tag_digest != digest:
         plan.steps.append(MoveTag(repo, cluster.tag, revision.tag, tag_digest, digest, label=revision.short,
                                   protected=cluster.protected))
-    step, stack = app_stack_step(world, project, cluster, revision.commit)
+    step, stack = app_stack_step(world, project, cluster, revision.commit, stack=stack)
     if step is not None:
         plan.steps.append(step)
     # Tasks resolve the cluster tag only when they start: roll unless the running image is this one.
     if stack is not None and (step is None or step.action in ("update", "protect")):
         if not digest or get_rolled_digest(history, project.name) != digest:
-            plan.steps.append(RollService(stack.name, protected=cluster.protected))
+            plan.steps.append(RollService(stack.name, protected=cluster.protected,
+                                          names=_planned_names(stack, cluster, step)))
     if not plan.steps:
         plan.note = f"{revision.short} already released"
     plan.done = f"{revision.short} released"

@@ -17,19 +17,23 @@ from ..errors import StackBusy, StackFailed
 from .steps import EnsureStack
 
 MANAGED_TAG = {"mvp:managed-by": "mvp-tasks"}
+# `plan_stack(stack=...)` not given: the stack is read there.
+NOT_READ: Any = object()
 
 
 def plan_stack(stacks: Stacks, *, name: str, template: Any, parameters: Mapping[str, str],
                tags: Mapping[str, str], protect: bool = False, protected: bool = False,
                service: bool = False, poll: float = 1.0,
-               change_sets: Any = None) -> tuple[EnsureStack | None, StackInfo | None]:
+               change_sets: Any = None, stack: Any = NOT_READ) -> tuple[EnsureStack | None, StackInfo | None]:
     """The step that brings stack `name` to `template` + `parameters` (None: it is already there),
-    and the stack as it is now (None: it does not exist).
+    and the stack as it is now (None: it does not exist). `stack`: the stack as the caller has
+    just read it (None: there is none), so it is not read twice.
 
     `change_sets` (the world's `ChangeSets`) hears of every change set made here, before CloudFormation
     has even answered, so an interrupt or a failure cannot leave one behind."""
     tags = {**MANAGED_TAG, **tags}
-    stack = stacks.get_stack(name)
+    if stack is NOT_READ:
+        stack = stacks.get_stack(name)
     common = dict(stack=name, template=template, parameters=dict(parameters), tags=tags, protected=protected,
                   service=service)
     if stack is not None and is_in_progress(stack.status):

@@ -141,6 +141,10 @@ class RollService(Step):
 
     stack: str
     reason: str = ""
+    # (ECS cluster, service) as planning read them from the stack's outputs; empty where a step
+    # before this one may change the stack: then they are read from the stack when applied. Not
+    # part of what the step is (equality): only what its application need not ask again.
+    names: tuple[str, ...] = field(default=(), compare=False)
 
     def lines(self) -> list[str]:
         return ["~ new deployment of the service" + (f" ({self.reason})" if self.reason else "")]

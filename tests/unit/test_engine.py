@@ -205,6 +205,33 @@ def test_the_pool_is_bounded_by_parallel(engine):
     assert all(outcome is Outcome.CHANGED for outcome, _ in results(engine).values())
 
 
+def test_a_target_waiting_on_aws_gives_its_slot_up_and_gets_it_back_before_new_ones_start(engine):
+    # parallel 1: b (then c) may work only while a waits; a, back from its wait, goes before c.
+    b_started = threading.Event()
+
+    def waits(run, step):
+        with run.waiting():  # what following a stack operation or a rollout does
+            assert b_started.wait(10), "b did not start while a was waiting"
+
+    def works(run, step):
+        b_started.set()
+        time.sleep(0.2)  # a is back from its wait meanwhile, and queues for the slot
+
+    engine.behave.update(a=waits, b=works)
+
+    engine.run([app("a"), app("b"), app("c")], parallel=1)
+
+    assert engine.log == [("start", "a"), ("start", "b"), ("end", "b"), ("end", "a"), ("start", "c"), ("end", "c")]
+    assert all(outcome is Outcome.CHANGED for outcome, _ in results(engine).values())
+
+
+def test_planning_runs_wider_than_parallel():
+    assert executor.plan_width(4, 20) == 16
+    assert executor.plan_width(8, 40) == 32
+    assert executor.plan_width(4, 3) == 3
+    assert executor.plan_width(1, 1) == 1
+
+
 # --- dependencies ----------------------------------------------------------------------------------
 
 

@@ -180,6 +180,8 @@ class FakeWorld(World):
 
 
 class FakeDocker:
+    engine = ("local", "docker", "")
+
     def __init__(self, images: set[str]):
         self.images = images
         self.engine_checks = 0
@@ -847,11 +849,11 @@ def release(monkeypatch):
     """plan_release with its git questions answered: `reasons` and the revision HEAD builds."""
     calls = SimpleNamespace(reasons=[], revisions=[], builders=[], answer=[], head=Revision(HEAD, False))
 
-    def get_changed_reasons(settings, project, cluster, deployed, head):
+    def get_changed_reasons(settings, project, cluster, deployed, head, memo=None):
         calls.reasons.append((project.name, cluster.name, deployed, head))
         return list(calls.answer)
 
-    def get_revision(root, project, *, for_push, allow_dirty):
+    def get_revision(root, project, *, for_push, allow_dirty, memo=None):
         calls.revisions.append((root, project.name, for_push, allow_dirty))
         return calls.head
 

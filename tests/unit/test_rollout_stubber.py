@@ -32,7 +32,7 @@ from mvp_tasks.apply.steps import TargetRun, apply_step
 from mvp_tasks.aws import history as history_module
 from mvp_tasks.aws.services import RolloutFailed, ServiceReader, Services, ServiceState
 from mvp_tasks.aws.stacks import CAPABILITIES
-from mvp_tasks.errors import AwsError, StackBusy, WaitTimeout
+from mvp_tasks.errors import AwsError, MvpError, StackBusy, WaitTimeout
 from mvp_tasks.plan import stacks as plan_stacks
 from mvp_tasks.plan.planner import plan_deploy, plan_promote, plan_update
 from mvp_tasks.plan.steps import MoveTag, Plan, RollService, TargetPlan
@@ -444,9 +444,10 @@ def test_service_reader_reads_every_followed_service_of_a_cluster_ten_per_call(e
     apps = [f"app{n:02d}-staging" for n in range(12)]
     # One Services per waiter, as `World.services()` makes one per thread, all on the run's reader.
     waiters = [Services(ecs, sleep=clock.sleep, clock=clock, reader=reader) for _ in apps]
-    # The first poll: a waiter that has never been read reads every service followed so far.
-    for k in range(1, len(apps) + 1):
-        add_read(ecs_stub, sorted(apps[:k]))
+    # The first poll: a waiter that has never been read reads its own service, not again the
+    # others read a moment ago (none of them is past half its max_age).
+    for name in apps:
+        add_read(ecs_stub, [name])
     first = [w.get_service(CLUSTER, name, max_age=8) for w, name in zip(waiters, apps)]
     ecs_stub.assert_no_pending_responses()
     assert [s.name for s in first] == apps
@@ -483,7 +484,9 @@ def test_a_rollout_reads_the_other_followed_services_and_forgets_its_own_when_do
     other = "api-staging"
     add_read(ecs_stub, [other])
     waiter.get_service(CLUSTER, other, max_age=8)
-    # The rollout's one read covers the service another waiter follows too.
+    # Half a poll later, the rollout's one read covers the service another waiter follows too
+    # (it would be due before the next poll).
+    clock.sleep(5)
     add_read(ecs_stub, [other, SERVICE])
 
     state = waiter.wait_for_rollout(CLUSTER, SERVICE, timeout=600, poll=10)
@@ -493,6 +496,42 @@ def test_a_rollout_reads_the_other_followed_services_and_forgets_its_own_when_do
     add_read(ecs_stub, [other])  # not web-staging any more
     assert waiter.get_service(CLUSTER, other, max_age=8).name == other
     ecs_stub.assert_no_pending_responses()
+
+
+def test_service_reader_holds_no_lock_across_a_read_and_its_waiters_share_the_read_in_flight():
+    import threading
+
+    calls: list = []
+    in_flight = threading.Event()
+    answer = threading.Event()
+
+    class SlowEcs:
+        def describe_services(self, cluster, services):
+            calls.append(list(services))
+            in_flight.set()
+            assert answer.wait(10)
+            return {"services": [{"serviceName": name, "status": "ACTIVE", "desiredCount": 1, "runningCount": 1}
+                                 for name in services]}
+
+    reader = ServiceReader()
+    got: list = []
+    first = threading.Thread(target=lambda: got.append(reader.get(SlowEcs(), CLUSTER, SERVICE, max_age=8)))
+    first.start()
+    assert in_flight.wait(10)
+    # While DescribeServices is in flight: forgetting another service does not wait for it, and
+    # a second waiter on the same service waits for that read's answer instead of reading again.
+    forgot = threading.Thread(target=reader.forget, args=(CLUSTER, "api-staging"))
+    forgot.start()
+    forgot.join(5)
+    assert not forgot.is_alive()
+    second = threading.Thread(target=lambda: got.append(reader.get(SlowEcs(), CLUSTER, SERVICE, max_age=8)))
+    second.start()
+    answer.set()
+    first.join(10)
+    second.join(10)
+
+    assert calls == [[SERVICE]]
+    assert [state.name for state in got] == [SERVICE, SERVICE]
 
 
 def test_without_a_reader_or_max_age_a_service_is_read_alone(ecs_stub, ecs):
@@ -890,6 +929,25 @@ def test_roll_service_locks_forces_and_follows_our_deployment(app):
     assert run.guard.token == ""
 
 
+def test_roll_service_planned_with_its_names_reads_no_stack_but_says_when_the_stack_went_away(app):
+    world = app.make()
+    add_cluster_stack(app)
+    add_lock(app)
+    app.ecs.add_client_error("update_service", service_error_code="ServiceNotFoundException",
+                             service_message="Service not found.", http_status_code=400, expected_params=FORCE)
+    add_missing_app_stack(app)
+    plan = roll_target()
+    plan.steps = [RollService(STACK, names=(CLUSTER, SERVICE))]
+    run = target_run(world, app, plan)
+
+    with pytest.raises(MvpError) as raised:
+        apply_step(run, run.plan.steps[0])
+
+    # No DescribeStacks before UpdateService: planning named the service; one after, to say why.
+    assert names(app) == ["DescribeStacks", "PutItem", "UpdateService", "DescribeStacks"]
+    assert str(raised.value) == f"stack {STACK} is gone (deploy it: inv app.deploy {PROJECT} --cluster {CLUSTER})"
+
+
 def test_rollout_timeout_says_how_to_resume_with_app_wait_and_that_ecs_keeps_going(app, clock):
     world = app.make(wait_timeout=20, poll_interval=10)
     add_cluster_stack(app)
@@ -897,7 +955,6 @@ def test_rollout_timeout_says_how_to_resume_with_app_wait_and_that_ecs_keeps_goi
     target = plan_update(world, app.project, app.cluster)
     assert [type(s) for s in target.steps] == [RollService]
     add_lock(app, wait_timeout=20)
-    app.cfn.add_response("describe_stacks", app_stack("UPDATE_COMPLETE", commit=COMMIT), {"StackName": STACK})
     add_force(app)
     for _ in range(3):  # at t = 0, 10 and 20 s
         app.ecs.add_response("describe_services", STUCK, DESCRIBE)
@@ -1088,13 +1145,12 @@ def test_new_app_stack_in_check_mode_takes_no_lock(app):
 
 def add_promote(app) -> None:
     """plan_promote's reads of the cluster (ready for apps, its history table), of the app stack
-    and of what it last rolled out (the image before), then the lock, and the rollout's read of
-    the app stack and its new deployment."""
+    and of what it last rolled out (the image before), then the lock, and the rollout's new
+    deployment (of the service planning read from the app stack's outputs)."""
     add_cluster_stack(app)
     app.cfn.add_response("describe_stacks", app_stack("UPDATE_COMPLETE", commit=COMMIT), {"StackName": STACK})
     add_rolled(app, OLD_DIGEST)
     add_lock(app)
-    app.cfn.add_response("describe_stacks", app_stack("UPDATE_COMPLETE", commit=COMMIT), {"StackName": STACK})
     add_force(app)
 
 
@@ -1117,7 +1173,7 @@ def test_failed_rollout_after_a_promote_points_the_tag_back_and_records_the_fail
 
     assert_all_answered(app)
     assert clock.slept == [5]
-    assert names(app) == ["DescribeStacks", "DescribeStacks", "Query", "PutItem", "retag", "DescribeStacks",
+    assert names(app) == ["DescribeStacks", "DescribeStacks", "Query", "PutItem", "retag",
                           "UpdateService", "DescribeServices", "DescribeServices", "retag", "PutItem", "DeleteItem"]
     retags = [params for name, params in app.calls if name == "retag"]
     assert retags == [{"source": COMMIT, "tag": "stage"}, {"source": OLD_DIGEST, "tag": "stage"}]
