@@ -246,7 +246,7 @@ class Engine:
                 self.reporter.result(target.key, Outcome.FAILED, target.error)
             elif target.skip:
                 self.reporter.result(target.key, Outcome.SKIPPED, target.skip)
-            elif not target.steps:
+            elif not target.changes:
                 self.reporter.result(target.key, Outcome.OK, target.note, commit=target.commit)
         changing = plan.changes
         if self.reporter.check:
@@ -267,6 +267,11 @@ class Engine:
         self.world.discard_change_sets()
         self.reporter.summary()
         recap = self.reporter.finish()
+        if self.reporter.json_output:
+            self.reporter.emit_json([
+                {"target": r.target, "outcome": r.outcome.value, "commit": r.commit,
+                 "duration": round(r.duration, 3) if r.duration is not None else None, "message": r.message}
+                for r in recap.results])
         # Every failed target once more on stderr, one line each, where CI and scripts look for errors.
         for result in recap.results:
             if result.outcome is Outcome.FAILED:
@@ -350,6 +355,15 @@ class Engine:
         run = None
         guard = None
         try:
+            if plan.deferred is not None:
+                # Its dependencies are applied now: plan it for real (it was confirmed with the rest).
+                planned = plan.deferred(self.world)
+                plan.deferred = None
+                plan.steps, plan.commit, plan.digest = planned.steps, planned.commit, planned.digest
+                plan.note, plan.done, plan.action = planned.note, planned.done, planned.action or plan.action
+                if not plan.steps:
+                    return self._result(plan, Outcome.OK, plan.note, started)
+                self.reporter.plan(plan.key, plan.lines())
             guard = Guard(self.world, plan, cluster)
             run = TargetRun(self.world, plan, guard, cluster, self.host, slot=slot)
             for step in plan.steps:

@@ -194,19 +194,28 @@ class TargetPlan:
     error: str = ""
     reasons: tuple[str, ...] = ()
     skip: str = ""  # a reason not to act on it at all (reported as skipped)
+    # Planned only once the targets it depends on are applied (fleet.up: the apps of a cluster that
+    # does not exist yet have no outputs to plan against). Covered by the plan's one confirmation.
+    deferred: Any = None  # Callable[[World], TargetPlan]
+    deferred_protected: bool = False
 
     @property
     def changes(self) -> bool:
-        return bool(self.steps) and not self.error and not self.skip
+        return (bool(self.steps) or self.deferred is not None) and not self.error and not self.skip
 
     @property
     def needs_confirmation(self) -> bool:
-        return self.changes and any(step.needs_confirmation for step in self.steps)
+        return self.changes and (any(step.needs_confirmation for step in self.steps)
+                                 or self.deferred is not None and self.deferred_protected)
 
     def lines(self) -> list[str]:
+        if self.deferred is not None and not self.steps:
+            return [f"+ planned once {', '.join(self.depends_on)} is applied ({self.note})"]
         return [line for step in self.steps for line in step.lines()]
 
     def would(self) -> str:
+        if self.deferred is not None and not self.steps:
+            return f"would be planned once {', '.join(self.depends_on)} is applied"
         return "would " + ", ".join(step.summary() for step in self.steps)
 
     def change_sets(self) -> list[tuple[str, str]]:

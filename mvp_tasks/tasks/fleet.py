@@ -38,8 +38,18 @@ def up(ctx, parallel=None, check=False, yes=False, json=False):
 
 
 def _deploy(world, project, cluster, stub):
+    from ..errors import UsageError
     from ..plan.planner import plan_deploy
 
-    plan = plan_deploy(world, project, cluster)
+    try:
+        plan = plan_deploy(world, project, cluster)
+    except UsageError:
+        if world.stacks().get_stack(cluster.stack_name) is not None:
+            raise
+        # The cluster is created by this very plan: its apps are planned once it exists.
+        stub.deferred = lambda w: plan_deploy(w, project, cluster)
+        stub.deferred_protected = cluster.protected
+        stub.note = f"its cluster {cluster.name} is created first"
+        return stub
     plan.depends_on = stub.depends_on
     return plan

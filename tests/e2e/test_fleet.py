@@ -201,3 +201,31 @@ def test_at_a_60_percent_fault_rate_every_app_is_reported_and_a_plain_rerun_conv
     for name in APPS:
         assert lab.digest("stage", name) == lab.digest(head, name), name
         assert lab.lock_item("stage", name) is None
+
+
+# --- fleet.up: everything in invoke.yaml from nothing, as one plan -------------------------------
+
+
+def test_fleet_up_creates_the_clusters_then_their_apps_and_is_then_converged(tmp_path, git_env, image_services,
+                                                                           moto_server):
+    lab = new_lab(tmp_path, git_env, image_services, moto_server)
+    lab.ok("app.push", PROJECT, timeout=BUILD_TIMEOUT)
+    lab.ok("app.push", PROJECT, "--cluster", "prod", "--yes", timeout=BUILD_TIMEOUT)
+    assert lab.stack("stage") is None and lab.stack("prod") is None
+
+    refused = lab.inv("fleet.up")
+    assert refused.returncode == 1 and "needs confirmation" in refused.stderr, refused.stdout + refused.stderr
+    assert lab.stack("stage") is None, "a refused plan changes nothing"
+
+    result = lab.ok("fleet.up", "--yes", timeout=BUILD_TIMEOUT)
+    assert f"+ planned once stage is applied" in result.stdout, result.stdout
+    for cluster in ("stage", "prod"):
+        assert lab.stack(cluster)["StackStatus"] == "CREATE_COMPLETE"
+        assert lab.stack(f"{PROJECT}-{cluster}")["StackStatus"] == "CREATE_COMPLETE"
+        assert f"changed: {PROJECT}@{cluster}" in result.stdout, result.stdout
+    assert lab.stack("prod")["EnableTerminationProtection"] is True
+    assert "recap: ok=0 changed=4 skipped=0 failed=0" in result.stdout
+
+    again = json.loads(lab.ok("fleet.up", "--check", "--json").stdout)
+    assert sorted(r["target"] for r in again) == sorted(["stage", "prod", f"{PROJECT}@stage", f"{PROJECT}@prod"])
+    assert {r["outcome"] for r in again} == {"ok"}, again

@@ -411,3 +411,35 @@ def test_ctrl_c_reaches_the_target_waiting_in_another_thread(monkeypatch, engine
                                "prod": (Outcome.SKIPPED, "not started: interrupted")}
     assert "interrupted: nothing new starts" in engine.reporter.stream.getvalue()
     assert signal.getsignal(signal.SIGINT) is before  # restored
+
+
+# --- deferred planning (fleet.up: the apps of a cluster the plan creates) ---------------------------
+
+
+def test_a_deferred_target_is_planned_after_its_dependency_is_applied_and_confirmed_with_the_rest(engine):
+    planned_when: list = []
+
+    def cluster_planner(world):
+        return TargetPlan("stage", kind="cluster", cluster="stage", steps=[Touch("stage")], done="stage done")
+
+    def later(world):
+        planned_when.append(list(engine.log))
+        return TargetPlan("a@stage", project="a", cluster="stage", action="deploy", steps=[Touch("a")],
+                          done="a done")
+
+    def deferring(world):
+        return TargetPlan("a@stage", project="a", cluster="stage", depends_on=("stage",), deferred=later,
+                          deferred_protected=True, note="its cluster stage is created first")
+
+    with pytest.raises(NotConfirmed):
+        engine.run([(TargetPlan("stage", kind="cluster", cluster="stage"), cluster_planner),
+                    (TargetPlan("a@stage", project="a", cluster="stage"), deferring)], yes=False)
+    assert engine.log == [] and planned_when == [], "refusing the one question applies and plans nothing"
+
+    engine.run([(TargetPlan("stage", kind="cluster", cluster="stage"), cluster_planner),
+                (TargetPlan("a@stage", project="a", cluster="stage"), deferring)])
+    assert planned_when == [[("start", "stage"), ("end", "stage")]]
+    assert engine.log[-2:] == [("start", "a"), ("end", "a")]
+    out = engine.reporter.stream.getvalue()
+    assert "+ planned once stage is applied (its cluster stage is created first)" in out
+    assert "changed: a@stage  a done" in out and "recap: ok=0 changed=2" in out
