@@ -46,6 +46,7 @@ class Guard:
         from ..aws.history import LockHeld
 
         self.token = uuid.uuid4().hex
+        self.locked_at = time.monotonic()
         try:
             self.history.acquire(self.plan.project, owner, ttl, token=self.token)
         except LockHeld:
@@ -98,8 +99,10 @@ class Guard:
         if self.history is None or not self.acted or not self.plan.action:
             return
         try:
+            started = getattr(self, "locked_at", None)
             self.history.record(self.plan.project, action=self.plan.action, commit=self.plan.commit,
                                 digest=digest or self.plan.digest, outcome=outcome, by=self.world.caller,
-                                message=message)
+                                message=message,
+                                duration=time.monotonic() - started if started is not None else None)
         except MvpError as exc:
             self.world.reporter.warn(f"{self.plan.key}: could not record the {outcome} {self.plan.action}: {exc}")

@@ -36,16 +36,29 @@ class Record:
     by: str
     at: str  # ISO 8601, UTC
     message: str = ""
+    duration: str = ""  # seconds, from the lock to the record ("" when not measured)
+    actor: str = ""  # in GitHub Actions: GITHUB_ACTOR
+    run_url: str = ""  # in GitHub Actions: the run's URL
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> "Record":
         get = lambda k: item.get(k, {}).get("S", "")  # noqa: E731
         return cls(get("project"), get("cluster"), get("action"), get("commit"), get("digest"), get("outcome"),
-                   get("by"), get("at"), get("message"))
+                   get("by"), get("at"), get("message"), get("duration"), get("actor"), get("run_url"))
 
     @property
     def succeeded(self) -> bool:
         return self.outcome == "succeeded"
+
+
+def github_run() -> tuple[str, str]:
+    """(actor, run URL) inside GitHub Actions, else ("", "")."""
+    import os
+
+    actor = os.environ.get("GITHUB_ACTOR", "")
+    server, repo, run = (os.environ.get(k, "") for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID"))
+    url = f"{server}/{repo}/actions/runs/{run}" if server and repo and run else ""
+    return actor, url
 
 
 def now_iso() -> str:
@@ -60,8 +73,10 @@ class History:
         self.clock = clock
 
     def record(self, project: str, *, action: str, commit: str, digest: str, outcome: str, by: str,
-               message: str = "") -> Record:
-        record = Record(project, self.cluster, action, commit, digest, outcome, by, now_iso(), message[:500])
+               message: str = "", duration: float | None = None) -> Record:
+        actor, run_url = github_run()
+        record = Record(project, self.cluster, action, commit, digest, outcome, by, now_iso(), message[:500],
+                        f"{duration:.1f}" if duration is not None else "", actor, run_url)
         item = {
             "pk": {"S": f"app#{project}"},
             "sk": {"S": f"at#{record.at}"},

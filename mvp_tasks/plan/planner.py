@@ -281,7 +281,7 @@ def plan_rollback(world: Any, project: Any, cluster: Any, to: str = "") -> Targe
         earlier = next((r for r in records if r.digest != current and r.commit), None)
         if earlier is None:
             raise UsageError(f"no earlier deploy of {project.name} in {cluster.name} to roll back to",
-                             "pass --to SHA (the commits pushed are the registry's tags)")
+                             f"see `inv app.history {project.name} --cluster {cluster.name}`, or pass --to SHA")
         commit = earlier.commit
     digest = registry.get_digest(repo, commit)
     if not digest:

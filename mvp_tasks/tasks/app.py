@@ -245,6 +245,48 @@ def rollback(ctx, name=None, cluster=None, to=None, parallel=None, check=False, 
     run_plan(run, "app.rollback", planners, confirm=what, parallel=parallel)
 
 
+@mvp_task(
+    help={
+        "name": "project whose history to show",
+        "cluster": "only this cluster (default: every cluster the project runs in)",
+        "limit": "at most this many entries, newest first (default 20)",
+        "json": "print JSON for scripts",
+    },
+    positional=["name"],
+)
+def history(ctx, name=None, cluster=None, limit=None, json=False):
+    """Every deploy, update, promotion, rollback, release and interruption of an app, newest first."""
+    from ..world import World
+
+    require(name, "NAME", "inv app.history museum-adventure")
+    try:
+        count = int(limit) if limit is not None else 20
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 1000:
+        raise UsageError(f"--limit {limit!r}: give a whole number from 1 to 1000")
+    run = start(ctx, f"app.history {name}", json_output=json)
+    project = run.settings.project(name)
+    clusters = [run.settings.cluster(cluster)] if cluster is not None else \
+        [run.settings.clusters[c] for c in project.clusters]
+    world = World(run.settings, run.reporter, run.aws)
+    records = []
+    for target in clusters:
+        records += world.history(target).get_records(project.name, limit=count)
+    records = sorted(records, key=lambda r: r.at, reverse=True)[:count]
+    if json:
+        run.reporter.emit_json([r.__dict__ for r in records])
+        return
+    if not records:
+        run.reporter.info(f"no history of {project.name} in {', '.join(c.name for c in clusters)} yet")
+        return
+    rows = [[r.at[:19].replace("T", " "), r.cluster, r.action, r.outcome, r.commit[:12] or "-",
+             r.digest[7:19] or "-", f"{r.duration}s" if r.duration else "-",
+             (r.actor or r.by.rsplit(":", 1)[-1]) or "-", (r.message or r.run_url or "")[:60] or "-"]
+            for r in records]
+    run.reporter.table(["at (UTC)", "cluster", "action", "outcome", "commit", "digest", "took", "by", "message"], rows)
+
+
 @mvp_task(help={"name": "only this project (default: every project)", "json": "print JSON for scripts"},
           positional=["name"])
 def status(ctx, name=None, json=False):

@@ -193,7 +193,13 @@ def mark_optional_positionals(task_obj):
                 if p.default is None}
 
     def arguments(*args, **kwargs):
-        result = get_arguments(*args, **kwargs)
+        # Invoke's get_arguments *pops* each help text it uses (Task.arg_opts), so only its first
+        # call has them; the strict parser, completion and `--help TASK` each build contexts.
+        saved = dict(task_obj.help)
+        try:
+            result = get_arguments(*args, **kwargs)
+        finally:
+            task_obj.help = saved
         for argument in result:
             if argument.positional and argument.name in optional:
                 argument.mvp_optional = True

@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, assert_one_line_error, free_port, inv_env, run_inv
+from conftest import BIN, ROOT, assert_one_line_error, free_port, inv_env, run_inv
 
 pytestmark = pytest.mark.e2e
 
@@ -40,6 +40,21 @@ def test_every_task_has_a_docstring_and_help_for_each_flag():
         for param in params:
             # Invoke shows `from_` as --from and looks its help up under either name.
             assert param in task.help or param.rstrip("_") in task.help, f"{name}: --{param} has no help"
+
+
+@pytest.mark.parametrize("task", ["app.deploy", "app.promote", "ci.release", "cluster.up", "app.history"])
+def test_help_of_a_task_shows_every_flag_with_its_help_text(task):
+    """What `inv --help TASK` prints, as a person reads it (Invoke's get_arguments consumes help
+    texts on first use; the strict parser and completion must not eat them)."""
+    from mvp_tasks import ns
+
+    result = subprocess.run([str(BIN / "inv"), "--help", task], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    for param, help_text in ns[task].help.items():
+        flag = "--" + param.rstrip("_").replace("_", "-")
+        assert flag in result.stdout, (flag, result.stdout)
+        assert " ".join(help_text.split()) in text, (flag, result.stdout)
 
 
 def test_sandbox_up_status_down(studio):

@@ -140,6 +140,27 @@ def test_a_rollback_without_terminal_or_yes_is_refused_and_changes_nothing(fleet
         assert left == [], left
 
 
+def test_history_lists_every_action_newest_first_with_who_and_how_long(fleet):
+    lab, out, first, second = fleet
+    entries = json.loads(lab.ok("app.history", PROJECT, "--cluster", "prod", "--json").stdout)
+    assert [(e["action"], e["commit"]) for e in entries[:3]] == [
+        ("rollback", first), ("promote", second), ("promote", first)], entries
+    assert all(e["outcome"] == "succeeded" and e["digest"].startswith("sha256:") and e["by"] for e in entries)
+    assert all(float(e["duration"]) >= 0 for e in entries[:3]), entries
+    both = json.loads(lab.ok("app.history", PROJECT, "--json", "--limit", "50").stdout)
+    assert {e["cluster"] for e in both} == {"stage", "prod"}
+    assert [e["at"] for e in both] == sorted((e["at"] for e in both), reverse=True)
+    table = lab.ok("app.history", PROJECT, "--limit", "2").stdout
+    assert "rollback" in table and first[:12] in table and len(table.strip().splitlines()) == 4, table
+
+    github = dict(lab.env, GITHUB_ACTOR="octocat", GITHUB_SERVER_URL="https://github.example",
+                  GITHUB_REPOSITORY="studio/mono", GITHUB_RUN_ID="42")
+    lab.ok("app.update", "app-1", "--cluster", "stage", env=github)
+    newest = json.loads(lab.ok("app.history", "app-1", "--cluster", "stage", "--json", "--limit", "1").stdout)[0]
+    assert (newest["action"], newest["actor"], newest["run_url"]) == (
+        "update", "octocat", "https://github.example/studio/mono/actions/runs/42"), newest
+
+
 # --- a fleet through faults: every app on its own line, and nothing one app does stops another ---
 
 
