@@ -30,6 +30,7 @@ def mvp_task(*args: Any, **kwargs: Any) -> Callable:
         def wrapper(*a: Any, **kw: Any) -> Any:
             try:
                 refuse_empty_names(signature, positional, a, kw, task_name)
+                check_parallel(signature, a, kw)
                 return body(*a, **kw)
             except Exit:
                 raise
@@ -77,6 +78,23 @@ def refuse_empty_names(signature: Any, positional: set, args: tuple, kwargs: dic
                 raise UsageError(f"{flag.upper()}: the value is empty; give one (see `inv --help {task_name}`)")
             shown = f"{flag.upper()}/--{flag}" if name in positional else f"--{flag}"
             raise UsageError(f"{shown}: the value is empty; give one, or leave the option out (see `inv --help {task_name}`)")
+
+
+MAX_PARALLEL = 64
+
+
+def check_parallel(signature: Any, args: tuple, kwargs: dict) -> None:
+    """`--parallel N` of every fleet task: a whole number from 1 to 64, checked before anything runs."""
+    value = signature.bind_partial(*args, **kwargs).arguments.get("parallel")
+    if value is None:
+        return
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = 0
+    if not 1 <= number <= MAX_PARALLEL:
+        raise UsageError(f"--parallel {value!r}: give a whole number from 1 to {MAX_PARALLEL}",
+                         "or leave it out for mvp.parallel")
 
 
 def project_root(ctx: Any) -> Path:

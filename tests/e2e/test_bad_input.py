@@ -244,6 +244,13 @@ CASES = [
     # Flags of the fleet, history and per-cluster work (issues 8 to 10) that exist today.
     case("promote-without-tag", "app.promote", "--tag is required"),
     case("promote-empty-tag", ("app.promote", "--tag", ""), "--tag", "empty"),
+    case("release-parallel-not-a-number", "ci.release --parallel abc", "--parallel 'abc'", "whole number"),
+    case("release-parallel-zero", "ci.release --parallel 0", "--parallel '0'", "from 1 to 64"),
+    case("promote-parallel-negative", "app.promote --tag prod --parallel -3", "--parallel '-3'", "whole number"),
+    case("fleet-up-parallel-too-many", "fleet.up --parallel 1000", "--parallel '1000'", "from 1 to 64"),
+    case("plan-only-unknown-project", "ci.plan --only nosuch", "unknown project 'nosuch'", "mvp.projects"),
+    case("history-limit-zero", "app.history museum-adventure --limit 0", "--limit '0'", "whole number"),
+    case("history-unknown-cluster", "app.history museum-adventure --cluster prdo", "unknown cluster 'prdo'"),
     case("promote-unknown-tag", "app.promote --tag nosuch", "--tag nosuch", "no cluster runs that tag"),
     case("promote-from-self-flag", "app.promote museum-adventure --tag prod --from prod", "--from prod", "itself"),
     case("promote-from-unknown-flag", "app.promote museum-adventure --tag prod --from qa", "unknown cluster 'qa'"),
