@@ -154,6 +154,7 @@ class Engine:
         self.parallel = max(1, int(parallel or run.settings.parallel))
         self.host = host
         self._interrupts = 0
+        self._asking = False
         self._previous_handler: Any = None
 
     # --- interrupts -------------------------------------------------------------------------------
@@ -166,6 +167,10 @@ class Engine:
             sys.stderr.flush()
             os._exit(130)
         self.world.stop.set()
+        if self._asking:
+            # At the prompt: nothing was applied yet. Abort the question (the prompt takes it as a
+            # "no"), so the change sets planning made are deleted on the way out.
+            raise KeyboardInterrupt
         self.reporter.warn("interrupted: nothing new starts; the targets in flight undo what they left "
                            "half-done (Ctrl-C again to exit at once)")
 
@@ -234,7 +239,11 @@ class Engine:
     def confirm(self, plan: Plan) -> None:
         question = plan.question()
         if question:
-            self.reporter.confirm(question)
+            self._asking = True
+            try:
+                self.reporter.confirm(question)
+            finally:
+                self._asking = False
 
     # --- the whole run ----------------------------------------------------------------------------
 

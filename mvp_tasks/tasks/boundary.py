@@ -116,7 +116,6 @@ class Run:
     settings: Any  # settings.Settings
     reporter: Any  # report.Reporter
     _clients: Any = field(default=None, repr=False)
-    caller: str = ""  # the STS caller identity, once asked (deploy history)
 
     @property
     def aws(self):

@@ -90,12 +90,12 @@ def plan(ctx, cluster=None, only=None, parallel=None, json=False):
                 run.reporter.ok(t.key, t.note)
         run.reporter.finish()
     if failed:
+        import sys
+
         from invoke import Exit
 
+        # As for every engine run: each failed target once on stderr, where CI looks for errors.
+        run.reporter.stream.flush()
         for t in failed:
-            if json:
-                run.reporter.stream.flush()
-                import sys
-
-                sys.stderr.write(f"error: {t.key}: {t.error}\n")
+            sys.stderr.write(f"error: {t.key}: {t.error}\n")
         raise Exit(code=1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pty
 import select
+import signal
 import subprocess
 import time
 
@@ -16,7 +17,8 @@ from conftest import BIN, PROJECT, link_sandbox
 from test_lifecycle import BUILD_TIMEOUT, clusters_up, new_lab
 
 
-def run_on_a_terminal(cwd, args, env, timeout=120.0) -> tuple[int, str]:
+def run_on_a_terminal(cwd, args, env, timeout=120.0, interrupt_at: str = "") -> tuple[int, str]:
+    """`inv ARGS` on a pseudo-terminal; with `interrupt_at`, SIGINT as soon as that text is on screen."""
     master, slave = pty.openpty()
     env = {k: v for k, v in env.items() if k != "CI"}  # a person, not CI
     env.update(TERM="xterm-256color", COLUMNS="120", LINES="40")
@@ -36,6 +38,9 @@ def run_on_a_terminal(cwd, args, env, timeout=120.0) -> tuple[int, str]:
                 if not data:
                     break
                 chunks.append(data)
+                if interrupt_at and interrupt_at in b"".join(chunks).decode("utf-8", "replace"):
+                    proc.send_signal(signal.SIGINT)
+                    interrupt_at = ""
             elif proc.poll() is not None:
                 break
         code = proc.wait(timeout=10)
@@ -63,3 +68,29 @@ def test_a_fleet_run_on_a_terminal_draws_live_lines_and_ends_with_the_summary(tm
         assert f"museum-adventure@{cluster}" in screen
         assert lab.stack(f"{PROJECT}-{cluster}")["StackStatus"] == "CREATE_COMPLETE"
     assert "outcome" in screen and "recap: ok=2 changed=2 skipped=0 failed=0" in screen, screen
+
+
+def test_ctrl_c_at_the_confirmation_prompt_applies_nothing_and_deletes_the_change_set(tmp_path, git_env,
+                                                                                     image_services, moto_server):
+    import yaml
+
+    lab = new_lab(tmp_path / "lab", git_env, image_services, moto_server)
+    clusters_up(lab)
+    lab.ok("app.push", PROJECT, "--cluster", "prod", "--yes", timeout=BUILD_TIMEOUT)
+    lab.ok("app.deploy", PROJECT, "--cluster", "prod", "--yes")
+    before = lab.stack(f"{PROJECT}-prod")["Parameters"]
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(yaml.safe_dump({"mvp": {"projects": {PROJECT: {"parameters": {"DesiredCount": 3}}}}}))
+
+    # prod is protected: the plan (a change set) is shown, then the one question is asked.
+    code, screen = run_on_a_terminal(lab.work, ["-f", str(extra), "app.deploy", PROJECT, "--cluster", "prod"],
+                                     link_sandbox(lab.work, dict(lab.env)), interrupt_at="?")
+
+    assert code != 0, screen
+    assert "Traceback" not in screen
+    assert "not confirmed, nothing was changed" in screen, screen
+    assert lab.stack(f"{PROJECT}-prod")["Parameters"] == before
+    left = [c for c in lab.client("cloudformation").list_change_sets(StackName=f"{PROJECT}-prod")["Summaries"]
+            if c.get("ExecutionStatus") not in ("EXECUTE_COMPLETE", "EXECUTE_FAILED", "OBSOLETE")]
+    assert left == [], left
+    assert lab.lock_item("prod") is None
