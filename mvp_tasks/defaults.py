@@ -59,6 +59,15 @@ DEFAULTS: dict[str, Any] = {
         "port": _Whole(5100),
         "registry_port": _Whole(5000),
     },
+    # The deploy store (history and locks of every cluster), see mvp_tasks/state/location.py.
+    "state": {
+        # The store's own stack, made by the first `cluster.up` in an account and region.
+        "stack": "mvp-deploy-state",
+        # A DynamoDB table of the studio's own naming; empty: the one the store's stack makes.
+        "table": "",
+        # Seconds a deploy lock is held without a heartbeat; a run renews it every third of that.
+        "lease": _Whole(90),
+    },
     "clusters": {},
     "projects": {},
 }

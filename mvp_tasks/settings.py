@@ -31,6 +31,8 @@ REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?(/[a-z0-9._/-]+)?$")
 BUILD_HOST = re.compile(r"^([A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(:\d{1,5})?$")
 PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")
 SCALAR = (str, int, float, bool)
+STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
+TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,13 @@ class SandboxSettings:
 
 
 @dataclass(frozen=True)
+class StateSettings:
+    stack: str = "mvp-deploy-state"
+    table: str = ""
+    lease: int = 90
+
+
+@dataclass(frozen=True)
 class Settings:
     root: Path
     region: str
@@ -91,6 +100,7 @@ class Settings:
     clusters: Mapping[str, ClusterSettings]
     projects: Mapping[str, ProjectSettings]
     parallel: int = 4
+    state: StateSettings = field(default_factory=StateSettings)
 
     def cluster(self, name: str | None, flag: str = "--cluster") -> ClusterSettings:
         """The cluster called `name` (None: `default_cluster`), or a ConfigError with the fix.
@@ -311,6 +321,13 @@ def load_settings(config: Any, root: Path | str) -> Settings:
         registry_port=s.number("registry_port", 1024, 65535),
     )
     _check_inside(sandbox.dir, "mvp.sandbox.dir", ".sandbox")
+    st = _Reader(top.data["state"], "mvp.state", DEFAULTS["state"])
+    state = StateSettings(
+        stack=st.str("stack", STACK_NAME, "a stack name (letters, digits and '-', starting with a letter)",
+                     empty=False),
+        table=st.str("table", TABLE_NAME, "a DynamoDB table name (3 to 255 of letters, digits, '_', '-', '.')"),
+        lease=st.number("lease", 5, 3600),
+    )
 
     clusters: dict[str, ClusterSettings] = {}
     for name, data in top.mapping("clusters").items():
@@ -397,4 +414,5 @@ def load_settings(config: Any, root: Path | str) -> Settings:
         clusters=clusters,
         projects=projects,
         parallel=parallel,
+        state=state,
     )

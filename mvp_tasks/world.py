@@ -97,15 +97,11 @@ class World:
         return Services(self.aws.ecs, sleep=self.sleep, reader=self.reader)
 
     def history(self, cluster: Any):
-        """The deploy history and lock of `cluster` (its stack's DeployHistoryTable)."""
-        from .aws.history import History
-        from .errors import StackFailed
+        """The deploy history and locks of `cluster` in the deploy store (`mvp_tasks/state/`).
+        Raises when the cluster's stack is missing or not ready, or there is no store yet."""
+        from .state.location import cluster_store
 
-        table = self.cluster_stack(cluster).outputs.get("DeployHistoryTable")
-        if not table:
-            raise StackFailed(f"cluster stack {cluster.stack_name} has no DeployHistoryTable output",
-                              f"update it with the current template: inv cluster.up {cluster.name}")
-        return History(self.aws.dynamodb, table, cluster.name)
+        return cluster_store(self, cluster)
 
     def cluster_stack(self, cluster: Any, *, fresh: bool = False):
         """The cluster's stack, ready for apps (read once per run unless `fresh`)."""

@@ -1,8 +1,11 @@
 """What keeps one app target safe while it is applied: the deploy lock, the history record, and
 the undo of what it leaves half-done when it fails or is interrupted.
 
-- The lock's token is made before the write, so a write whose answer was lost (Ctrl-C, a reset
-  connection) is still released: the release deletes the item only if it holds our token.
+- The lock is a lease (`mvp.state.lease` seconds) that a heartbeat renews every third of it while
+  the run lives; a run that lost it (broken by `app.unlock`, or taken after it ran out) stops
+  before its next step. Its token is made before the write, so a write whose answer was lost
+  (Ctrl-C, a reset connection) is still released: the release deletes the item only if it holds
+  our token.
 - Undo runs newest first: a moved tag points back at the image it named before.
 - The history records the outcome: succeeded, failed (with the message) or interrupted.
 - What keeps running in AWS on its own (a stack update, a rollout) is noted, to be told at the end.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import uuid
 from typing import Any, Callable
@@ -30,34 +34,72 @@ class Guard:
         self.undo: list[tuple[str, Callable[[], None]]] = []
         self.running: dict[str, str] = {}  # what AWS goes on doing by itself -> how to follow it
 
-    # --- the lock ---------------------------------------------------------------------------------
+    # --- the lock, a lease kept alive by a heartbeat ---------------------------------------------
 
     def lock(self) -> None:
         """Take the deploy lock (once), right before the target's first change. Only a target that
-        got the lock has acted: one refused by another run's lock records nothing."""
-        if self.history is None or self.token:
+        got the lock has acted: one refused by another run's lock records nothing. Before every
+        later step: the lease must still be ours (`LeaseLost` otherwise, and the step does not run)."""
+        if self.history is None:
             self.acted = True
             return
-        settings = self.world.settings
-        owner = f"{self.world.caller} on {socket.gethostname()} (pid {os.getpid()})"
-        # Every wait of one run is bounded by wait_timeout; a run has at most three (change set,
-        # stack, rollout), plus build and push in ci.release.
-        ttl = settings.wait_timeout * 4 + 900
-        from ..aws.history import LockHeld
+        if self.token:
+            self.check_lease()
+            return
+        from ..state.store import LockHeld
 
+        owner = f"{self.world.caller} on {socket.gethostname()} (pid {os.getpid()})"
         self.token = uuid.uuid4().hex
         self.locked_at = time.monotonic()
+        lease = self.world.settings.state.lease
         try:
-            self.history.acquire(self.plan.project, owner, ttl, token=self.token)
+            self.history.acquire(self.plan.project, owner, lease, token=self.token,
+                                 on_takeover=lambda line: self.world.reporter.warn(f"{self.plan.key}: {line}"))
         except LockHeld:
             self.token = ""  # DynamoDB answered: the lock is another run's, there is nothing of ours
             raise
         self.acted = True
+        self._start_heartbeat(lease)
+
+    def _start_heartbeat(self, lease: float) -> None:
+        self.lost: MvpError | None = None
+        self._beating = threading.Event()
+        expires = time.monotonic() + lease
+
+        def beat() -> None:
+            nonlocal expires
+            from ..state.store import LeaseLost
+
+            while not self._beating.wait(lease / 3):
+                try:
+                    self.history.renew(self.plan.project, self.token, lease)
+                    expires = time.monotonic() + lease
+                except LeaseLost as exc:
+                    self.lost = exc
+                    return
+                except MvpError as exc:  # throttled, unreachable: try again at the next beat...
+                    # ...unless the lease runs out before it: then another run may take it meanwhile.
+                    if time.monotonic() + lease / 3 >= expires:
+                        self.lost = LeaseLost(f"could not renew the deploy lock of {self.plan.project} in "
+                                              f"{self.history.cluster} before its lease ran out: {exc}")
+                        return
+
+        self._heartbeat = threading.Thread(target=beat, name=f"lease {self.plan.key}", daemon=True)
+        self._heartbeat.start()
+
+    def check_lease(self) -> None:
+        lost = getattr(self, "lost", None)
+        if lost is not None:
+            raise type(lost)(f"{lost.message}; stopped before its next change", lost.hint)
 
     def release(self) -> None:
         if self.history is None or not self.token:
             return
+        if getattr(self, "_beating", None) is not None:
+            self._beating.set()
         token, self.token = self.token, ""
+        if getattr(self, "lost", None) is not None:
+            return  # not ours any more: whoever holds it now keeps it
         # A stranded lock blocks every later run, so the release is tried harder than one call's
         # own retries (botocore's, already with back-off): three rounds, a second apart.
         for attempt in range(3):

@@ -6,9 +6,10 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator
 
+from ..aws.discovery import service_names
 from ..errors import AwsError, MvpError
-from ..plan.planner import service_names
-from ..plan.steps import BuildImage, DeleteStack, EnsureStack, MoveTag, PushImage, RollService
+from ..plan.steps import (BuildImage, DeleteStack, EnsureStack, EnsureStore, MigrateHistory, MoveTag, PushImage,
+                          RollService)
 
 
 class TargetRun:
@@ -117,8 +118,8 @@ def apply_ensure_stack(run: TargetRun, step: EnsureStack) -> None:
     elif step.action == "protect":
         stacks.set_termination_protection(step.stack, True)
     if step.service:
-        # Read after the operation: its outputs name the service.
-        _wait_service(run, service_names(stacks.get_stack(step.stack), run.cluster))
+        # Read after the operation: its outputs (or resources) name the service.
+        _wait_service(run, service_names(run.world, stacks.get_stack(step.stack), run.cluster, fresh=True))
 
 
 # --- services ------------------------------------------------------------------------------------
@@ -146,7 +147,7 @@ def _app_stack(run: TargetRun, name: str) -> Any:
 
 def apply_roll_service(run: TargetRun, step: RollService) -> None:
     # The service's names as planned, else from the stack as it is now.
-    names = step.names or service_names(_app_stack(run, step.stack), run.cluster)
+    names = step.names or service_names(run.world, _app_stack(run, step.stack), run.cluster)
     ecs_cluster, service = names
     try:
         deployment = run.world.services().force_new_deployment(ecs_cluster, service)
@@ -203,7 +204,21 @@ def apply_move_tag(run: TargetRun, step: MoveTag) -> None:
             lambda: move_tag(registry, step.repository, before, step.tag, before))
 
 
+def apply_ensure_store(run: TargetRun, step: Any) -> None:
+    from ..state.location import ensure_store
+
+    ensure_store(run, step)
+
+
+def apply_migrate_history(run: TargetRun, step: Any) -> None:
+    from ..state.location import migrate
+
+    migrate(run, step)
+
+
 APPLY = {
+    EnsureStore: apply_ensure_store,
+    MigrateHistory: apply_migrate_history,
     EnsureStack: apply_ensure_stack,
     RollService: apply_roll_service,
     DeleteStack: apply_delete_stack,

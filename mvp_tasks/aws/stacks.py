@@ -67,6 +67,16 @@ class StackInfo:
 
 
 @dataclass(frozen=True)
+class StackResource:
+    """One resource of a stack, as ListStackResources sums it up."""
+
+    logical_id: str
+    resource_type: str
+    physical_id: str
+    status: str
+
+
+@dataclass(frozen=True)
 class StackEvent:
     event_id: str
     timestamp: datetime | None
@@ -164,6 +174,16 @@ class Stacks:
                     if tags.get(key) == value and data.get("StackStatus") != "DELETE_COMPLETE":
                         names.append(data["StackName"])
         return sorted(set(names))
+
+    def list_stack_resources(self, name: str) -> list[StackResource]:
+        """Every resource of the stack (`name`: its name or id), every page."""
+        resources = []
+        with aws_errors():
+            for page in self.client.get_paginator("list_stack_resources").paginate(StackName=name):
+                resources.extend(StackResource(r.get("LogicalResourceId", ""), r.get("ResourceType", ""),
+                                               r.get("PhysicalResourceId", ""), r.get("ResourceStatus", ""))
+                                 for r in page.get("StackResourceSummaries", []))
+        return resources
 
     def get_template_body(self, name: str) -> str:
         with aws_errors():

@@ -10,8 +10,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..aws import discovery
+from ..aws import discovery
 from ..errors import BuildError, ConfigError, UsageError
 from ..templates import expand_all, fill_parameters, load_template
+from ..state.location import plan_migration, plan_store
 from .stacks import NOT_READ, plan_stack
 from .steps import BuildImage, DeleteStack, EnsureStack, MoveTag, PushImage, RollService, TargetPlan
 
@@ -76,14 +79,17 @@ def resolve_commit(world: Any, project: Any, prefix: str) -> str:
 
 
 def service_names(stack: Any, cluster: Any) -> tuple[str, str]:
-    """(ECS cluster, service) of an app stack: from its outputs, by convention the stack's name."""
-    return (stack.outputs.get("ClusterName") or cluster.name, stack.outputs.get("ServiceName") or stack.name)
+    """Outputs only, no discovery: kept for `tasks/app.py` (`app.wait`) until it calls
+    `discovery.service_names(world, stack, cluster)`; nothing else here uses it."""
+    return (stack.outputs.get("ClusterName") or cluster.stack_name, stack.outputs.get("ServiceName") or stack.name)
 
 
-def _planned_names(stack: Any, cluster: Any, step: EnsureStack | None) -> tuple[str, ...]:
+def _planned_names(world: Any, stack: Any, cluster: Any, step: EnsureStack | None) -> tuple[str, ...]:
     """The service's names for a RollService after `step`: known now unless an update may change
-    the stack's outputs first (then the step reads them when applied)."""
-    return () if step is not None and step.action == "update" else service_names(stack, cluster)
+    the stack's outputs or resources first (then the step finds them when applied)."""
+    if step is not None and step.action == "update":
+        return ()
+    return discovery.service_names(world, stack, cluster)
 
 
 # --- stacks ------------------------------------------------------------------------------------
@@ -103,7 +109,6 @@ def app_stack_step(world: Any, project: Any, cluster: Any, commit: str,
                     "commit": commit}
     available = {
         **cluster_stack.outputs,
-        "ClusterName": cluster_stack.outputs.get("ClusterName", cluster.name),
         "ClusterStack": cluster.stack_name,
         "EnvironmentName": cluster.name,
         "ProjectName": project.name,
@@ -113,6 +118,9 @@ def app_stack_step(world: Any, project: Any, cluster: Any, commit: str,
         "Commit": commit,
     }
     configured = expand_all(project.parameters, placeholders, f"{key}.parameters")
+    if "ClusterName" in template.parameters and "ClusterName" not in configured:
+        # Only where the template takes it: finding it may read the cluster stack's resources.
+        available["ClusterName"] = discovery.cluster_ecs_cluster(world, cluster, cluster_stack)
     parameters = fill_parameters(template, available, configured, f"{key}.parameters")
     return plan_stack(world.stacks(), name=project.stack_name(cluster.name), template=template,
                       parameters=parameters, tags={"mvp:cluster": cluster.name, "mvp:project": project.name},
@@ -133,12 +141,19 @@ def plan_cluster(world: Any, cluster: Any) -> TargetPlan:
                              tags={"mvp:cluster": cluster.name}, protect=cluster.protected,
                              protected=cluster.protected, poll=settings.poll_interval, change_sets=world.change_sets)
     plan = TargetPlan(cluster_key(cluster.name), kind="cluster", cluster=cluster.name, action="cluster.up")
+    # The deploy store first (the history and locks of its apps), and a cluster made before the
+    # store has its history copied there before its stack update drops the old table.
+    store, migration = plan_store(world), plan_migration(world, cluster, stack)
+    plan.steps += [s for s in (store, migration) if s is not None]
+    done = [s.summary().replace("create the", "created the").replace("upgrade the", "upgraded the")
+            for s in plan.steps]
     if step is None:
         plan.note = f"stack {cluster.stack_name} up to date ({stack.status})"
     else:
         plan.steps.append(step)
-        plan.done = {"create": "stack created", "recreate": "stack re-created", "update": "stack updated",
-                     "protect": "termination protection turned on"}[step.action]
+        done.append({"create": "stack created", "recreate": "stack re-created", "update": "stack updated",
+                     "protect": "termination protection turned on"}[step.action])
+    plan.done = "; ".join(done).replace("copy its history", "history copied")
     return plan
 
 
@@ -175,7 +190,7 @@ def _app_plan(project: Any, cluster: Any, action: str, **kw: Any) -> TargetPlan:
 
 
 def _running_note(world: Any, stack: Any, cluster: Any, commit: str, digest: str) -> str:
-    ecs_cluster, service = service_names(stack, cluster)
+    ecs_cluster, service = discovery.service_names(world, stack, cluster)
     state = world.services().get_service(ecs_cluster, service)
     tasks = f", {state.running}/{state.desired} tasks" if state is not None else ""
     return f"running {commit[:12] or digest[:19]}{tasks}"
@@ -198,7 +213,7 @@ def plan_deploy(world: Any, project: Any, cluster: Any, action: str = "deploy") 
             plan.steps.append(RollService(project.stack_name(cluster.name),
                                           f"{commit[:12] or digest[:19]}: its tag {cluster.tag} names another image "
                                           "than it last rolled out", protected=cluster.protected,
-                                          names=_planned_names(stack, cluster, step)))
+                                          names=_planned_names(world, stack, cluster, step)))
     if not plan.steps:
         plan.note = _running_note(world, stack, cluster, commit, digest)
     plan.done = f"{commit[:12] or digest[:19]} deployed"
@@ -212,9 +227,9 @@ def plan_update(world: Any, project: Any, cluster: Any) -> TargetPlan:
     stack = get_app_stack(world, project, cluster)
     digest, commit = get_image(world, project, cluster.tag, cluster)
     plan = _app_plan(project, cluster, "update", commit=commit, digest=digest)
-    _, service = service_names(stack, cluster)
-    plan.steps.append(RollService(stack.name, f"service {service}, {commit[:12] or digest[:19]}",
-                                  protected=cluster.protected, names=service_names(stack, cluster)))
+    names = discovery.service_names(world, stack, cluster)
+    plan.steps.append(RollService(stack.name, f"service {names[1]}, {commit[:12] or digest[:19]}",
+                                  protected=cluster.protected, names=names))
     plan.done = f"{commit[:12] or digest[:19]} rolled out"
     return plan
 
@@ -262,7 +277,8 @@ def plan_promote(world: Any, project: Any, cluster: Any, *, source_tag: str = ""
         if step is not None:
             plan.steps.append(step)
     else:
-        plan.steps.append(RollService(stack.name, protected=cluster.protected, names=service_names(stack, cluster)))
+        plan.steps.append(RollService(stack.name, protected=cluster.protected,
+                                      names=discovery.service_names(world, stack, cluster)))
     return plan
 
 
@@ -293,7 +309,8 @@ def plan_rollback(world: Any, project: Any, cluster: Any, to: str = "") -> Targe
         return plan
     plan.steps.append(MoveTag(repo, cluster.tag, commit, current, digest, label=commit[:12],
                               protected=cluster.protected))
-    plan.steps.append(RollService(stack.name, protected=cluster.protected, names=service_names(stack, cluster)))
+    plan.steps.append(RollService(stack.name, protected=cluster.protected,
+                                  names=discovery.service_names(world, stack, cluster)))
     return plan
 
 
@@ -408,7 +425,7 @@ def plan_release(world: Any, builder_for: Any, project: Any, cluster: Any, head:
     if stack is not None and (step is None or step.action in ("update", "protect")):
         if not digest or get_rolled_digest(history, project.name) != digest:
             plan.steps.append(RollService(stack.name, protected=cluster.protected,
-                                          names=_planned_names(stack, cluster, step)))
+                                          names=_planned_names(world, stack, cluster, step)))
     if not plan.steps:
         plan.note = f"{revision.short} already released"
     plan.done = f"{revision.short} released"

@@ -173,6 +173,37 @@ class DeleteStack(Step):
         return f"delete stack {self.stack}"
 
 
+@dataclass(frozen=True)
+class EnsureStore(Step):
+    """Make or upgrade the deploy store's stack (history and locks of every cluster). Carried by
+    every cluster target that plans it; applied once per run, by whichever comes first."""
+
+    stack: EnsureStack
+
+    def lines(self) -> list[str]:
+        head = {"create": "+ deploy store: stack", "recreate": "+ deploy store: stack"}.get(self.stack.action,
+                                                                                          "~ deploy store: stack")
+        return [f"{head} {self.stack.stack} (the history and locks of every cluster here)",
+                *[f"  {line}" for line in self.stack.lines()[1:]]]
+
+    def summary(self) -> str:
+        return ("create" if self.stack.action in ("create", "recreate") else "upgrade") + " the deploy store"
+
+
+@dataclass(frozen=True)
+class MigrateHistory(Step):
+    """Copy the history of a cluster made before the store (its stack's own table) into the store."""
+
+    cluster: str
+    table: str
+
+    def lines(self) -> list[str]:
+        return [f"~ copy the deploy history of {self.cluster} from {self.table} into the deploy store"]
+
+    def summary(self) -> str:
+        return "copy its history into the deploy store"
+
+
 @dataclass
 class TargetPlan:
     """One target (an app in a cluster, or a cluster) and the steps that would change it.

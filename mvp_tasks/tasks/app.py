@@ -287,18 +287,48 @@ def history(ctx, name=None, cluster=None, limit=None, json=False):
     run.reporter.table(["at (UTC)", "cluster", "action", "outcome", "commit", "digest", "took", "by", "message"], rows)
 
 
-@mvp_task(help={"name": "only this project (default: every project)", "json": "print JSON for scripts"},
+@mvp_task(help={"name": "project whose deploy lock to break", "cluster": CLUSTER_HELP,
+                "yes": "break it without asking (needed without a terminal)"})
+def unlock(ctx, name, cluster=None, yes=False):
+    """Break an app's deploy lock in a cluster after confirmation (a run that died holding it);
+    the history records who broke it and whose it was."""
+    from ..world import World
+
+    run = start(ctx, f"app.unlock {name}", yes=yes)
+    project, target = _project_and_cluster(run, name, cluster)
+    world = World(run.settings, run.reporter, run.aws)
+    store = world.history(target)
+    holder = store.get_lock(project.name)
+    if holder is None:
+        run.reporter.info(f"ok: {project.name}@{target.name}  no deploy lock is held")
+        return
+    run.reporter.info(f"{project.name}@{target.name}: deploy lock held by {holder.describe()}")
+    run.reporter.confirm(f"break the deploy lock of {project.name} in {target.name}")
+    message = f"broke the deploy lock held by {holder.describe()}"
+    if not store.break_lock(project.name, holder.token):
+        raise UsageError(f"the deploy lock of {project.name} in {target.name} changed hands meanwhile; "
+                         "nothing was broken", f"look again: inv app.unlock {project.name} --cluster {target.name}")
+    store.record(project.name, action="unlock", commit="", digest="", outcome="succeeded", by=world.caller,
+                 message=message)
+    run.reporter.info(f"changed: {project.name}@{target.name}  {message}")
+
+
+@mvp_task(help={"name": "only this project (default: every project)",
+                "json": "print the facts as one JSON document for scripts",
+                "html": "also write a self-contained HTML status page to this file (the matrix and "
+                        "each app's recent history)"},
           positional=["name"])
-def status(ctx, name=None, json=False):
-    """Show which commit runs where: app x cluster, rollout, history and stack status."""
+def status(ctx, name=None, json=False, html=None):
+    """Show what runs where (read from ECS), where each cluster tag points, and whether HEAD is live."""
     from . import status as app_status
 
+    target = None
+    if html is not None:
+        from ..status_page import check_path
+
+        target = check_path(html)
     run = start(ctx, "app.status", json_output=json)
-    rows = app_status.collect(run, name)
-    if json:
-        run.reporter.emit_json(rows)
-        return
-    app_status.show(run, rows)
+    app_status.status(run, name, json=json, target=target)
 
 
 @mvp_task(

@@ -32,6 +32,8 @@ from typing import Any, Callable, Mapping
 import pytest
 import yaml
 
+from tests.support import store
+
 from conftest import BIN, PROJECT, ROOT, MotoServer, assert_one_line_error, free_port, inv_env, run_inv
 
 pytestmark = pytest.mark.e2e
@@ -287,12 +289,13 @@ def prepare_world(aws: MotoServer, extras: frozenset[str]) -> None:
     for tag in (COMMIT, "stage", "prod"):
         ecr.put_image(repositoryName=PROJECT, imageManifest=MANIFEST, imageTag=tag,
                       imageManifestMediaType=MANIFEST_TYPE)
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName="stage")["Stacks"][0]["Outputs"]}
     dynamodb = aws.client("dynamodb")
     item = {"project": PROJECT, "cluster": "stage", "action": "deploy", "commit": COMMIT, "outcome": "succeeded",
             "by": "arn:aws:iam::123456789012:user/tests", "at": "2026-01-01T00:00:00.000000+00:00"}
-    dynamodb.put_item(TableName=outputs["DeployHistoryTable"], Item={
-        "pk": {"S": f"app#{PROJECT}"}, "sk": {"S": f"at#{item['at']}"}, **{k: {"S": v} for k, v in item.items()}})
+    table = store.create_store(cfn)
+    dynamodb.put_item(TableName=table, Item={
+        "pk": {"S": store.app_pk("stage", PROJECT)}, "sk": {"S": f"at#{item['at']}"},
+        **{k: {"S": v} for k, v in item.items()}})
     ecs = aws.client("ecs")
     definition = ecs.register_task_definition(
         family=f"{PROJECT}-stage", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256",
@@ -303,8 +306,8 @@ def prepare_world(aws: MotoServer, extras: frozenset[str]) -> None:
         cfn.create_stack(StackName=f"{PROJECT}-stage", TemplateBody=APP_STACK_TEMPLATE,
                          Tags=[{"Key": "mvp:cluster", "Value": "stage"}])
     if "lock" in extras:
-        dynamodb.put_item(TableName=outputs["DeployHistoryTable"], Item={
-            "pk": {"S": f"lock#{PROJECT}"}, "sk": {"S": "lock"}, "owner": {"S": "someone else on ci-7 (pid 42)"},
+        dynamodb.put_item(TableName=table, Item={
+            **store.lock_key("stage", PROJECT), "owner": {"S": "someone else on ci-7 (pid 42)"},
             "token": {"S": "their-token"}, "acquired_at": {"S": "2026-01-01T00:00:00.000000+00:00"},
             "expires_at": {"N": str(int(time.time()) + 3600)}})
 

@@ -177,3 +177,85 @@ def test_ctrl_c_during_a_release_rollout_points_the_stage_tag_back_and_a_rerun_c
     assert "failed=0" in rerun.stdout, rerun.stdout
     assert lab.digest("stage") == lab.digest(head)
     assert_clean(lab)
+
+
+# --- locks are leases: a run killed outright never strands one ---------------------------------------
+
+
+def test_a_deploy_killed_with_sigkill_is_taken_over_at_once_by_the_next_run_on_this_host(lab, proxy):
+    env = link_sandbox(lab.work, dict(lab.env, AWS_ENDPOINT_URL=proxy.url))
+    proxy.slow = 0.4
+    proc = subprocess.Popen([str(BIN / "inv"), "app.update", PROJECT], cwd=lab.work, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        proxy.wait_for("UpdateService", timeout=60)  # the lock is written, the rollout started
+        proc.kill()  # SIGKILL: no handler runs, nothing is released
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proxy.slow = 0
+    assert proc.returncode == -signal.SIGKILL
+    held = lab.lock_item("stage")
+    assert held is not None and held["pid"] == str(proc.pid), held  # stranded, as a dead run leaves it
+
+    result = lab.ok("app.update", PROJECT)  # no app.unlock, no waiting for the lease
+
+    said = result.stdout + result.stderr
+    assert (f"took over the deploy lock of {PROJECT} in stage from" in said
+            and f"(pid {proc.pid})" in said and "its process is gone" in said), said
+    assert "rolled out" in result.stdout, result.stdout
+    assert_clean(lab)
+    assert lab.history("stage")[-1]["action"] == "update" and lab.history("stage")[-1]["outcome"] == "succeeded"
+
+
+def _foreign_lock(lab, seconds: int) -> None:
+    """A lock as a run on another machine leaves it when it is killed: its lease runs `seconds` more."""
+    from tests.support import store
+
+    lab.client("dynamodb").put_item(TableName=lab.table(), Item={
+        **store.lock_key("stage", PROJECT), "owner": {"S": "arn:aws:sts::123456789012:user/ci on runner-9 (pid 4242)"},
+        "host": {"S": "runner-9"}, "pid": {"N": "4242"}, "token": {"S": "a" * 32},
+        "acquired_at": {"S": "2026-12-02T10:00:00.000000+00:00"},
+        "expires_at": {"N": str(int(time.time()) + seconds)}})
+
+
+def test_a_lock_of_a_run_killed_on_another_machine_frees_itself_within_one_lease(lab):
+    from conftest import assert_one_line_error
+
+    _foreign_lock(lab, 4)
+    refused = lab.inv("app.update", PROJECT)
+    assert_one_line_error(refused, f"another deploy of {PROJECT} to stage is running: held by "
+                                   "arn:aws:sts::123456789012:user/ci on runner-9 (pid 4242) since 2026-12-02 10:00:00",
+                          "if that run died", f"inv app.unlock {PROJECT} --cluster stage")
+    assert lab.lock_item("stage")["token"] == "a" * 32  # not touched
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        time.sleep(0.5)
+    result = lab.ok("app.update", PROJECT)
+    assert "rolled out" in result.stdout and "took over" not in result.stdout + result.stderr
+    assert_clean(lab)
+
+
+def test_app_unlock_breaks_a_held_lock_after_confirmation_and_records_who_broke_it(lab):
+    import json
+
+    from conftest import assert_one_line_error
+
+    assert "no deploy lock is held" in lab.ok("app.unlock", PROJECT, "--cluster", "stage").stdout
+    _foreign_lock(lab, 3600)
+    refused = lab.inv("app.unlock", PROJECT, "--cluster", "stage")  # no terminal, no --yes
+    assert_one_line_error(refused, f"break the deploy lock of {PROJECT} in stage", "--yes")
+    assert lab.lock_item("stage")["token"] == "a" * 32
+
+    result = lab.ok("app.unlock", PROJECT, "--cluster", "stage", "--yes")
+
+    assert "broke the deploy lock held by arn:aws:sts::123456789012:user/ci on runner-9 (pid 4242)" in result.stdout
+    assert lab.lock_item("stage") is None
+    newest = lab.history("stage")[-1]
+    assert (newest["action"], newest["outcome"]) == ("unlock", "succeeded"), newest
+    assert "runner-9" in newest["message"] and newest["by"]
+    entries = json.loads(lab.ok("app.history", PROJECT, "--cluster", "stage", "--json", "--limit", "1").stdout)
+    assert entries[0]["action"] == "unlock" and entries[0]["at"] == newest["at"]
+    lab.ok("app.update", PROJECT)
+    assert_clean(lab)

@@ -33,6 +33,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
+from tests.support import store
+
 from conftest import (
     PROJECT, ROOT, ImageServices, MotoServer, StudioRepo, assert_one_line_error, free_port, git,
     image_inv_env, make_studio_repo, run_inv,
@@ -221,28 +223,21 @@ class Lab:
             "change_sets": self.change_sets(name),
         }
 
-    def table(self, cluster: str) -> str:
-        return self.outputs(cluster)["DeployHistoryTable"]
+    def table(self, cluster: str = "") -> str:
+        """The deploy store's table (one for every cluster)."""
+        return store.table(self.client("cloudformation"))
 
     def history(self, cluster: str, project: str = PROJECT) -> list[dict]:
         """The history items of an app in a cluster, oldest first, as plain dicts."""
-        items = self.client("dynamodb").query(
-            TableName=self.table(cluster), KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": f"app#{project}"}}, ConsistentRead=True,
-        )["Items"]
-        return [{k: next(iter(v.values())) for k, v in item.items()} for item in items]
+        return store.history_items(self.client("dynamodb"), self.client("cloudformation"), cluster, project)
 
     def lock_item(self, cluster: str, project: str = PROJECT) -> dict | None:
-        item = self.client("dynamodb").get_item(
-            TableName=self.table(cluster), Key={"pk": {"S": f"lock#{project}"}, "sk": {"S": "lock"}},
-            ConsistentRead=True,
-        ).get("Item")
-        return {k: next(iter(v.values())) for k, v in item.items()} if item else None
+        return store.lock_item(self.client("dynamodb"), self.client("cloudformation"), cluster, project)
 
     def history_api(self, cluster: str):
-        from mvp_tasks.aws.history import History
+        from mvp_tasks.state.store import ClusterStore
 
-        return History(self.client("dynamodb"), self.table(cluster), cluster)
+        return ClusterStore(self.client("dynamodb"), self.table(), cluster)
 
     def service(self, cluster: str, name: str) -> dict | None:
         services = self.client("ecs").describe_services(cluster=cluster, services=[name])["services"]
@@ -342,7 +337,12 @@ class TestStudioStory:
     def test_commands_report_their_changes(self, story):
         lab, out = story
         assert "recap: ok=0 changed=1 skipped=0 failed=0" in out["stage_up"].stdout
-        assert "changed: stage  stack created" in out["stage_up"].stdout, out["stage_up"].stdout
+        # The first cluster of an account and region makes the deploy store too, shown in its plan.
+        assert "+ deploy store: stack mvp-deploy-state" in out["stage_up"].stdout, out["stage_up"].stdout
+        assert "changed: stage  created the deploy store; stack created" in out["stage_up"].stdout
+        assert "deploy store" not in out["prod_up"].stdout  # there already
+        assert lab.client("dynamodb").describe_table(TableName=lab.table())["Table"]["KeySchema"] == [
+            {"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
         deploy = out["deploy"].stdout
         # One target: the plan says the stack will be created, its events show it was, and the one
         # result line says what was deployed and that the service runs.
@@ -754,12 +754,12 @@ class TestDeployLock:
     @pytest.mark.parametrize("how", ["negative ttl", "expiry in the past"])
     def test_an_expired_lock_does_not_block(self, deployed, how):
         lab = deployed
-        from mvp_tasks.aws.history import History
+        from mvp_tasks.state.store import ClusterStore
 
         if how == "negative ttl":
             lab.history_api("stage").acquire(PROJECT, "a run that died", -60)
         else:
-            History(lab.client("dynamodb"), lab.table("stage"), "stage", clock=lambda: time.time() - 7200).acquire(
+            ClusterStore(lab.client("dynamodb"), lab.table(), "stage", clock=lambda: time.time() - 7200).acquire(
                 PROJECT, "a run that died", 600)
         assert int(lab.lock_item("stage")["expires_at"]) < time.time()
         before = lab.deployments("stage")
@@ -1096,7 +1096,7 @@ def test_deploy_before_the_image_was_pushed_says_how_to_push(empty_lab):
 
     assert_one_line_error(result, f"image {lab.registry}/{PROJECT}:stage does not exist",
                           f"push it first: inv app.push {PROJECT} --cluster stage")
-    assert lab.live_stacks() == stacks == ["stage"]
+    assert lab.live_stacks() == stacks == ["mvp-deploy-state", "stage"]
     assert lab.history("stage") == [] and lab.lock_item("stage") is None
     assert lab.tags() == []
 

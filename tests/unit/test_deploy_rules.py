@@ -17,9 +17,10 @@ from types import SimpleNamespace
 import pytest
 from stubs import make_clocked_world
 
+from mvp_tasks.settings import StateSettings
 from mvp_tasks.apply import steps as apply_steps
 from mvp_tasks.apply.executor import Engine
-from mvp_tasks.aws.history import LockHeld
+from mvp_tasks.state.store import LockHeld
 from mvp_tasks.errors import MvpError
 from mvp_tasks.plan.stacks import effective_parameters, is_unchanged
 from mvp_tasks.plan.steps import MoveTag, RollService, TargetPlan
@@ -54,7 +55,7 @@ class FakeHistory:
         self.locks = 0
         self.held = held
 
-    def acquire(self, project, owner, ttl, token=""):
+    def acquire(self, project, owner, lease, token="", on_takeover=None):
         if self.held:
             raise LockHeld(f"another deploy of {project} to stage is running")
         self.locks += 1
@@ -71,7 +72,8 @@ def promote(registry: FakeRegistry, history: FakeHistory, rollout, *, stop: bool
     """Apply a promote of c2 to stage (move the tag, then roll the service), as the engine does;
     `rollout` stands in for the rollout's applier. Returns the outcome and the reporter."""
     rep = Reporter(stream=io.StringIO(), interactive=False, yes=True)
-    settings = SimpleNamespace(wait_timeout=60, poll_interval=1, parallel=1, clusters={"stage": CLUSTER})
+    settings = SimpleNamespace(wait_timeout=60, poll_interval=1, parallel=1, clusters={"stage": CLUSTER},
+                               state=StateSettings())
     aws = SimpleNamespace(get_caller=lambda: "tester")
     world = make_clocked_world(settings, rep, aws, registry=registry, history=history)
     if stop:

@@ -22,6 +22,7 @@ from stubs import isolate_from_aws, make_client, make_clocked_world
 from botocore.stub import Stubber
 from invoke import Exit
 
+from mvp_tasks.settings import StateSettings
 from mvp_tasks.apply import executor
 from mvp_tasks.apply import steps as apply_steps
 from mvp_tasks.apply.executor import run_plan
@@ -56,7 +57,7 @@ class FakeHistory:
         self.records: list[tuple[str, str, str]] = []  # (project, outcome, message)
         self.held: dict[str, str] = {}
 
-    def acquire(self, project, owner, ttl, token=""):
+    def acquire(self, project, owner, lease, token="", on_takeover=None):
         with self._lock:
             self.held[project] = token
         return token
@@ -109,7 +110,7 @@ def engine(monkeypatch, cfn):
     def run(planners, *, yes=True, check=False, parallel=4, interactive=False):
         rep = Reporter(stream=io.StringIO(), interactive=interactive, yes=yes, check=check)
         settings = SimpleNamespace(wait_timeout=60, poll_interval=1, parallel=parallel,
-                                   clusters={"stage": STAGE, "prod": PROD})
+                                   clusters={"stage": STAGE, "prod": PROD}, state=StateSettings())
         task = SimpleNamespace(settings=settings, reporter=rep, aws=SimpleNamespace(cloudformation=cfn.client,
                                                                                     get_caller=lambda: "tester"))
         engine.reporter = rep

@@ -1,8 +1,9 @@
-"""The deploy history and the deploy lock against botocore's Stubber on a real DynamoDB client.
+"""The deploy store (history and the deploy lock, a lease) against botocore's Stubber on a real
+DynamoDB client.
 
-The lock is a conditional PutItem; a held lock is a ConditionalCheckFailedException, which moto
-answers too, but only the Stubber lets each test pin the exact request (condition, key, token,
-expiry) and the exact error AWS gives. Each test queues the calls it expects, in order, and ends
+The lock is a conditional PutItem, renewed by a conditional UpdateItem (the heartbeat); a held lock
+is a ConditionalCheckFailedException, which moto answers too, but only the Stubber lets each test
+pin the exact request (condition, key, token, expiry, host and pid) and the exact error AWS gives. Each test queues the calls it expects, in order, and ends
 with `assert_no_pending_responses()`; an unqueued call fails the test.
 """
 
@@ -15,12 +16,12 @@ from stubs import isolate_from_aws, make_client
 from botocore.stub import Stubber
 from invoke import Exit, MockContext
 
-from mvp_tasks.aws import history as history_module
-from mvp_tasks.aws.history import History, LockHeld, Record
+from mvp_tasks.state import store as history_module
+from mvp_tasks.state.store import ClusterStore as History, LockHeld, Record
 from mvp_tasks.errors import AwsError
 from mvp_tasks.tasks.boundary import mvp_task
 
-TABLE = "staging-DeployHistoryTable-1Q2W3E4R5T6Y"
+TABLE = "mvp-deploy-state-Table-1Q2W3E4R5T6Y"
 CLUSTER = "staging"
 PROJECT = "web"
 NOW = 1793534400  # 2026-11-01 12:00:00 UTC
@@ -28,7 +29,12 @@ NOW_ISO = "2026-11-01T12:00:00.123456+00:00"
 TOKEN = "5f0e1d2c3b4a59687766554433221100"
 ME = "arn:aws:sts::123456789012:assumed-role/deployer/dana on build-7 (pid 4242)"
 OTHER = "arn:aws:sts::123456789012:assumed-role/ci/github-actions on runner-3 (pid 917)"
-LOCK_KEY = {"pk": {"S": f"lock#{PROJECT}"}, "sk": {"S": "lock"}}
+LOCK_KEY = {"pk": {"S": f"lock#{CLUSTER}#{PROJECT}"}, "sk": {"S": "lock"}}
+APP_PK = f"app#{CLUSTER}#{PROJECT}"
+HOST = "build-7"
+PID = 4242
+PID_START = "98765"
+OTHER_TOKEN = "0123456789abcdef0123456789abcdef"
 CONDITION_FAILED = "The conditional request failed"
 
 
@@ -52,22 +58,33 @@ def history(client, stub, monkeypatch):
     # Pin the token and the wall clock, so requests can be matched exactly.
     monkeypatch.setattr(history_module, "uuid", SimpleNamespace(uuid4=lambda: SimpleNamespace(hex=TOKEN)))
     monkeypatch.setattr(history_module, "now_iso", lambda: NOW_ISO)
+    monkeypatch.setattr(history_module.socket, "gethostname", lambda: HOST)
+    monkeypatch.setattr(history_module.os, "getpid", lambda: PID)
+    alive = {PID: PID_START, 917: "555"}  # pid -> start time; any other pid is gone
+    monkeypatch.setattr(history_module, "process_start", lambda pid: alive.get(pid))
     return History(client, TABLE, CLUSTER, clock=lambda: NOW + 0.75)
 
 
-def lock_put(ttl: int = 1500) -> dict:
-    return {
+def lock_put(lease: int = 90, takeover_of: str = "") -> dict:
+    put = {
         "TableName": TABLE,
         "Item": {
             **LOCK_KEY,
             "owner": {"S": ME},
+            "host": {"S": HOST},
+            "pid": {"N": str(PID)},
+            "pid_start": {"S": PID_START},
             "token": {"S": TOKEN},
             "acquired_at": {"S": NOW_ISO},
-            "expires_at": {"N": str(NOW + ttl)},
+            "expires_at": {"N": str(NOW + lease)},
         },
         "ConditionExpression": "attribute_not_exists(pk) OR expires_at < :now",
         "ExpressionAttributeValues": {":now": {"N": str(NOW)}},
     }
+    if takeover_of:
+        put.update(ConditionExpression="#t = :theirs", ExpressionAttributeNames={"#t": "token"},
+                   ExpressionAttributeValues={":theirs": {"S": takeover_of}})
+    return put
 
 
 LOCK_DELETE = {
@@ -89,21 +106,21 @@ def condition_failed(stub: Stubber, operation: str, params: dict) -> None:
 
 
 def test_acquire_puts_the_lock_conditionally_and_release_deletes_it_by_token(stub, history):
-    stub.add_response("put_item", {}, lock_put(ttl=1500))
+    stub.add_response("put_item", {}, lock_put(lease=90))
     stub.add_response("delete_item", {}, LOCK_DELETE)
 
-    token = history.acquire(PROJECT, ME, ttl=1500)
-    history.release(PROJECT, token)
+    token = history.acquire(PROJECT, ME, 90)
+    assert history.release(PROJECT, token) is True
 
     stub.assert_no_pending_responses()
     assert token == TOKEN
 
 
-def test_acquire_truncates_a_fractional_ttl_and_clock(stub, history):
-    # The condition compares whole seconds: a fractional clock or ttl must not reach DynamoDB.
-    stub.add_response("put_item", {}, lock_put(ttl=90))
+def test_acquire_truncates_a_fractional_lease_and_clock(stub, history):
+    # The condition compares whole seconds: a fractional clock or lease must not reach DynamoDB.
+    stub.add_response("put_item", {}, lock_put(lease=90))
 
-    assert history.acquire(PROJECT, ME, ttl=90.9) == TOKEN
+    assert history.acquire(PROJECT, ME, 90.9) == TOKEN
 
     stub.assert_no_pending_responses()
 
@@ -112,7 +129,7 @@ def test_release_of_a_lock_someone_else_now_holds_is_ignored(stub, history):
     # Our lock expired and another run took it: the token no longer matches, and it is theirs.
     condition_failed(stub, "delete_item", LOCK_DELETE)
 
-    assert history.release(PROJECT, TOKEN) is None
+    assert history.release(PROJECT, TOKEN) is False
 
     stub.assert_no_pending_responses()
 
@@ -123,29 +140,131 @@ HELD_SINCE = "2026-11-01T11:52:30.000001+00:00"
 HELD_UNTIL = NOW + 1050  # 12:17:30 UTC
 
 
-def add_held_lock(stub: Stubber) -> None:
-    condition_failed(stub, "put_item", lock_put())
-    stub.add_response("get_item", {"Item": {
+def holder_item(host: str = "runner-3", pid: int = 917, token: str = OTHER_TOKEN, owner: str = OTHER) -> dict:
+    return {"Item": {
         **LOCK_KEY,
-        "owner": {"S": OTHER},
-        "token": {"S": "0123456789abcdef0123456789abcdef"},
+        "owner": {"S": owner},
+        "host": {"S": host},
+        "pid": {"N": str(pid)},
+        "pid_start": {"S": "555"},
+        "token": {"S": token},
         "acquired_at": {"S": HELD_SINCE},
         "expires_at": {"N": str(HELD_UNTIL)},
-    }}, LOCK_GET)
+    }}
 
 
-def test_acquire_of_a_held_lock_names_the_holder_and_the_expiry(stub, history):
+def add_held_lock(stub: Stubber, **holder) -> None:
+    condition_failed(stub, "put_item", lock_put())
+    stub.add_response("get_item", holder_item(**holder), LOCK_GET)
+
+
+HELD_MESSAGE = (f"another deploy of {PROJECT} to {CLUSTER} is running: held by {OTHER} since 2026-11-01 11:52:30")
+HELD_HINT = ("wait for it to finish (its lease runs out at 12:17:30 UTC if that run died), "
+             f"or break the lock: inv app.unlock {PROJECT} --cluster {CLUSTER}")
+
+
+def test_acquire_of_a_held_lock_names_the_holder_since_when_and_both_ways_out(stub, history):
     add_held_lock(stub)
 
     with pytest.raises(LockHeld) as raised:
-        history.acquire(PROJECT, ME, ttl=1500)
+        history.acquire(PROJECT, ME, 90)
 
     stub.assert_no_pending_responses()
     error = raised.value
     assert isinstance(error, AwsError)
-    assert error.message == f"another deploy of {PROJECT} to {CLUSTER} is running (held by {OTHER} since {HELD_SINCE})"
-    assert error.hint == "wait for it to finish; a lock left by a run that died expires at 12:17:30 UTC"
+    assert error.message == HELD_MESSAGE
+    assert error.hint == HELD_HINT
     assert error.__cause__ is None and error.__suppress_context__
+
+
+def test_a_holder_on_this_host_whose_process_is_alive_is_not_taken_over(stub, history):
+    # Same host, pid 917 still runs (with the start time its item names): a live run's lock.
+    add_held_lock(stub, host=HOST)
+
+    with pytest.raises(LockHeld):
+        history.acquire(PROJECT, ME, 90)
+
+    stub.assert_no_pending_responses()
+
+
+def test_a_holder_on_this_host_whose_process_is_gone_is_taken_over_at_once_and_said(stub, history):
+    condition_failed(stub, "put_item", lock_put())
+    dead = f"arn:aws:sts::123456789012:assumed-role/deployer/dana on {HOST} (pid 31337)"
+    stub.add_response("get_item", holder_item(host=HOST, pid=31337, owner=dead), LOCK_GET)
+    stub.add_response("put_item", {}, lock_put(takeover_of=OTHER_TOKEN))
+    said = []
+
+    assert history.acquire(PROJECT, ME, 90, on_takeover=said.append) == TOKEN
+
+    stub.assert_no_pending_responses()
+    assert said == [f"took over the deploy lock of {PROJECT} in {CLUSTER} from {dead} since 2026-11-01 11:52:30: "
+                    "its process is gone"]
+
+
+def test_two_runs_taking_over_one_dead_holder_race_on_its_token_and_the_loser_is_told(stub, history):
+    # Both saw the dead holder; the other run's conditional write (on the dead token) landed first,
+    # so ours fails, and the lock, read again, is the winner's: held, not ours.
+    condition_failed(stub, "put_item", lock_put())
+    stub.add_response("get_item", holder_item(host=HOST, pid=31337), LOCK_GET)
+    condition_failed(stub, "put_item", lock_put(takeover_of=OTHER_TOKEN))
+    condition_failed(stub, "put_item", lock_put())
+    stub.add_response("get_item", holder_item(token="f" * 32), LOCK_GET)
+    said = []
+
+    with pytest.raises(LockHeld) as raised:
+        history.acquire(PROJECT, ME, 90, on_takeover=said.append)
+
+    stub.assert_no_pending_responses()
+    assert raised.value.message == HELD_MESSAGE and said == []
+
+
+def test_our_own_write_whose_answer_was_lost_is_ours(stub, history):
+    # botocore retried a PutItem that had landed: the condition fails on our own item.
+    condition_failed(stub, "put_item", lock_put())
+    stub.add_response("get_item", holder_item(host=HOST, pid=PID, token=TOKEN, owner=ME), LOCK_GET)
+
+    assert history.acquire(PROJECT, ME, 90) == TOKEN
+    stub.assert_no_pending_responses()
+
+
+# --- the lease: renewal and losing it -------------------------------------------------------------
+
+RENEW = {
+    "TableName": TABLE,
+    "Key": LOCK_KEY,
+    "UpdateExpression": "SET expires_at = :exp",
+    "ConditionExpression": "#t = :token",
+    "ExpressionAttributeNames": {"#t": "token"},
+    "ExpressionAttributeValues": {":exp": {"N": str(NOW + 90)}, ":token": {"S": TOKEN}},
+}
+
+
+def test_renew_pushes_the_expiry_on_only_while_the_token_is_ours(stub, history):
+    stub.add_response("update_item", {}, RENEW)
+
+    assert history.renew(PROJECT, TOKEN, 90) == NOW + 90
+    stub.assert_no_pending_responses()
+
+
+def test_renew_of_a_lock_taken_by_another_run_is_a_lost_lease_naming_the_holder(stub, history):
+    condition_failed(stub, "update_item", RENEW)
+    stub.add_response("get_item", holder_item(), LOCK_GET)
+
+    with pytest.raises(history_module.LeaseLost) as raised:
+        history.renew(PROJECT, TOKEN, 90)
+
+    stub.assert_no_pending_responses()
+    assert raised.value.message == (f"lost the deploy lock of {PROJECT} in {CLUSTER}: it is now held by {OTHER} "
+                                    "since 2026-11-01 11:52:30")
+
+
+def test_renew_of_a_broken_lock_says_it_was_broken(stub, history):
+    condition_failed(stub, "update_item", RENEW)
+    stub.add_response("get_item", {}, LOCK_GET)
+
+    with pytest.raises(history_module.LeaseLost, match="it was broken \\(inv app.unlock\\)"):
+        history.renew(PROJECT, TOKEN, 90)
+    stub.assert_no_pending_responses()
 
 
 def test_held_lock_through_the_task_boundary_exits_1_with_one_line(stub, history):
@@ -153,39 +272,36 @@ def test_held_lock_through_the_task_boundary_exits_1_with_one_line(stub, history
 
     @mvp_task
     def deploy(c):
-        history.acquire(PROJECT, ME, ttl=1500)
+        history.acquire(PROJECT, ME, 90)
 
     with pytest.raises(Exit) as raised:
         deploy(MockContext())
 
     stub.assert_no_pending_responses()
     assert raised.value.code == 1
-    assert raised.value.message == (
-        f"error: another deploy of {PROJECT} to {CLUSTER} is running (held by {OTHER} since {HELD_SINCE}) "
-        "(wait for it to finish; a lock left by a run that died expires at 12:17:30 UTC)")
+    assert raised.value.message == f"error: {HELD_MESSAGE} ({HELD_HINT})"
 
 
-def test_lock_released_between_the_put_and_the_get_is_tried_once_more(stub, history):
-    # The holder finished between our PutItem and our GetItem: the lock is free, so try again (once).
+def test_lock_released_between_the_put_and_the_get_is_tried_again(stub, history):
+    # The holder finished between our PutItem and our GetItem: the lock is free, so try again.
     condition_failed(stub, "put_item", lock_put())
     stub.add_response("get_item", {}, LOCK_GET)
     stub.add_response("put_item", {}, lock_put())
 
-    assert history.acquire(PROJECT, ME, ttl=1500) == TOKEN
+    assert history.acquire(PROJECT, ME, 90) == TOKEN
     stub.assert_no_pending_responses()
 
 
-def test_lock_that_vanishes_and_is_taken_again_says_held(stub, history):
-    condition_failed(stub, "put_item", lock_put())
-    stub.add_response("get_item", {}, LOCK_GET)
-    condition_failed(stub, "put_item", lock_put())
-    stub.add_response("get_item", {}, LOCK_GET)
+def test_lock_that_keeps_vanishing_and_being_taken_again_gives_up_after_three_rounds(stub, history):
+    for _ in range(3):
+        condition_failed(stub, "put_item", lock_put())
+        stub.add_response("get_item", {}, LOCK_GET)
 
     with pytest.raises(LockHeld) as raised:
-        history.acquire(PROJECT, ME, ttl=1500)
+        history.acquire(PROJECT, ME, 90)
 
     stub.assert_no_pending_responses()
-    assert raised.value.message == f"another deploy of {PROJECT} to {CLUSTER} is running (held by ? since ?)"
+    assert raised.value.message == f"the deploy lock of {PROJECT} in {CLUSTER} keeps changing hands"
 
 
 # --- 3. records ------------------------------------------------------------------------------------
@@ -196,7 +312,7 @@ def test_record_puts_one_item_with_every_field(stub, history):
     stub.add_response("put_item", {}, {
         "TableName": TABLE,
         "Item": {
-            "pk": {"S": f"app#{PROJECT}"},
+            "pk": {"S": APP_PK},
             "sk": {"S": f"at#{NOW_ISO}"},
             "project": {"S": PROJECT},
             "cluster": {"S": CLUSTER},
@@ -226,7 +342,7 @@ def test_record_leaves_out_empty_fields(stub, history):
     stub.add_response("put_item", {}, {
         "TableName": TABLE,
         "Item": {
-            "pk": {"S": f"app#{PROJECT}"},
+            "pk": {"S": APP_PK},
             "sk": {"S": f"at#{NOW_ISO}"},
             "project": {"S": PROJECT},
             "cluster": {"S": CLUSTER},
@@ -248,14 +364,14 @@ def test_record_leaves_out_empty_fields(stub, history):
 QUERY = {
     "TableName": TABLE,
     "KeyConditionExpression": "pk = :pk AND begins_with(sk, :at)",
-    "ExpressionAttributeValues": {":pk": {"S": f"app#{PROJECT}"}, ":at": {"S": "at#"}},
+    "ExpressionAttributeValues": {":pk": {"S": APP_PK}, ":at": {"S": "at#"}},
     "ScanIndexForward": False,
 }
 
 
 def item(at: str, action: str, outcome: str, commit: str = "", message: str = "") -> dict:
     data = {
-        "pk": {"S": f"app#{PROJECT}"},
+        "pk": {"S": APP_PK},
         "sk": {"S": f"at#{at}"},
         "project": {"S": PROJECT},
         "cluster": {"S": CLUSTER},
@@ -328,7 +444,7 @@ MISSING_TABLE = "Requested resource not found"
 
 
 @pytest.mark.parametrize("operation, params, call", [
-    pytest.param("put_item", lock_put(), lambda h: h.acquire(PROJECT, ME, ttl=1500), id="acquire"),
+    pytest.param("put_item", lock_put(), lambda h: h.acquire(PROJECT, ME, 90), id="acquire"),
     pytest.param("delete_item", LOCK_DELETE, lambda h: h.release(PROJECT, TOKEN), id="release"),
     pytest.param("get_item", LOCK_GET, lambda h: h.get_lock(PROJECT), id="get_lock"),
     pytest.param("query", {**QUERY, "Limit": 50}, lambda h: h.get_records(PROJECT), id="get_records"),
@@ -354,7 +470,7 @@ def test_throttled_acquire_is_an_aws_error_not_a_held_lock(stub, history):
                           http_status_code=400, expected_params=lock_put())
 
     with pytest.raises(AwsError) as raised:
-        history.acquire(PROJECT, ME, ttl=1500)
+        history.acquire(PROJECT, ME, 90)
 
     stub.assert_no_pending_responses()
     assert not isinstance(raised.value, LockHeld)

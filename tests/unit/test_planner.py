@@ -5,8 +5,7 @@ A fake world over plain data: a registry (repository -> tag -> digest), CloudFor
 cluster's deploy history (`Record`s, newest first). The settings are real (`load_settings` on a
 config with stage and a protected prod that promotes from stage), and so are the templates: the
 root is this repository. The fake world inherits the real `World`'s cluster-stack and history
-checks (a missing or unready cluster stack, a missing DeployHistoryTable output) and uses the real
-`ChangeSets`. No AWS, no network, no docker.
+checks (a missing or unready cluster stack, no deploy store yet) and uses the real `ChangeSets`. No AWS, no network, no docker.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from mvp_tasks.aws.history import History, Record
+from mvp_tasks.state.store import ClusterStore as History, Record
 from mvp_tasks.aws.stacks import Change, StackInfo
 from mvp_tasks.errors import BuildError, ConfigError, StackBusy, StackFailed, UsageError
 from mvp_tasks.image.git import Revision
@@ -172,7 +171,7 @@ class FakeWorld(World):
         return self._services
 
     def history(self, cluster):
-        super().history(cluster)  # the cluster stack exists, is ready, and has its DeployHistoryTable
+        super().history(cluster)  # the cluster stack exists and is ready, and there is a deploy store
         return self._histories.setdefault(cluster.name, FakeHistory([]))
 
     def builder(self, host=None):  # pragma: no cover - planners get their builder from the caller
@@ -225,11 +224,21 @@ def cluster_stack(name: str, *, status: str = "CREATE_COMPLETE", protection: boo
                   outputs: dict | None = None, **parameters: str) -> StackInfo:
     return StackInfo(
         name=name, stack_id=f"arn:aws:cloudformation:us-east-1:123456789012:stack/{name}/1", status=status,
-        outputs={"DeployHistoryTable": f"{name}-history", "ClusterName": name, **OUTPUTS} if outputs is None
+        outputs={"ClusterName": name, **OUTPUTS} if outputs is None
         else outputs,
         parameters={**template_defaults(CLUSTER_TEMPLATE), **parameters},
         tags={"mvp:managed-by": "mvp-tasks", "mvp:cluster": name},
         termination_protection=(name == "prod") if protection is None else protection,
+    )
+
+
+def store_stack() -> StackInfo:
+    """The deploy store's stack, as `cluster.up` made it (so cluster plans have nothing to do there)."""
+    return StackInfo(
+        name="mvp-deploy-state", stack_id="arn:aws:cloudformation:us-east-1:123456789012:stack/mvp-deploy-state/1",
+        status="CREATE_COMPLETE", outputs={"Table": "mvp-deploy-state-Table-1", "Schema": "1"},
+        parameters={"TableName": ""}, tags={"mvp:managed-by": "mvp-tasks", "mvp:role": "deploy-store"},
+        termination_protection=False,
     )
 
 
@@ -253,9 +262,12 @@ def rec(action: str, commit: str, digest: str, outcome: str = "succeeded", clust
 def make_world(stacks: list[StackInfo] | None = None, *, tags: dict[str, str] | None = None,
                commits: dict[str, str] | None = None, records: dict[str, list[Record]] | None = None,
                changes: dict[str, list | None] | None = None, services: dict | None = None,
-               bodies: dict[str, str] | None = None, settings=None, repository_changes=None) -> FakeWorld:
+               bodies: dict[str, str] | None = None, settings=None, repository_changes=None,
+               store: bool = True) -> FakeWorld:
     stacks = [cluster_stack("stage"), cluster_stack("prod")] if stacks is None else stacks
+    stacks = [store_stack(), *stacks] if store else stacks
     all_bodies = {s.name: body(APP_TEMPLATE if "mvp:project" in s.tags else CLUSTER_TEMPLATE) for s in stacks}
+    all_bodies["mvp-deploy-state"] = body("mvp_tasks/state/store.yml")
     all_bodies.update(bodies or {})
     return FakeWorld(
         settings or SETTINGS,
@@ -436,10 +448,12 @@ def test_deploy_without_the_cluster_stack_says_to_bring_it_up():
     assert "inv cluster.up stage" in exc.value.hint
 
 
-def test_deploy_needs_a_ready_cluster_stack_with_a_history_table():
-    world = make_world([cluster_stack("stage", outputs={"ClusterName": "stage", **OUTPUTS})], tags={"stage": D1})
-    with pytest.raises(StackFailed, match="no DeployHistoryTable output"):
+def test_deploy_needs_a_ready_cluster_stack_and_the_deploy_store():
+    world = make_world([cluster_stack("stage")], tags={"stage": D1}, store=False)
+    with pytest.raises(UsageError) as exc:
         planner.plan_deploy(world, PROJ, STAGE)
+    assert exc.value.message == "there is no deploy store in this account and region yet (stack mvp-deploy-state)"
+    assert exc.value.hint == "create it: inv cluster.up stage"
     world = make_world([cluster_stack("stage", status="UPDATE_IN_PROGRESS")], tags={"stage": D1})
     with pytest.raises(StackFailed, match="not ready for apps"):
         planner.plan_deploy(world, PROJ, STAGE)
@@ -689,7 +703,7 @@ def test_cluster_new_is_created_with_protection_when_protected():
     assert plan.needs_confirmation
     lines = plan.lines()
     assert lines[0] == f"+ stack prod from {CLUSTER_TEMPLATE}"
-    assert "+ AWS::DynamoDB::Table DeployHistory" in lines
+    assert "+ AWS::ECS::Cluster Cluster" in lines
     assert lines[-1] == "~ stack prod: termination protection on"
 
     plan = planner.plan_cluster(world, STAGE)

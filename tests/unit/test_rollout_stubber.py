@@ -25,11 +25,12 @@ from stubs import (FakeClock as _FakeClock, isolate_from_aws, log_calls, make_cl
 from botocore.stub import Stubber
 from invoke import Exit, MockContext
 
+from mvp_tasks.settings import StateSettings
 from mvp_tasks.apply import guard as guard_module
 from mvp_tasks.apply.executor import Engine
 from mvp_tasks.apply.guard import Guard
 from mvp_tasks.apply.steps import TargetRun, apply_step
-from mvp_tasks.aws import history as history_module
+from mvp_tasks.state import store as history_module
 from mvp_tasks.aws.services import RolloutFailed, ServiceReader, Services, ServiceState
 from mvp_tasks.aws.stacks import CAPABILITIES
 from mvp_tasks.errors import AwsError, MvpError, StackBusy, WaitTimeout
@@ -550,7 +551,7 @@ PROJECT = "web"
 STACK = f"{PROJECT}-{CLUSTER}"
 STACK_ID = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/5d2b8e10-4f71-11ef-a0c3-0a9b8c7d6e5f"
 CLUSTER_STACK_ID = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{CLUSTER}/0a1b2c3d-4e5f-11ef-8a3b-0e6f1c2d3a4b"
-TABLE = "staging-DeployHistoryTable-1Q2W3E4R5T6Y"
+TABLE = "mvp-deploy-state-Table-1Q2W3E4R5T6Y"
 IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{PROJECT}:stage"
 COMMIT = "4f1c2a9e8d7b6c5a4f3e2d1c0b9a8f7e6d5c4b3a"
 DEPLOYED_COMMIT = "0b9a8f7e6d5c4b3a4f1c2a9e8d7b6c5a4f3e2d1c"
@@ -610,7 +611,7 @@ SENT_PARAMETERS = [{"ParameterKey": "ClusterName", "ParameterValue": CLUSTER},
                    {"ParameterKey": "Image", "ParameterValue": IMAGE}]
 SENT_TAGS = [{"Key": "mvp:cluster", "Value": CLUSTER}, {"Key": "mvp:managed-by", "Value": "mvp-tasks"},
              {"Key": "mvp:project", "Value": PROJECT}]
-LOCK_KEY = {"pk": {"S": f"lock#{PROJECT}"}, "sk": {"S": "lock"}}
+LOCK_KEY = {"pk": {"S": f"lock#{CLUSTER}#{PROJECT}"}, "sk": {"S": "lock"}}
 
 
 def app_stack(status: str, *, commit: str = DEPLOYED_COMMIT, reason: str = "") -> dict:
@@ -719,7 +720,7 @@ FORCE = {"cluster": CLUSTER, "service": SERVICE, "forceNewDeployment": True}
 LOCK_DELETE = {"TableName": TABLE, "Key": LOCK_KEY, "ConditionExpression": "#t = :token",
                "ExpressionAttributeNames": {"#t": "token"}, "ExpressionAttributeValues": {":token": {"S": TOKEN}}}
 HISTORY_QUERY = {"TableName": TABLE, "KeyConditionExpression": "pk = :pk AND begins_with(sk, :at)",
-                 "ExpressionAttributeValues": {":pk": {"S": f"app#{PROJECT}"}, ":at": {"S": "at#"}},
+                 "ExpressionAttributeValues": {":pk": {"S": f"app#{CLUSTER}#{PROJECT}"}, ":at": {"S": "at#"}},
                  "ScanIndexForward": False, "Limit": 50}
 
 
@@ -780,12 +781,17 @@ def app(tmp_path, monkeypatch, clock):
 
     def make(*, check: bool = False, tags: dict | None = None, **overrides):
         settings = SimpleNamespace(**{"root": tmp_path, "wait_timeout": 600, "poll_interval": 5, "parallel": 1,
-                                      "clusters": {CLUSTER: cluster}, "projects": {PROJECT: project}, **overrides})
+                                      "clusters": {CLUSTER: cluster}, "projects": {PROJECT: project},
+                                      "state": StateSettings(), **overrides})
         aws = SimpleNamespace(get_caller=lambda: CALLER, **clients)
         registry = FakeRegistry(calls, {"stage": DIGEST, COMMIT: DIGEST, DEPLOYED_COMMIT: OLD_DIGEST}
                                 if tags is None else tags)
-        return make_clocked_world(settings, reporter(check=check), aws, clock=clock, wall=lambda: NOW,
-                                  registry=registry)
+        world = make_clocked_world(settings, reporter(check=check), aws, clock=clock, wall=lambda: NOW,
+                                   registry=registry)
+        # Where the deploy store's table is was found already (tests/unit/test_store_location.py
+        # covers finding it): these tests are about the calls of one target.
+        world.memo.get(("deploy store", "table"), lambda: TABLE)
+        return world
 
     yield SimpleNamespace(make=make, calls=calls, clients=clients, project=project, cluster=cluster,
                           cfn=stubs["cloudformation"], ecs=stubs["ecs"], ddb=stubs["dynamodb"])
@@ -808,16 +814,19 @@ def records(app) -> list[dict[str, str]]:
             if name == "PutItem" and params["Item"]["pk"]["S"].startswith("app#")]
 
 
-def lock_put(wait_timeout: int = 600) -> dict:
-    ttl = wait_timeout * 4 + 900  # Guard.lock: four bounded waits plus build and push
+def lock_put(wait_timeout: int = 600, lease: int = 90) -> dict:
+    # The lock is a lease (mvp.state.lease, 90 s by default) whatever the waits: a heartbeat renews it.
     return {
         "TableName": TABLE,
         "Item": {
             **LOCK_KEY,
             "owner": {"S": f"{CALLER} on {socket.gethostname()} (pid {os.getpid()})"},
+            "host": {"S": socket.gethostname()},
+            "pid": {"N": str(os.getpid())},
+            "pid_start": {"S": history_module.process_start(os.getpid()) or ""},
             "token": {"S": TOKEN},
             "acquired_at": {"S": ACQUIRED_AT},
-            "expires_at": {"N": str(NOW + ttl)},
+            "expires_at": {"N": str(NOW + lease)},
         },
         "ConditionExpression": "attribute_not_exists(pk) OR expires_at < :now",
         "ExpressionAttributeValues": {":now": {"N": str(NOW)}},
@@ -825,13 +834,12 @@ def lock_put(wait_timeout: int = 600) -> dict:
 
 
 def add_cluster_stack(app) -> None:
-    """The cluster's stack, read once per run: ready for apps, with its history table."""
+    """The cluster's stack, read once per run: ready for apps."""
     app.cfn.add_response("describe_stacks", {"Stacks": [{
         "StackId": CLUSTER_STACK_ID, "StackName": CLUSTER, "CreationTime": at(-86400 * 30),
         "StackStatus": "UPDATE_COMPLETE",
         "Outputs": [{"OutputKey": "ClusterName", "OutputValue": CLUSTER},
-                    {"OutputKey": "VpcId", "OutputValue": "vpc-0abc1234def567890"},
-                    {"OutputKey": "DeployHistoryTable", "OutputValue": TABLE}],
+                    {"OutputKey": "VpcId", "OutputValue": "vpc-0abc1234def567890"}],
         "Tags": [{"Key": "mvp:cluster", "Value": CLUSTER}, {"Key": "mvp:managed-by", "Value": "mvp-tasks"}],
         "EnableTerminationProtection": False,
     }]}, {"StackName": CLUSTER})
@@ -845,7 +853,7 @@ def add_missing_app_stack(app) -> None:
 
 def add_rolled(app, digest: str) -> None:
     """The history's newest record: a successful deploy that rolled out `digest`."""
-    item = {"pk": {"S": f"app#{PROJECT}"}, "sk": {"S": "at#2026-10-31T09:00:00.000000+00:00"},
+    item = {"pk": {"S": f"app#{CLUSTER}#{PROJECT}"}, "sk": {"S": "at#2026-10-31T09:00:00.000000+00:00"},
             "project": {"S": PROJECT}, "cluster": {"S": CLUSTER}, "action": {"S": "deploy"},
             "commit": {"S": COMMIT if digest == DIGEST else DEPLOYED_COMMIT}, "digest": {"S": digest},
             "outcome": {"S": "succeeded"}, "by": {"S": CALLER}, "at": {"S": "2026-10-31T09:00:00.000000+00:00"}}
@@ -1289,8 +1297,8 @@ def test_lock_held_by_another_run_is_not_deleted_and_nothing_is_recorded(app):
     assert names(app) == ["DescribeStacks", "PutItem", "GetItem"]  # no DeleteItem: the lock is theirs
     outcome, message = result_of(world)
     assert outcome is Outcome.FAILED
-    assert message.startswith(f"another deploy of {PROJECT} to {CLUSTER} is running (held by {OTHER} "
-                              "since 2026-11-01T11:58:00.000000+00:00)")
+    assert message.startswith(f"another deploy of {PROJECT} to {CLUSTER} is running: held by {OTHER} "
+                              "since 2026-11-01 11:58:00")
     assert records(app) == []
 
 

@@ -1,0 +1,268 @@
+"""Adopting a pair of templates written elsewhere, by config alone: `inv` as a subprocess against a
+real moto server over HTTP on loopback, a real OCI registry and Docker engine, in a real git studio.
+
+The templates (tests/fixtures/adopt/) know nothing of mvp-tasks. The cluster template names its ECS
+cluster `<stack>-ECSCluster` (not the stack's name, our convention) and has none of our outputs: it
+exports what apps need under names of its own (`<stack>:<output>`). The app template imports them
+with Fn::ImportValue, lets CloudFormation name its service (`<stack>-Service-<random>`) and has no
+outputs at all. So the tool finds the ECS cluster through the cluster stack's `AWS::ECS::Cluster`
+resource and the service through the app stack's `AWS::ECS::Service` resource
+(`mvp_tasks/aws/discovery.py`); guessing from names would roll nothing.
+
+invoke.yaml points `mvp.clusters.*.template` at the cluster template and `mvp.projects.adopted`
+at the app template (copied into the project, where project templates live), and fills both
+templates' own parameters through placeholders ({cluster}, {image}).
+
+The story: both clusters up; commit A pushed and deployed to stage; promoted to prod (its stack is
+created there); commit B pushed and deployed to stage (the stack is unchanged: the service rolls);
+promoted to prod (its tag moves, the service rolls). Every step is read back with boto3 from moto
+and from the registry. The app stacks are only ever created, never updated: moto fails a change
+set whose stack uses Fn::ImportValue (../shared/ENVIRONMENT.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, ImageServices, MotoServer, git, image_inv_env, make_studio_repo, run_inv
+
+pytestmark = pytest.mark.e2e
+
+APP = "adopted"
+FIXTURES = ROOT / "tests" / "fixtures" / "adopt"
+CLUSTER_TEMPLATE = "tests/fixtures/adopt/cluster.yml"
+BUILD_TIMEOUT = 300
+SETTINGS = {"INVOKE_MVP_WAIT_TIMEOUT": "60", "INVOKE_MVP_POLL_INTERVAL": "0.5"}
+# The outputs (and so the output keys) the adopted cluster template has: none the tool knows.
+CLUSTER_OUTPUTS = {"VPCId", "PublicSubnetOne", "PublicSubnetTwo", "ContainerSecurityGroup", "Platform"}
+
+
+def adopted_config() -> dict:
+    config = yaml.safe_load((ROOT / "invoke.yaml").read_text())
+    mvp = config["mvp"]
+    mvp["clusters"] = {
+        "stage": {"template": CLUSTER_TEMPLATE, "protected": False,
+                  "parameters": {"NetworkName": "{cluster}-network"}},
+        "prod": {"template": CLUSTER_TEMPLATE, "protected": False, "promote_from": "stage",
+                 "parameters": {"NetworkName": "{cluster}-network", "VpcCidr": "10.43.0.0/16",
+                                "SubnetOneCidr": "10.43.0.0/24", "SubnetTwoCidr": "10.43.1.0/24"}},
+    }
+    mvp["projects"] = {APP: {"clusters": ["stage", "prod"], "template": "service.yml",
+                             "parameters": {"NetworkStack": "{cluster}", "ContainerImage": "{image}"}}}
+    return config
+
+
+def adopted_files() -> dict[str, str]:
+    return {
+        "invoke.yaml": yaml.safe_dump(adopted_config(), sort_keys=False),
+        f"projects/{APP}/service.yml": (FIXTURES / "app.yml").read_text(),
+        f"projects/{APP}/Dockerfile": (ROOT / "projects" / "museum-adventure" / "Dockerfile").read_text(),
+        f"projects/{APP}/site/index.html": "<!doctype html><title>adopted</title><p>commit A</p>\n",
+    }
+
+
+@dataclasses.dataclass
+class Adoption:
+    work: Path
+    env: dict
+    moto: MotoServer
+    services: ImageServices
+    namespace: str
+    git_env: dict
+    results: dict = dataclasses.field(default_factory=dict)
+    seen: dict = dataclasses.field(default_factory=dict)
+    commits: dict = dataclasses.field(default_factory=dict)
+
+    def ok(self, label: str, *args: str, timeout: float = 120):
+        result = run_inv(self.work, *args, env=self.env, timeout=timeout)
+        assert result.returncode == 0, f"inv {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        assert "Traceback" not in result.stderr, result.stderr
+        self.results[label] = result
+        return result
+
+    # read back -------------------------------------------------------------------------------
+
+    def client(self, service: str):
+        return self.moto.client(service)
+
+    def stack(self, name: str) -> dict | None:
+        cfn = self.client("cloudformation")
+        try:
+            return cfn.describe_stacks(StackName=name)["Stacks"][0]
+        except cfn.exceptions.ClientError as exc:
+            if "does not exist" in str(exc):
+                return None
+            raise
+
+    def outputs(self, name: str) -> dict[str, str]:
+        return {o["OutputKey"]: o["OutputValue"] for o in (self.stack(name) or {}).get("Outputs", [])}
+
+    def parameters(self, name: str) -> dict[str, str]:
+        return {p["ParameterKey"]: p["ParameterValue"] for p in self.stack(name)["Parameters"]}
+
+    def physical_ids(self, stack: str, resource_type: str) -> list[str]:
+        summaries = self.client("cloudformation").list_stack_resources(StackName=stack)["StackResourceSummaries"]
+        return [r["PhysicalResourceId"] for r in summaries if r["ResourceType"] == resource_type]
+
+    def services_in(self, ecs_cluster: str) -> list[dict]:
+        ecs = self.client("ecs")
+        arns = ecs.list_services(cluster=ecs_cluster)["serviceArns"]
+        return ecs.describe_services(cluster=ecs_cluster, services=arns)["services"] if arns else []
+
+    def app_service(self, cluster: str) -> dict:
+        """The app's one service in `cluster`'s ECS cluster, as ECS describes it."""
+        (service,) = self.services_in(f"{cluster}-ECSCluster")
+        return service
+
+    def deployments(self, cluster: str) -> list[str]:
+        return sorted(d["id"] for d in self.app_service(cluster)["deployments"])
+
+    def digest(self, tag: str) -> str | None:
+        return self.services.digest(f"{self.namespace}/{APP}", tag)
+
+    def commit(self, files: dict[str, str], message: str) -> str:
+        for name, text in files.items():
+            (self.work / name).write_text(text)
+        git(self.work, "add", "-A", env=self.git_env)
+        git(self.work, "commit", "-q", "-m", message, env=self.git_env)
+        return git(self.work, "rev-parse", "HEAD", env=self.git_env).stdout.strip()
+
+    def look(self, label: str) -> None:
+        """What runs where, after step `label`."""
+        self.seen[label] = {cluster: {"deployments": self.deployments(cluster),
+                                      "task_definition": self.app_service(cluster)["taskDefinition"]}
+                            for cluster in ("stage", "prod") if self.stack(f"{APP}-{cluster}") is not None}
+
+
+def rolled(before: dict, after: dict) -> str:
+    """The id of the one deployment `after` has and `before` had not: the service was rolled. (moto
+    keeps a single deployment per service and gives it a new id on each forced deployment, where
+    ECS would list the new one beside the old until the old drains: so ids, not counts.)"""
+    (new,) = set(after["deployments"]) - set(before["deployments"])
+    return new
+
+
+@pytest.fixture(scope="class")
+def adoption(tmp_path_factory, git_env, image_services, moto_server):
+    moto_server.reset()
+    base = tmp_path_factory.mktemp("adopt")
+    repo = make_studio_repo(base, git_env, lfs=False, files=adopted_files())
+    namespace = f"ad{uuid.uuid4().hex[:10]}"
+    env = image_inv_env(git_env, image_services, AWS_ENDPOINT_URL=moto_server.endpoint,
+                        INVOKE_MVP_REGISTRY=f"{image_services.registry}/{namespace}", **SETTINGS)
+    lab = Adoption(repo.work, env, moto_server, image_services, namespace, git_env)
+    lab.commits["A"] = repo.commit
+
+    lab.ok("stage up", "cluster.up", "--name", "stage")
+    lab.ok("prod up", "cluster.up", "--name", "prod")
+    lab.ok("push A", "app.push", APP, timeout=BUILD_TIMEOUT)
+    lab.ok("deploy A", "app.deploy", APP)
+    lab.look("deploy A")
+    lab.ok("promote A", "app.promote", APP, "--tag", "prod", "--yes")
+    lab.look("promote A")
+
+    lab.commits["B"] = lab.commit({f"projects/{APP}/site/index.html":
+                                   "<!doctype html><title>adopted</title><p>commit B</p>\n"}, "commit B")
+    lab.ok("push B", "app.push", APP, timeout=BUILD_TIMEOUT)
+    lab.ok("deploy B", "app.deploy", APP)
+    lab.look("deploy B")
+    lab.ok("promote B", "app.promote", APP, "--tag", "prod", "--yes")
+    lab.look("promote B")
+    return lab
+
+
+class TestAdoptedTemplates:
+    def test_the_templates_pass_cfn_lint(self):
+        from cfnlint.api import ManualArgs, lint_file
+
+        for name in ("cluster.yml", "app.yml"):
+            matches = lint_file(FIXTURES / name, config=ManualArgs(regions=["us-east-1"]))
+            assert [str(m) for m in matches if m.rule.id[0] in "EW"] == [], name
+
+    def test_clusters_up_from_the_adopted_template_with_its_own_parameters(self, adoption):
+        lab = adoption
+        for cluster in ("stage", "prod"):
+            stack = lab.stack(cluster)
+            assert stack["StackStatus"] == "CREATE_COMPLETE", lab.results[f"{cluster} up"].stdout
+            assert lab.parameters(cluster)["NetworkName"] == f"{cluster}-network"
+            assert set(lab.outputs(cluster)) == CLUSTER_OUTPUTS  # none of ours
+            # moto, like CloudFormation, gives an AWS::ECS::Cluster's name as its physical id.
+            assert lab.physical_ids(cluster, "AWS::ECS::Cluster") == [f"{cluster}-ECSCluster"]
+            (ecs_cluster,) = lab.client("ecs").describe_clusters(clusters=[f"{cluster}-ECSCluster"])["clusters"]
+            assert ecs_cluster["status"] == "ACTIVE"
+        # No ECS cluster is named after the stacks: a guess from names would find nothing.
+        assert lab.client("ecs").describe_clusters(clusters=["stage", "prod"])["clusters"] == []
+
+    def test_deploy_creates_the_app_stack_and_its_service_runs_in_the_clusters_ecs_cluster(self, adoption):
+        lab = adoption
+        stack = lab.stack(f"{APP}-stage")
+        assert stack["StackStatus"] == "CREATE_COMPLETE", lab.results["deploy A"].stdout
+        assert "Outputs" not in stack or stack["Outputs"] == []
+        registry = f"{lab.services.registry}/{lab.namespace}"
+        assert lab.parameters(f"{APP}-stage") == {"NetworkStack": "stage", "ContainerImage": f"{registry}/{APP}:stage",
+                                                  "ContainerPort": "80", "DesiredCount": "1"}
+        service = lab.app_service("stage")
+        assert service["status"] == "ACTIVE"
+        assert service["serviceName"].startswith(f"{APP}-stage-Service-")  # named by CloudFormation
+        assert service["clusterArn"].endswith(":cluster/stage-ECSCluster")
+        # moto, like CloudFormation, gives an AWS::ECS::Service's ARN as its physical id.
+        assert lab.physical_ids(f"{APP}-stage", "AWS::ECS::Service") == [service["serviceArn"]]
+        assert f"changed: {APP}@stage  {lab.commits['A'][:12]} deployed" in lab.results["deploy A"].stdout
+        # The rollout was followed on the service found, not on one named after the stack.
+        assert service["serviceName"] in lab.results["deploy A"].stdout + lab.results["deploy A"].stderr
+
+    def test_first_promote_creates_the_prod_stack_in_prods_ecs_cluster(self, adoption):
+        lab = adoption
+        assert lab.stack(f"{APP}-prod")["StackStatus"] == "CREATE_COMPLETE", lab.results["promote A"].stdout
+        assert lab.parameters(f"{APP}-prod")["NetworkStack"] == "prod"
+        service = lab.seen["promote A"]["prod"]
+        assert lab.app_service("prod")["clusterArn"].endswith(":cluster/prod-ECSCluster")
+        assert len(service["deployments"]) == 1
+        assert f"changed: {APP}@prod  {lab.commits['A'][:12]} promoted" in lab.results["promote A"].stdout
+        # Promoting did not touch stage.
+        assert lab.seen["promote A"]["stage"] == lab.seen["deploy A"]["stage"]
+
+    def test_deploying_a_new_image_rolls_the_found_service_without_updating_the_stack(self, adoption):
+        lab = adoption
+        before, after = lab.seen["promote A"]["stage"], lab.seen["deploy B"]["stage"]
+        new = rolled(before, after)
+        service = lab.app_service("stage")["serviceName"]
+        assert f"new deployment {new} of service {service}" in lab.results["deploy B"].stdout
+        # The stack stayed as created: the same task definition (it names the image by its tag).
+        assert after["task_definition"] == before["task_definition"]
+        assert lab.stack(f"{APP}-stage")["StackStatus"] == "CREATE_COMPLETE"
+        assert lab.digest("stage") == lab.digest(lab.commits["B"]) != lab.digest(lab.commits["A"])
+        assert f"changed: {APP}@stage  {lab.commits['B'][:12]} deployed" in lab.results["deploy B"].stdout
+
+    def test_promote_moves_prods_tag_and_rolls_prods_service(self, adoption):
+        lab = adoption
+        before, after = lab.seen["deploy B"]["prod"], lab.seen["promote B"]["prod"]
+        new = rolled(before, after)
+        service = lab.app_service("prod")["serviceName"]
+        assert f"new deployment {new} of service {service}" in lab.results["promote B"].stdout
+        assert lab.digest("prod") == lab.digest("stage") == lab.digest(lab.commits["B"])
+        assert lab.stack(f"{APP}-prod")["StackStatus"] == "CREATE_COMPLETE"
+        assert f"changed: {APP}@prod  {lab.commits['B'][:12]} promoted" in lab.results["promote B"].stdout
+        # Stage's service was left alone.
+        assert lab.seen["promote B"]["stage"] == lab.seen["deploy B"]["stage"]
+
+    def test_history_records_every_rollout(self, adoption):
+        lab = adoption
+        for cluster, expected in (("stage", [("deploy", "B"), ("deploy", "A")]),
+                                  ("prod", [("promote", "B"), ("promote", "A")])):
+            result = lab.ok(f"history {cluster}", "app.history", APP, "--cluster", cluster, "--json")
+            records = json.loads(result.stdout)
+            assert [(r["action"], r["outcome"], r["commit"]) for r in records] == \
+                [(action, "succeeded", lab.commits[c]) for action, c in expected]
+
+    def test_promote_again_changes_nothing(self, adoption):
+        lab = adoption
+        result = lab.ok("promote again", "app.promote", APP, "--tag", "prod", "--yes")
+        assert f"ok: {APP}@prod  already runs" in result.stdout, result.stdout
+        assert lab.deployments("prod") == lab.seen["promote B"]["prod"]["deployments"]

@@ -1,0 +1,266 @@
+"""`app.status`'s facts and table (mvp_tasks/tasks/status.py), against botocore's Stubber for ECS
+with responses shaped like AWS's: what moto cannot show (DescribeTasks of a service's running
+tasks, with the digest each container resolved; moto lists no task for a service), the fallback
+to the history where ECS lists none, a history that cannot be read, and the table's layouts at
+every width (the end-to-end test, tests/e2e/test_status.py, runs the real thing against moto).
+"""
+
+from __future__ import annotations
+
+import io
+import types
+from datetime import datetime, timezone
+
+import pytest
+from botocore.stub import Stubber
+
+from mvp_tasks.aws.services import ServiceReader, Services
+from mvp_tasks.errors import UsageError
+from mvp_tasks.memo import Memo
+from mvp_tasks.report import Reporter
+from mvp_tasks.state.store import Record
+from mvp_tasks.tasks import status
+from stubs import isolate_from_aws, make_client
+
+ACCOUNT = "123456789012"
+APP, CLUSTER = "museum-adventure", "stage"
+SERVICE = f"{APP}-{CLUSTER}"
+OLD, NEW = "1" * 40, "2" * 40
+D_OLD, D_NEW = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+REF = f"127.0.0.1:5000/{APP}:{CLUSTER}"
+
+
+def td_arn(revision: int) -> str:
+    return f"arn:aws:ecs:us-east-1:{ACCOUNT}:task-definition/{SERVICE}:{revision}"
+
+
+def task_arn(n: int) -> str:
+    return f"arn:aws:ecs:us-east-1:{ACCOUNT}:task/{CLUSTER}/{n:032x}"
+
+
+class FakeRegistry:
+    def __init__(self, tags: dict[str, tuple[str, str]]):
+        self.tags = tags  # tag -> (digest, commit)
+
+    def ref(self, repository, tag):
+        return f"127.0.0.1:5000/{repository}:{tag}"
+
+    def get_digest(self, repository, tag):
+        return self.tags.get(tag, ("", ""))[0] or None
+
+    def get_commit(self, repository, tag):
+        return self.tags.get(tag, ("", ""))[1]
+
+
+class FakeHistory:
+    def __init__(self, records=None, error: Exception | None = None):
+        self.records = records or []
+        self.error = error
+
+    def get_records(self, project, limit=50):
+        if self.error:
+            raise self.error
+        return self.records[:limit]
+
+
+def record(at: str, action: str, outcome: str, commit: str, digest: str) -> Record:
+    return Record(APP, CLUSTER, action, commit, digest, outcome, "arn:aws:iam::123456789012:user/ci", at)
+
+
+@pytest.fixture
+def ecs(monkeypatch):
+    isolate_from_aws(monkeypatch)
+    client = make_client("ecs")
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()
+
+
+def make_world(client, registry, history, stack_status="CREATE_COMPLETE"):
+    stack = types.SimpleNamespace(name=SERVICE, status=stack_status, stack_id=f"id-{SERVICE}", last_updated=None,
+                                  created=None, outputs={"ServiceName": SERVICE, "ClusterName": CLUSTER,
+                                                         "Url": "http://museum.example.invalid"})
+    stacks = types.SimpleNamespace(get_stack=lambda name: stack if stack_status else None)
+    world = types.SimpleNamespace(
+        memo=Memo(), registry=registry, aws=types.SimpleNamespace(ecs=client),
+        stacks=lambda: stacks, services=lambda: Services(client, reader=ServiceReader()),
+        history=lambda cluster: history if not isinstance(history, Exception) else (_ for _ in ()).throw(history),
+    )
+    return world
+
+
+PROJECT = types.SimpleNamespace(name=APP, repository=APP, stack_name=lambda cluster: f"{APP}-{cluster}")
+TARGET = types.SimpleNamespace(name=CLUSTER, tag=CLUSTER, stack_name=CLUSTER)
+
+
+def expect_service(stubber, *, deployments):
+    stubber.add_response("describe_services", {"services": [{
+        "serviceName": SERVICE, "serviceArn": f"arn:aws:ecs:us-east-1:{ACCOUNT}:service/{CLUSTER}/{SERVICE}",
+        "status": "ACTIVE", "desiredCount": 2, "runningCount": 2, "pendingCount": 0,
+        "taskDefinition": deployments[0]["taskDefinition"], "deployments": deployments, "events": []}]},
+        {"cluster": CLUSTER, "services": [SERVICE]})
+
+
+def deployment(n: int, status_: str, revision: int, state: str = "COMPLETED") -> dict:
+    return {"id": f"ecs-svc/{n}", "status": status_, "taskDefinition": td_arn(revision), "desiredCount": 2,
+            "runningCount": 2, "pendingCount": 0, "failedTasks": 0, "rolloutState": state}
+
+
+def expect_task_definition(stubber, revision: int):
+    stubber.add_response("describe_task_definition", {"taskDefinition": {
+        "taskDefinitionArn": td_arn(revision), "family": SERVICE, "revision": revision,
+        "containerDefinitions": [
+            {"name": "log-router", "image": "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable",
+             "essential": False},
+            {"name": "web", "image": REF, "essential": True},
+        ]}}, {"taskDefinition": td_arn(revision)})
+
+
+def test_the_digest_comes_from_the_running_tasks_of_the_primary_deployment(ecs):
+    client, stubber = ecs
+    # Mid-rollout: the new deployment (revision 5) runs two tasks, the old one (revision 4) one.
+    expect_service(stubber, deployments=[deployment(2, "PRIMARY", 5, "IN_PROGRESS"), deployment(1, "ACTIVE", 4)])
+    expect_task_definition(stubber, 5)
+    stubber.add_response("list_tasks", {"taskArns": [task_arn(1), task_arn(2), task_arn(3)]},
+                         {"cluster": CLUSTER, "serviceName": SERVICE, "desiredStatus": "RUNNING"})
+
+    def task(n, revision, digest, sidecar="sha256:" + "f" * 64):
+        return {"taskArn": task_arn(n), "taskDefinitionArn": td_arn(revision), "lastStatus": "RUNNING",
+                "containers": [{"name": "log-router", "image": "fluent-bit", "imageDigest": sidecar},
+                               {"name": "web", "image": REF, "imageDigest": digest}]}
+
+    stubber.add_response("describe_tasks", {"tasks": [task(1, 5, D_NEW), task(2, 4, D_OLD), task(3, 5, D_NEW)]},
+                         {"cluster": CLUSTER, "tasks": [task_arn(1), task_arn(2), task_arn(3)]})
+    history = FakeHistory([record("2026-12-01T10:00:00+00:00", "deploy", "succeeded", OLD, D_OLD)])
+    world = make_world(client, FakeRegistry({CLUSTER: (D_NEW, NEW)}), history)
+
+    row = status.read_row(world, PROJECT, TARGET, {"commit": NEW, "dirty": set()})
+
+    assert (row["task_definition"], row["task_definition_arn"], row["image"]) == (f"{SERVICE}:5", td_arn(5), REF)
+    assert (row["digest"], row["digest_source"], row["commit"]) == (D_NEW, "ecs", NEW)
+    assert (row["tag_digest"], row["tag_commit"], row["tag_moved"]) == (D_NEW, NEW, False)
+    assert row["live"] is True and row["rollout"] == "IN_PROGRESS" and (row["running"], row["desired"]) == (2, 2)
+    assert (row["deployed_at"], row["last_action"]) == ("2026-12-01T10:00:00+00:00", "deploy")
+    assert row["errors"] == [] and status.notes(row) == []
+
+
+def test_without_tasks_the_digest_is_the_last_successful_rollouts_and_a_moved_tag_is_said(ecs):
+    client, stubber = ecs
+    expect_service(stubber, deployments=[deployment(1, "PRIMARY", 4)])
+    expect_task_definition(stubber, 4)
+    stubber.add_response("list_tasks", {"taskArns": []},
+                         {"cluster": CLUSTER, "serviceName": SERVICE, "desiredStatus": "RUNNING"})
+    # The newest rollout failed: what runs is the one before it.
+    history = FakeHistory([
+        record("2026-12-01T12:00:00+00:00", "update", "failed", NEW, D_NEW),
+        record("2026-12-01T10:00:00+00:00", "deploy", "succeeded", OLD, D_OLD),
+    ])
+    world = make_world(client, FakeRegistry({CLUSTER: (D_NEW, NEW)}), history)
+
+    row = status.read_row(world, PROJECT, TARGET, {"commit": NEW, "dirty": {APP}})
+
+    assert (row["digest"], row["digest_source"], row["commit"]) == (D_OLD, "history", OLD)
+    assert row["tag_moved"] is True and row["live"] is False and row["head_dirty"] is True
+    assert status.notes(row) == [f"{status.TAG_MOVED}: tag stage is {NEW[:12]}, the service runs {OLD[:12]} (history)"]
+
+
+def test_a_history_that_cannot_be_read_leaves_its_facts_empty(ecs):
+    client, stubber = ecs
+    expect_service(stubber, deployments=[deployment(1, "PRIMARY", 4)])
+    expect_task_definition(stubber, 4)
+    stubber.add_response("list_tasks", {"taskArns": []},
+                         {"cluster": CLUSTER, "serviceName": SERVICE, "desiredStatus": "RUNNING"})
+    missing = UsageError("there is no deploy store in this account and region yet (stack mvp-deploy-state)")
+    world = make_world(client, FakeRegistry({CLUSTER: (D_NEW, NEW)}), missing)
+
+    row = status.read_row(world, PROJECT, TARGET, {"commit": "", "dirty": set()})
+
+    assert (row["digest"], row["digest_source"], row["commit"], row["deployed_at"]) == ("", "", "", "")
+    assert row["tag_moved"] is False and row["live"] is None  # HEAD unknown: no answer
+    assert row["errors"] == [f"history: {missing}"]
+    assert status.notes(row) == [f"could not read the history: {missing}"]
+    assert status._live(row) == "-"
+
+
+def test_an_app_not_deployed_has_no_service_and_no_history_note(ecs):
+    client, _ = ecs
+    world = make_world(client, FakeRegistry({}), UsageError("cluster stage does not exist"), stack_status="")
+
+    row = status.read_row(world, PROJECT, TARGET, {"commit": NEW, "dirty": set()})
+
+    assert (row["stack_status"], row["service"], row["digest"], row["live"]) == ("NOT_DEPLOYED", "", "", False)
+    assert row["errors"] == ["history: cluster stage does not exist"] and status.notes(row) == []
+
+
+def test_head_outside_git_is_no_commit(tmp_path):
+    settings = types.SimpleNamespace(root=tmp_path, projects={})
+    assert status.read_head(settings) == {"commit": "", "dirty": set()}
+
+
+# --- the table at every width ----------------------------------------------------------------------
+
+
+def rows(n_apps: int = 2) -> list[dict]:
+    out = []
+    for i in range(n_apps):
+        for cluster in ("stage", "prod"):
+            moved = cluster == "stage"
+            out.append({
+                "app": f"museum-adventure-{i}" if i else "museum-adventure", "cluster": cluster,
+                "stack": f"museum-adventure-{cluster}", "stack_status": "UPDATE_COMPLETE", "url": "",
+                "ecs_cluster": cluster, "service": f"museum-adventure-{cluster}",
+                "task_definition": f"museum-adventure-{cluster}:12", "task_definition_arn": td_arn(12),
+                "image": REF, "digest": D_OLD, "digest_source": "history", "commit": OLD, "tag": cluster,
+                "tag_digest": D_NEW if moved else D_OLD, "tag_commit": NEW if moved else OLD, "tag_moved": moved,
+                "head": NEW, "head_dirty": False, "live": False, "running": 1, "desired": 1, "rollout": "COMPLETED",
+                "deployed_at": "2026-12-01T10:00:00.123456+00:00",
+                "deployed_by": "arn:aws:sts::123456789012:assumed-role/deploy/github-actions", "last_action": "deploy",
+                "errors": [],
+            })
+    return out
+
+
+def shown(monkeypatch, columns: str | None, *, interactive: bool = False, data=None) -> list[str]:
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    stream = io.StringIO()
+    run = types.SimpleNamespace(reporter=Reporter(stream=stream, interactive=interactive), settings=None)
+    status.show(run, rows() if data is None else data)
+    return stream.getvalue().splitlines()
+
+
+def test_no_width_to_fit_shows_every_column(monkeypatch):
+    lines = shown(monkeypatch, None)
+    header = next(line for line in lines if line.startswith("app "))
+    for column in status.WIDE:
+        assert column in header
+    assert any(f"{OLD[:12]}" in line and f"{NEW[:12]}" in line and "museum-adventure-stage:12" in line
+               for line in lines), lines
+    assert any(status.TAG_MOVED in line for line in lines)
+
+
+@pytest.mark.parametrize("interactive", [False, True], ids=["plain", "terminal"])
+@pytest.mark.parametrize("columns", ["80", "60", "40"])
+def test_every_line_fits_the_terminal(monkeypatch, columns, interactive):
+    lines = shown(monkeypatch, columns, interactive=interactive)
+    assert max(len(line) for line in lines) <= int(columns), "\n".join(lines)
+    text = "\n".join(lines)
+    # Whatever the layout, what runs, where the tag points, live and the moved tag are all there.
+    assert OLD[:7] in text and NEW[:7] in text and " no" in text
+    assert status.TAG_MOVED in " ".join(text.split())
+
+
+def test_eighty_columns_is_the_short_table(monkeypatch):
+    lines = shown(monkeypatch, "80")
+    header = next(line for line in lines if line.startswith("app "))
+    assert header.split() == status.SHORT
+    row = next(line for line in lines if line.startswith("museum-adventure ") and " stage " in line)
+    assert row.split() == ["museum-adventure", "stage", OLD[:7], NEW[:7], "no", "1/1", "COMPLETED"]
+
+
+def test_narrower_than_the_short_table_is_one_block_per_row(monkeypatch):
+    lines = shown(monkeypatch, "40")
+    assert not any(line.startswith("app ") for line in lines)
+    assert any(line.strip().startswith("museum-adventure@stage") for line in lines), lines
