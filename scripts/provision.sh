@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the real components the tests and the sandbox use (Debian/Ubuntu, apt):
-#   docker.io docker-registry git-lfs openssh-server busybox-static skopeo
+#   docker.io docker-registry git-lfs openssh-server busybox-static skopeo chromium
 # Idempotent and quick: nothing is fetched when everything is present (no apt-get update).
 # Without root or apt-get it prints ONE line naming what is missing and how to get it, and exits 0
 # (tests that need a missing part then skip, or fail under CI=true).
@@ -17,7 +17,7 @@ case "${1:-}" in
   *) echo "provision: unknown argument: $1 (usage: scripts/provision.sh [--check])" >&2; exit 2 ;;
 esac
 
-PACKAGES=(docker.io docker-registry git-lfs openssh-server busybox-static skopeo)
+PACKAGES=(docker.io docker-registry git-lfs openssh-server busybox-static skopeo chromium)
 
 dpkg_installed() {
   command -v dpkg-query >/dev/null 2>&1 &&
@@ -42,6 +42,7 @@ present() {
     openssh-server)  { [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1; } || have=0 ;;
     busybox-static)  { is_static /bin/busybox || is_static /usr/bin/busybox; } || have=0 ;;
     skopeo)          command -v skopeo >/dev/null 2>&1 || have=0 ;;
+    chromium)        command -v chromium >/dev/null 2>&1 || have=0 ;;  # renders the status page in tests
   esac
   # docker.io: a preinstalled non-Debian docker (e.g. /usr/local/bin/docker 28.x without buildx)
   # is not enough; the Debian client /usr/bin/docker with BuildKit is wanted.

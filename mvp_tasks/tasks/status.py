@@ -86,7 +86,12 @@ def collect(run: Run, name: str | None, *, records: int = 0) -> list[dict]:
         return []
     with ThreadPoolExecutor(max_workers=max(1, min(settings.parallel, len(targets))),
                             thread_name_prefix="status") as pool:
-        return list(pool.map(lambda t: read_row(world, t[0], t[1], head, records), targets))
+        rows = list(pool.map(lambda t: read_row(world, t[0], t[1], head, records), targets))
+    # Nothing answered at all (AWS unreachable): one line, not a table of dashes.
+    errors = [e for r in rows for e in r["errors"]]
+    if all(r["errors"] for r in rows) and errors and all("cannot reach" in e for e in errors):
+        raise MvpError(errors[0].split(": ", 1)[1])
+    return rows
 
 
 def read_row(world: Any, project: Any, cluster: Any, head: dict, records: int = 0) -> dict:
