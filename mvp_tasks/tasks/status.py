@@ -158,13 +158,7 @@ def _fields(record: Any) -> dict:
 
 
 def _read_service(world: Any, project: Any, cluster: Any, row: dict) -> None:
-    try:
-        from ..aws.discovery import service_names
-    except ImportError:  # before the move out of the planner
-        from ..plan.planner import service_names as outputs_only
-
-        def service_names(world, stack, cluster):
-            return outputs_only(stack, cluster)
+    from ..aws.discovery import service_names
 
     stack = world.stacks().get_stack(row["stack"])
     if stack is None:
@@ -313,7 +307,7 @@ def _blocks(reporter: Any, row: dict, width: int) -> None:
     _line(reporter, f"{row['app']}@{row['cluster']}  live {_live(row)}  tasks {_tasks(row)}  {row['rollout']}", width)
     _line(reporter, f"  runs {row['commit'][:12] or '-'}  {row['task_definition'] or '-'}  "
                     f"{row['digest'][:19] or '-'} ({row['digest_source'] or '-'})", width)
-    _line(reporter, f"  tag {row['tag']} {_tag(row, 12)}  {row['digest'] and row['tag_digest'][:19] or '-'}", width)
+    _line(reporter, f"  tag {row['tag']} {_tag(row, 12)}  {row['tag_digest'][:19] or '-'}", width)
 
 
 def _line(reporter: Any, text: str, width: int | None) -> None:

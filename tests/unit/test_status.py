@@ -2,14 +2,13 @@
 with responses shaped like AWS's: what moto cannot show (DescribeTasks of a service's running
 tasks, with the digest each container resolved; moto lists no task for a service), the fallback
 to the history where ECS lists none, a history that cannot be read, and the table's layouts at
-every width (the end-to-end test, tests/e2e/test_status.py, runs the real thing against moto).
+every width (the end-to-end test, tests/e2e/test_app_status.py, runs the real thing against moto).
 """
 
 from __future__ import annotations
 
 import io
 import types
-from datetime import datetime, timezone
 
 import pytest
 from botocore.stub import Stubber
