@@ -204,16 +204,22 @@ def apply_move_tag(run: TargetRun, step: MoveTag) -> None:
             lambda: move_tag(registry, step.repository, before, step.tag, before))
 
 
-def apply_ensure_store(run: TargetRun, step: Any) -> None:
-    from ..state.location import ensure_store
+def apply_ensure_store(run: TargetRun, step: EnsureStore) -> None:
+    """Once per run, however many cluster targets carry it (the first applies, the others wait)."""
+    from ..state.location import store_made
 
-    ensure_store(run, step)
+    def ensure() -> bool:
+        apply_ensure_stack(run, step.stack)
+        return True
+
+    run.world.memo.get(("deploy store", "ensured"), ensure)
+    store_made(run.world)
 
 
-def apply_migrate_history(run: TargetRun, step: Any) -> None:
-    from ..state.location import migrate
-
-    migrate(run, step)
+def apply_migrate_history(run: TargetRun, step: MigrateHistory) -> None:
+    store = run.world.history(run.cluster)
+    copied = store.migrate(step.table)
+    run.event(f"copied {copied} history record(s) of {step.cluster} from {step.table} into the deploy store")
 
 
 APPLY = {

@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import MvpError, UsageError
+from ..errors import UsageError
 
 TEMPLATE = Path(__file__).with_name("store.yml")
 LEGACY_OUTPUT = "DeployHistoryTable"
@@ -124,29 +124,6 @@ def plan_migration(world: Any, cluster: Any, stack: Any):
     return MigrateHistory(cluster.name, legacy)
 
 
-def ensure_store(run: Any, step: Any) -> None:
-    """Apply an `EnsureStore` once per run, however many cluster targets carry it."""
-    from ..apply.steps import apply_ensure_stack
-
-    def ensure() -> bool:
-        apply_ensure_stack(run, step.stack)
-        return True
-
-    run.world.memo.get(("deploy store", "ensured"), ensure)
-    run.world.memo.forget(("deploy store", "table"))
-
-
-def migrate(run: Any, step: Any) -> None:
-    from .store import ClusterStore
-
-    cluster = run.world.settings.clusters[step.cluster]
-    store = ClusterStore(run.world.aws.dynamodb, find_table(run.world), cluster.name)
-    copied = store.migrate(step.table)
-    run.event(f"copied {copied} history record(s) of {cluster.name} from {step.table} into the deploy store")
-
-
-def describe(world: Any) -> str:
-    try:
-        return f"table {find_table(world)}"
-    except MvpError as exc:
-        return str(exc)
+def store_made(world: Any) -> None:
+    """The store's stack was just made: where its table is must be read again."""
+    world.memo.forget(("deploy store", "table"))
