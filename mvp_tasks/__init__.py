@@ -9,11 +9,13 @@ from invoke import Collection
 
 from .defaults import DEFAULTS
 from .program import adopt_running_program
-from .tasks import app, ci, cluster, fleet, sandbox
+from .tasks import app, ci, cluster, fleet, sandbox, secret
 
 ns = Collection()
 ns.add_collection(Collection.from_module(cluster), name="cluster")
-ns.add_collection(Collection.from_module(app), name="app")
+apps = Collection.from_module(app)
+apps.add_collection(Collection.from_module(secret), name="secret")
+ns.add_collection(apps, name="app")
 ns.add_collection(Collection.from_module(ci), name="ci")
 ns.add_collection(Collection.from_module(fleet), name="fleet")
 ns.add_collection(Collection.from_module(sandbox), name="sandbox")

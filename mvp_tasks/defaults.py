@@ -90,4 +90,10 @@ PROJECT_DEFAULTS: dict[str, Any] = {
     "build_args": {},
     # Image repository name; empty: the project's name.
     "repository": "",
+    # Plain environment variables of the app's container ({KEY: value}, placeholders allowed).
+    "environment": {},
+    # Names of the container's secrets: SSM SecureStrings /mvp/<cluster>/<project>/<KEY>.
+    "secrets": [],
+    # CLUSTER: {parameters, environment, secrets} for that cluster only, over the values above.
+    "per_cluster": {},
 }

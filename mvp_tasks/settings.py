@@ -50,6 +50,15 @@ class ClusterSettings:
 
 
 @dataclass(frozen=True)
+class ClusterOverrides:
+    """`mvp.projects.NAME.per_cluster.CLUSTER`: what the app takes in that cluster only."""
+
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    environment: Mapping[str, str] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ProjectSettings:
     name: str
     clusters: tuple[str, ...]
@@ -57,9 +66,33 @@ class ProjectSettings:
     parameters: Mapping[str, str]
     build_args: Mapping[str, str]
     repository: str
+    # Plain environment variables and the names of secrets (SSM SecureStrings) of the app's container.
+    environment: Mapping[str, str] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+    per_cluster: Mapping[str, ClusterOverrides] = field(default_factory=dict)
 
     def stack_name(self, cluster: str) -> str:
         return f"{self.name}-{cluster}"
+
+    def _overrides(self, cluster: str) -> ClusterOverrides:
+        return self.per_cluster.get(cluster) or ClusterOverrides()
+
+    def parameters_for(self, cluster: str) -> dict[str, str]:
+        """The project's parameters with `per_cluster.CLUSTER.parameters` layered over them."""
+        return {**self.parameters, **self._overrides(cluster).parameters}
+
+    def environment_for(self, cluster: str) -> dict[str, str]:
+        return {**self.environment, **self._overrides(cluster).environment}
+
+    def secrets_for(self, cluster: str) -> tuple[str, ...]:
+        """The project's secrets and the cluster's own, each once, in order."""
+        return tuple(dict.fromkeys((*self.secrets, *self._overrides(cluster).secrets)))
+
+    def config_key(self, cluster: str, what: str) -> str:
+        """Where a value of `what` (parameters, environment) for `cluster` was configured."""
+        if what in ("parameters", "environment") and getattr(self._overrides(cluster), what):
+            return f"mvp.projects.{self.name}.per_cluster.{cluster}.{what}"
+        return f"mvp.projects.{self.name}.{what}"
 
 
 @dataclass(frozen=True)
@@ -287,6 +320,55 @@ def _check_inside(value: str, key: str, example: str) -> None:
 
 
 BUILD_ARG = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# An environment variable (and secret) name as ECS and a shell take it.
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+ENV_NAME_TEXT = "an environment variable name (a letter or '_', then letters, digits or '_')"
+OVERRIDE_DEFAULTS: dict[str, Any] = {"parameters": {}, "environment": {}, "secrets": []}
+
+
+def _secret_names(value: Any, key: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ConfigError(f"config {key}: expected a list of secret names, got {_type_name(value)}")
+    for name in value:
+        if not isinstance(name, str) or not ENV_NAME.fullmatch(name):
+            raise ConfigError(f"config {key}: {name!r} is not {ENV_NAME_TEXT}")
+    return tuple(dict.fromkeys(value))
+
+
+def check_env_name(name: object, where: str) -> str:
+    """A secret's or variable's name from the command line: refused before it reaches SSM."""
+    if not isinstance(name, str) or not ENV_NAME.fullmatch(name):
+        raise UsageError(f"{where}: {name!r} is not {ENV_NAME_TEXT}, like DATABASE_URL")
+    return name
+
+
+def _overrides(p: "_Reader", path: str, name: str, mapped: list) -> dict[str, ClusterOverrides]:
+    out = {}
+    for cluster, data in p.mapping("per_cluster").items():
+        key = f"{path}.per_cluster.{_part(cluster)}"
+        if cluster not in mapped:
+            raise ConfigError(
+                f"config {key}: project {name} is not mapped to cluster {_part(cluster)} "
+                f"(its clusters: {', '.join(mapped) or 'none'}); add it to {path}.clusters or remove this key"
+            )
+        o = _Reader(data, key, OVERRIDE_DEFAULTS)
+        out[cluster] = ClusterOverrides(
+            parameters=o.scalars("parameters", PARAMETER_NAME, "a CloudFormation parameter name"),
+            environment=o.scalars("environment", ENV_NAME, ENV_NAME_TEXT),
+            secrets=_secret_names(o.data["secrets"], f"{key}.secrets"),
+        )
+    return out
+
+
+def _check_no_clash(path: str, environment: Mapping[str, str], secrets: tuple[str, ...]) -> None:
+    both = sorted(set(environment) & set(secrets))
+    if both:
+        raise ConfigError(f"config {path}: {both[0]} is both a plain environment variable and a secret; "
+                          "keep it in one of environment or secrets")
 
 
 def load_settings(config: Any, root: Path | str) -> Settings:
@@ -397,7 +479,15 @@ def load_settings(config: Any, root: Path | str) -> Settings:
             build_args=p.scalars("build_args", BUILD_ARG, "a build argument name"),
             repository=p.str("repository", re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*$"),
                              "a repository name (lowercase letters, digits, '.', '_', '-', '/')") or name,
+            environment=p.scalars("environment", ENV_NAME, ENV_NAME_TEXT),
+            secrets=_secret_names(p.data["secrets"], f"{path}.secrets"),
+            per_cluster=_overrides(p, path, name, list(dict.fromkeys(mapped))),
         )
+        project = projects[name]
+        _check_no_clash(path, project.environment, project.secrets)
+        for cluster in project.per_cluster:
+            _check_no_clash(f"{path}.per_cluster.{cluster}", project.environment_for(cluster),
+                            project.secrets_for(cluster))
         if ".." in projects[name].template:
             raise ConfigError(f"config {path}.template: must stay inside projects/{name}/")
 

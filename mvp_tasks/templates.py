@@ -118,6 +118,70 @@ def fill_parameters(template: Template, available: Mapping[str, str], configured
     return values
 
 
+def secret_arn(cluster: str, project: str, key: str) -> dict:
+    """The ARN of a secret's SSM parameter, as the template says it (the account and partition
+    are the stack's own)."""
+    return {"Fn::Sub": f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter"
+                       f"{secret_path(cluster, project)}/{key}"}
+
+
+def secret_path(cluster: str, project: str) -> str:
+    return f"/mvp/{cluster}/{project}"
+
+
+def with_container_settings(template: Template, environment: Mapping[str, str], secrets: Mapping[str, Any],
+                            config_key: str) -> Template:
+    """The template with `environment` ({KEY: value}) and `secrets` ({KEY: ValueFrom}) filled into
+    its task definition's first container, over the container's own entries of the same name.
+
+    Done on the loaded template, so adding a variable or a secret is one line of config: no
+    template names them. A template given nothing is returned as it is (its text, comments and
+    all); one given something is sent re-serialised (the same text for the same config, so an
+    unchanged app still reads as unchanged)."""
+    if not environment and not secrets:
+        return template
+    import copy
+    import json
+
+    data = copy.deepcopy(parse_template(template.body, template.label))
+    task_definitions = [k for k, v in data["Resources"].items()
+                        if isinstance(v, dict) and v.get("Type") == "AWS::ECS::TaskDefinition"]
+    if len(task_definitions) != 1:
+        found = ", ".join(task_definitions) or "none"
+        raise TemplateError(
+            f"config {config_key}: template {template.label} needs exactly one AWS::ECS::TaskDefinition to "
+            f"give the environment and secrets to (it has: {found})")
+    logical = task_definitions[0]
+    containers = (data["Resources"][logical].get("Properties") or {}).get("ContainerDefinitions")
+    if not isinstance(containers, list) or not containers or not isinstance(containers[0], dict):
+        raise TemplateError(
+            f"config {config_key}: template {template.label}: {logical}.Properties.ContainerDefinitions "
+            "must be a list of containers written out (not an intrinsic function) to take environment and secrets")
+    container = containers[0]
+    for field_name, key_name, given in (("Environment", "Value", environment), ("Secrets", "ValueFrom", secrets)):
+        if not given:
+            continue
+        own = container.get(field_name) or []
+        if not isinstance(own, list) or not all(isinstance(e, dict) and "Name" in e for e in own):
+            raise TemplateError(
+                f"config {config_key}: template {template.label}: {logical}'s first container's {field_name} "
+                "must be a list of {Name, " + key_name + "} entries to take more")
+        kept = [e for e in own if e["Name"] not in given]
+        container[field_name] = kept + [{"Name": k, key_name: given[k]} for k in sorted(given)]
+    if template.body.lstrip().startswith("{"):
+        body = json.dumps(data, indent=2) + "\n"
+    else:
+        from cfn_flip import dump_yaml
+
+        body = dump_yaml(data)
+    if len(body.encode("utf-8")) > MAX_TEMPLATE_BODY:
+        raise TemplateError(f"template {template.label} with its environment and secrets is larger than "
+                            f"{MAX_TEMPLATE_BODY} bytes, the most CloudFormation takes inline")
+    from dataclasses import replace
+
+    return replace(template, body=body)
+
+
 def check_cluster_parameters(settings: Any) -> None:
     """Refuse a configured cluster parameter that its cluster template does not declare.
 
@@ -153,7 +217,8 @@ def _where_it_belongs(settings: Any, name: str) -> str:
             declaring.append(project.name)
     if declaring:
         return (f"it is an app template's parameter ({', '.join(declaring)}): set it under "
-                f"mvp.projects.{declaring[0]}.parameters")
+                f"mvp.projects.{declaring[0]}.parameters, or for one cluster under "
+                f"mvp.projects.{declaring[0]}.per_cluster.CLUSTER.parameters")
     return ("an app template's parameter belongs under mvp.projects.NAME.parameters; "
             "a cluster's must be declared in its template's Parameters")
 

@@ -96,6 +96,11 @@ class World:
 
         return Services(self.aws.ecs, sleep=self.sleep, reader=self.reader)
 
+    def secrets(self):
+        from .aws.secrets import Secrets
+
+        return Secrets(self.aws.ssm)
+
     def history(self, cluster: Any):
         """The deploy history and locks of `cluster` in the deploy store (`mvp_tasks/state/`).
         Raises when the cluster's stack is missing or not ready, or there is no store yet."""

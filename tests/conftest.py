@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -74,16 +75,16 @@ class MotoServer:
         )
 
 
-@pytest.fixture(scope="session")
-def moto_server(tmp_path_factory):
-    """A real moto server over HTTP on loopback, shared by the session and reset per test."""
+@contextlib.contextmanager
+def moto_process(tmp_path_factory, running: int = 1):
+    """A real moto server over HTTP on loopback; its ECS services report `running` tasks each."""
     try:
         import moto.server  # noqa: F401
     except ImportError:
         need(False, "moto[server] is not installed")
     port = free_port()
     log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
-    env = dict(os.environ, MOTO_ECS_SERVICE_RUNNING="1")
+    env = dict(os.environ, MOTO_ECS_SERVICE_RUNNING=str(running))
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=log, stderr=subprocess.STDOUT, env=env)
     server = MotoServer(port, proc)
@@ -94,6 +95,13 @@ def moto_server(tmp_path_factory):
         proc.terminate()
         proc.wait(10)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory):
+    """The session's moto server, shared and reset per test (one running task per service)."""
+    with moto_process(tmp_path_factory) as server:
+        yield server
 
 
 @pytest.fixture

@@ -168,6 +168,10 @@ class AwsClients:
     def dynamodb(self):
         return self.client("dynamodb")
 
+    @property
+    def ssm(self):
+        return self.client("ssm")
+
     def get_caller(self) -> str:
         """Who is acting, for the deploy history: the caller identity's ARN."""
         with aws_errors(self.target.endpoint_url):

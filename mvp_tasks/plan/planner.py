@@ -11,9 +11,8 @@ import re
 from typing import Any
 
 from ..aws import discovery
-from ..aws import discovery
 from ..errors import BuildError, ConfigError, UsageError
-from ..templates import expand_all, fill_parameters, load_template
+from ..templates import expand_all, fill_parameters, load_template, secret_arn, with_container_settings
 from ..state.location import plan_migration, plan_store
 from .stacks import NOT_READ, plan_stack
 from .steps import BuildImage, DeleteStack, EnsureStack, MoveTag, PushImage, RollService, TargetPlan
@@ -117,15 +116,42 @@ def app_stack_step(world: Any, project: Any, cluster: Any, commit: str,
         "ImageTag": cluster.tag,
         "Commit": commit,
     }
-    configured = expand_all(project.parameters, placeholders, f"{key}.parameters")
+    # The cluster's own values over the project's, each named where it was written when it is wrong.
+    own = f"{key}.per_cluster.{cluster.name}.parameters"
+    overrides = project.per_cluster.get(cluster.name)
+    for name in (overrides.parameters if overrides else {}):
+        if name not in template.parameters:
+            fill_parameters(template, {}, {name: ""}, own)
+    configured = {**expand_all(project.parameters, placeholders, f"{key}.parameters"),
+                  **expand_all(overrides.parameters if overrides else {}, placeholders, own)}
     if "ClusterName" in template.parameters and "ClusterName" not in configured:
         # Only where the template takes it: finding it may read the cluster stack's resources.
         available["ClusterName"] = discovery.cluster_ecs_cluster(world, cluster, cluster_stack)
     parameters = fill_parameters(template, available, configured, f"{key}.parameters")
+    template = container_settings(world, template, project, cluster, placeholders)
     return plan_stack(world.stacks(), name=project.stack_name(cluster.name), template=template,
                       parameters=parameters, tags={"mvp:cluster": cluster.name, "mvp:project": project.name},
                       protected=cluster.protected, service=True, poll=settings.poll_interval,
                       change_sets=world.change_sets, stack=stack)
+
+
+def container_settings(world: Any, template: Any, project: Any, cluster: Any, placeholders: dict) -> Any:
+    """The template with the app's configured environment and secrets in its container; a secret
+    that is not set yet in this cluster is refused here, before anything changes."""
+    environment = expand_all(project.environment_for(cluster.name), placeholders,
+                             project.config_key(cluster.name, "environment"))
+    names = project.secrets_for(cluster.name)
+    if names:
+        have = {s.key for s in world.secrets().list(cluster.name, project.name)}
+        missing = [n for n in names if n not in have]
+        if missing:
+            raise UsageError(
+                f"{project.name}@{cluster.name}: secret {', '.join(missing)} is configured but not set "
+                f"in {cluster.name}; nothing was changed",
+                f"set it: inv app.secret.set {project.name} {missing[0]} --cluster {cluster.name}",
+            )
+    secrets = {n: secret_arn(cluster.name, project.name, n) for n in names}
+    return with_container_settings(template, environment, secrets, f"mvp.projects.{project.name}")
 
 
 def plan_cluster(world: Any, cluster: Any) -> TargetPlan:

@@ -144,9 +144,10 @@ class Lab:
     def work(self) -> Path:
         return self.repo.work
 
-    def inv(self, *args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 120):
-        """`inv ARGS` in the studio; no assertion (see `ok`)."""
-        return run_inv(cwd or self.work, *args, env=env or self.env, timeout=timeout)
+    def inv(self, *args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 120,
+            input: str | None = None):
+        """`inv ARGS` in the studio (`input`: its stdin); no assertion (see `ok`)."""
+        return run_inv(cwd or self.work, *args, env=env or self.env, timeout=timeout, input=input)
 
     def ok(self, *args: str, **kwargs):
         """`inv ARGS`, which must succeed."""

@@ -217,7 +217,8 @@ def body(path: str) -> str:
 
 def app_given(cluster: str) -> dict[str, str]:
     """The parameters the planner passes to the app's stack (declared, not defaulted)."""
-    return {"ClusterName": cluster, **OUTPUTS, "Image": f"{HOST}/{REPO}:{cluster}"}
+    return {"ClusterName": cluster, **OUTPUTS, "EnvironmentName": cluster, "ProjectName": PROJECT,
+            "Image": f"{HOST}/{REPO}:{cluster}"}
 
 
 def cluster_stack(name: str, *, status: str = "CREATE_COMPLETE", protection: bool | None = None,
