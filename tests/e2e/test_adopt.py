@@ -24,21 +24,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
-from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT, ImageServices, MotoServer, git, image_inv_env, make_studio_repo, run_inv
+from conftest import ROOT
+from test_lifecycle import BUILD_TIMEOUT, Lab, new_lab
 
 pytestmark = pytest.mark.e2e
 
 APP = "adopted"
 FIXTURES = ROOT / "tests" / "fixtures" / "adopt"
 CLUSTER_TEMPLATE = "tests/fixtures/adopt/cluster.yml"
-BUILD_TIMEOUT = 300
-SETTINGS = {"INVOKE_MVP_WAIT_TIMEOUT": "60", "INVOKE_MVP_POLL_INTERVAL": "0.5"}
 # The outputs (and so the output keys) the adopted cluster template has: none the tool knows.
 CLUSTER_OUTPUTS = {"VPCId", "PublicSubnetOne", "PublicSubnetTwo", "ContainerSecurityGroup", "Platform"}
 
@@ -68,43 +65,25 @@ def adopted_files() -> dict[str, str]:
 
 
 @dataclasses.dataclass
-class Adoption:
-    work: Path
-    env: dict
-    moto: MotoServer
-    services: ImageServices
-    namespace: str
-    git_env: dict
+class Adoption(Lab):
+    """test_lifecycle's `Lab` (running `inv`, reading stacks and the registry back), with what the
+    adopted pair needs on top: its service is found in the ECS cluster, not by name, and each step's
+    result and what ran where after it are kept for the tests."""
+
     results: dict = dataclasses.field(default_factory=dict)
     seen: dict = dataclasses.field(default_factory=dict)
     commits: dict = dataclasses.field(default_factory=dict)
 
-    def ok(self, label: str, *args: str, timeout: float = 120):
-        result = run_inv(self.work, *args, env=self.env, timeout=timeout)
-        assert result.returncode == 0, f"inv {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-        assert "Traceback" not in result.stderr, result.stderr
-        self.results[label] = result
-        return result
+    @classmethod
+    def start(cls, base, git_env, services, moto) -> "Adoption":
+        return cls(**vars(new_lab(base, git_env, services, moto, files=adopted_files())))
+
+    def step(self, label: str, *args: str, timeout: float = 120):
+        """`inv ARGS`, which must succeed; its result is kept as `results[label]`."""
+        self.results[label] = self.ok(*args, timeout=timeout)
+        return self.results[label]
 
     # read back -------------------------------------------------------------------------------
-
-    def client(self, service: str):
-        return self.moto.client(service)
-
-    def stack(self, name: str) -> dict | None:
-        cfn = self.client("cloudformation")
-        try:
-            return cfn.describe_stacks(StackName=name)["Stacks"][0]
-        except cfn.exceptions.ClientError as exc:
-            if "does not exist" in str(exc):
-                return None
-            raise
-
-    def outputs(self, name: str) -> dict[str, str]:
-        return {o["OutputKey"]: o["OutputValue"] for o in (self.stack(name) or {}).get("Outputs", [])}
-
-    def parameters(self, name: str) -> dict[str, str]:
-        return {p["ParameterKey"]: p["ParameterValue"] for p in self.stack(name)["Parameters"]}
 
     def physical_ids(self, stack: str, resource_type: str) -> list[str]:
         summaries = self.client("cloudformation").list_stack_resources(StackName=stack)["StackResourceSummaries"]
@@ -120,18 +99,9 @@ class Adoption:
         (service,) = self.services_in(f"{cluster}-ECSCluster")
         return service
 
-    def deployments(self, cluster: str) -> list[str]:
+    def deployments(self, cluster: str, project: str = APP) -> list[str]:
+        # Not `Lab.deployments`: that finds the service by our naming convention, which this one has not.
         return sorted(d["id"] for d in self.app_service(cluster)["deployments"])
-
-    def digest(self, tag: str) -> str | None:
-        return self.services.digest(f"{self.namespace}/{APP}", tag)
-
-    def commit(self, files: dict[str, str], message: str) -> str:
-        for name, text in files.items():
-            (self.work / name).write_text(text)
-        git(self.work, "add", "-A", env=self.git_env)
-        git(self.work, "commit", "-q", "-m", message, env=self.git_env)
-        return git(self.work, "rev-parse", "HEAD", env=self.git_env).stdout.strip()
 
     def look(self, label: str) -> None:
         """What runs where, after step `label`."""
@@ -150,29 +120,23 @@ def rolled(before: dict, after: dict) -> str:
 
 @pytest.fixture(scope="class")
 def adoption(tmp_path_factory, git_env, image_services, moto_server):
-    moto_server.reset()
-    base = tmp_path_factory.mktemp("adopt")
-    repo = make_studio_repo(base, git_env, lfs=False, files=adopted_files())
-    namespace = f"ad{uuid.uuid4().hex[:10]}"
-    env = image_inv_env(git_env, image_services, AWS_ENDPOINT_URL=moto_server.endpoint,
-                        INVOKE_MVP_REGISTRY=f"{image_services.registry}/{namespace}", **SETTINGS)
-    lab = Adoption(repo.work, env, moto_server, image_services, namespace, git_env)
-    lab.commits["A"] = repo.commit
+    lab = Adoption.start(tmp_path_factory.mktemp("adopt"), git_env, image_services, moto_server)
+    lab.commits["A"] = lab.repo.commit
 
-    lab.ok("stage up", "cluster.up", "--name", "stage")
-    lab.ok("prod up", "cluster.up", "--name", "prod")
-    lab.ok("push A", "app.push", APP, timeout=BUILD_TIMEOUT)
-    lab.ok("deploy A", "app.deploy", APP)
+    lab.step("stage up", "cluster.up", "--name", "stage")
+    lab.step("prod up", "cluster.up", "--name", "prod")
+    lab.step("push A", "app.push", APP, timeout=BUILD_TIMEOUT)
+    lab.step("deploy A", "app.deploy", APP)
     lab.look("deploy A")
-    lab.ok("promote A", "app.promote", APP, "--tag", "prod", "--yes")
+    lab.step("promote A", "app.promote", APP, "--tag", "prod", "--yes")
     lab.look("promote A")
 
     lab.commits["B"] = lab.commit({f"projects/{APP}/site/index.html":
                                    "<!doctype html><title>adopted</title><p>commit B</p>\n"}, "commit B")
-    lab.ok("push B", "app.push", APP, timeout=BUILD_TIMEOUT)
-    lab.ok("deploy B", "app.deploy", APP)
+    lab.step("push B", "app.push", APP, timeout=BUILD_TIMEOUT)
+    lab.step("deploy B", "app.deploy", APP)
     lab.look("deploy B")
-    lab.ok("promote B", "app.promote", APP, "--tag", "prod", "--yes")
+    lab.step("promote B", "app.promote", APP, "--tag", "prod", "--yes")
     lab.look("promote B")
     return lab
 
@@ -204,8 +168,8 @@ class TestAdoptedTemplates:
         stack = lab.stack(f"{APP}-stage")
         assert stack["StackStatus"] == "CREATE_COMPLETE", lab.results["deploy A"].stdout
         assert "Outputs" not in stack or stack["Outputs"] == []
-        registry = f"{lab.services.registry}/{lab.namespace}"
-        assert lab.parameters(f"{APP}-stage") == {"NetworkStack": "stage", "ContainerImage": f"{registry}/{APP}:stage",
+        assert lab.parameters(f"{APP}-stage") == {"NetworkStack": "stage",
+                                                  "ContainerImage": f"{lab.registry}/{APP}:stage",
                                                   "ContainerPort": "80", "DesiredCount": "1"}
         service = lab.app_service("stage")
         assert service["status"] == "ACTIVE"
@@ -237,7 +201,7 @@ class TestAdoptedTemplates:
         # The stack stayed as created: the same task definition (it names the image by its tag).
         assert after["task_definition"] == before["task_definition"]
         assert lab.stack(f"{APP}-stage")["StackStatus"] == "CREATE_COMPLETE"
-        assert lab.digest("stage") == lab.digest(lab.commits["B"]) != lab.digest(lab.commits["A"])
+        assert lab.digest("stage", APP) == lab.digest(lab.commits["B"], APP) != lab.digest(lab.commits["A"], APP)
         assert f"changed: {APP}@stage  {lab.commits['B'][:12]} deployed" in lab.results["deploy B"].stdout
 
     def test_promote_moves_prods_tag_and_rolls_prods_service(self, adoption):
@@ -246,7 +210,7 @@ class TestAdoptedTemplates:
         new = rolled(before, after)
         service = lab.app_service("prod")["serviceName"]
         assert f"new deployment {new} of service {service}" in lab.results["promote B"].stdout
-        assert lab.digest("prod") == lab.digest("stage") == lab.digest(lab.commits["B"])
+        assert lab.digest("prod", APP) == lab.digest("stage", APP) == lab.digest(lab.commits["B"], APP)
         assert lab.stack(f"{APP}-prod")["StackStatus"] == "CREATE_COMPLETE"
         assert f"changed: {APP}@prod  {lab.commits['B'][:12]} promoted" in lab.results["promote B"].stdout
         # Stage's service was left alone.
@@ -256,13 +220,13 @@ class TestAdoptedTemplates:
         lab = adoption
         for cluster, expected in (("stage", [("deploy", "B"), ("deploy", "A")]),
                                   ("prod", [("promote", "B"), ("promote", "A")])):
-            result = lab.ok(f"history {cluster}", "app.history", APP, "--cluster", cluster, "--json")
+            result = lab.ok("app.history", APP, "--cluster", cluster, "--json")
             records = json.loads(result.stdout)
             assert [(r["action"], r["outcome"], r["commit"]) for r in records] == \
                 [(action, "succeeded", lab.commits[c]) for action, c in expected]
 
     def test_promote_again_changes_nothing(self, adoption):
         lab = adoption
-        result = lab.ok("promote again", "app.promote", APP, "--tag", "prod", "--yes")
+        result = lab.ok("app.promote", APP, "--tag", "prod", "--yes")
         assert f"ok: {APP}@prod  already runs" in result.stdout, result.stdout
         assert lab.deployments("prod") == lab.seen["promote B"]["prod"]["deployments"]

@@ -161,6 +161,31 @@ def test_history_lists_every_action_newest_first_with_who_and_how_long(fleet):
         "update", "octocat", "https://github.example/studio/mono/actions/runs/42"), newest
 
 
+FIELDS = ("cluster", "action", "outcome", "commit", "digest", "at")
+
+
+def test_history_json_of_every_app_is_the_deploy_stores_items_newest_first(fleet):
+    """`app.history --json` against the store's items read with boto3, for every app: each entry is
+    one item (its sort key is its time), as many as the limit allows, newest first."""
+    lab, out, first, second = fleet
+    for name in APPS:
+        items = [i for cluster in ("stage", "prod") for i in lab.history(cluster, name)]
+        assert {i["cluster"] for i in items} == {"stage", "prod"} and len(items) >= 5, items
+        assert all(i["sk"] == f"at#{i['at']}" for i in items), items
+        newest = sorted(items, key=lambda i: i["at"], reverse=True)
+        expected = [tuple(i.get(k, "") for k in FIELDS) for i in newest]
+        assert len(set(expected)) == len(expected), expected  # one item per entry: none listed twice
+        # The default limit (20) is more than any app has: everything; then only the newest two.
+        for limit, args in ((20, ()), (2, ("--limit", "2"))):
+            entries = json.loads(lab.ok("app.history", name, "--json", *args).stdout)
+            listed = [tuple(e[k] for k in FIELDS) for e in entries]
+            assert listed == expected[:limit], (name, limit, listed, expected)
+        # What the fleet did is there: both releases in stage, both promotions and the rollback in prod.
+        done = {(i["cluster"], i["action"], i["commit"]) for i in items if i["outcome"] == "succeeded"}
+        assert {("stage", "release", first), ("stage", "release", second), ("prod", "promote", first),
+                ("prod", "promote", second), ("prod", "rollback", first)} <= done, (name, done)
+
+
 # --- a fleet through faults: every app on its own line, and nothing one app does stops another ---
 
 

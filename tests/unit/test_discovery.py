@@ -295,6 +295,79 @@ def test_fresh_reads_again_a_stack_that_looks_the_same(cfn, world):
     assert operations(cfn) == ["ListStackResources", "ListStackResources"]
 
 
+class _Services:
+    """ECS as the apply steps use it: the services they roll and wait on, (ECS cluster, service)."""
+
+    def __init__(self):
+        self.rolled, self.waited = [], []
+
+    def force_new_deployment(self, ecs_cluster: str, service: str) -> str:
+        self.rolled.append((ecs_cluster, service))
+        return "ecs-svc/2"
+
+    def wait_for_rollout(self, ecs_cluster: str, service: str, **kw):
+        self.waited.append((ecs_cluster, service, kw.get("deployment_id", "")))
+
+
+@pytest.mark.parametrize("after", [
+    # moto: no LastUpdatedTime, UPDATE_COMPLETE before and after: only `fresh` tells the update apart.
+    pytest.param({"StackStatus": "UPDATE_COMPLETE"}, id="looks-the-same"),
+    # AWS: the update sets a new LastUpdatedTime, so the stack is another version of itself.
+    pytest.param({"StackStatus": "UPDATE_COMPLETE", "LastUpdatedTime": T0 + timedelta(minutes=5)},
+                 id="last-updated-moved"),
+    # The update added an output naming the service: it answers, and no resources are read.
+    pytest.param({"StackStatus": "UPDATE_COMPLETE",
+                  "Outputs": [{"OutputKey": "ServiceName", "OutputValue": "svc-new"}]}, id="new-output"),
+])
+def test_after_an_ensure_stack_update_the_rollout_follows_the_new_service_not_the_cached_one(cfn, after):
+    """The run read the app stack before the update (its service `svc-old` memoized); the update
+    replaced the service. `apply_ensure_stack` then waits on the new one and the RollService after
+    it (planned without names, as for an update) rolls the new one too, from the fresh answer."""
+    from mvp_tasks.apply.steps import TargetRun, apply_step
+    from mvp_tasks.plan.steps import EnsureStack, RollService, TargetPlan
+
+    services = _Services()
+    world = World(SimpleNamespace(wait_timeout=60, poll_interval=0.5),
+                  reporter=SimpleNamespace(event=lambda *a, **k: None), aws=SimpleNamespace(cloudformation=cfn.client))
+    world.services = lambda: services
+    before = info(APP, {"ClusterName": "stage"}, status="UPDATE_COMPLETE")
+    expect_resources(cfn, APP, resource("Service", "AWS::ECS::Service", service_arn("stage", "svc-old")))
+    assert discovery.service_names(world, before, CLUSTER) == ("stage", "svc-old")  # as planning read it
+
+    described = stack_data(APP, {"ClusterName": "stage"})
+    described.update(after, Outputs=described["Outputs"] + after.get("Outputs", []))
+    updated = {"StackId": stack_id(APP), "EventId": "e-2", "StackName": APP, "LogicalResourceId": APP,
+               "ResourceType": "AWS::CloudFormation::Stack", "Timestamp": T0, "ResourceStatus": "UPDATE_COMPLETE"}
+    earlier = dict(updated, EventId="e-1", ResourceStatus="UPDATE_IN_PROGRESS")
+    cfn.stub.add_response("describe_stack_events", {"StackEvents": [earlier]}, {"StackName": APP})
+    cfn.stub.add_response("execute_change_set", {}, {"StackName": APP, "ChangeSetName": "mvp-cs"})
+    cfn.stub.add_response("describe_stacks", {"Stacks": [described]}, {"StackName": APP})  # waiting: settled
+    cfn.stub.add_response("describe_stack_events", {"StackEvents": [updated, earlier]}, {"StackName": APP})
+    cfn.stub.add_response("describe_stacks", {"Stacks": [described]}, {"StackName": APP})  # read after it
+    if "Outputs" not in after:
+        expect_resources(cfn, APP, resource("NewService", "AWS::ECS::Service", service_arn("stage", "svc-new")),
+                         resource("Service", "AWS::ECS::Service", service_arn("stage", "svc-old"),
+                                  status="DELETE_COMPLETE"))
+    cfn.stub.add_response("describe_stacks", {"Stacks": [described]}, {"StackName": APP})  # RollService's read
+
+    ensure = EnsureStack(APP, template=None, parameters={}, tags={}, action="update", change_set="mvp-cs",
+                         service=True)
+    roll = RollService(APP)
+    plan = TargetPlan(f"shop@{CLUSTER.name}", project="shop", cluster=CLUSTER.name, action="deploy",
+                      steps=[ensure, roll])
+    guard = SimpleNamespace(lock=lambda: None, started_in_aws=lambda *a: None, settled_in_aws=lambda *a: None)
+    run = TargetRun(world, plan, guard, CLUSTER)
+    for step in plan.steps:
+        apply_step(run, step)
+
+    assert services.waited == [("stage", "svc-new", ""), ("stage", "svc-new", "ecs-svc/2")]
+    assert services.rolled == [("stage", "svc-new")]
+    listed = 1 if "Outputs" in after else 2  # the planning read, then the one after the update
+    assert operations(cfn).count("ListStackResources") == listed, operations(cfn)
+    # Kept: asking again in the same run costs nothing and still names the new service.
+    assert discovery.service_names(world, StackInfo.from_api(described), CLUSTER) == ("stage", "svc-new")
+
+
 def test_the_cluster_stack_is_read_once_for_every_app(cfn, world):
     expect_describe(cfn, "stage")
     expect_resources(cfn, "stage", resource("ECSCluster", "AWS::ECS::Cluster", "stage-ECSCluster"))
