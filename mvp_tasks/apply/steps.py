@@ -117,6 +117,10 @@ def apply_ensure_stack(run: TargetRun, step: EnsureStack) -> None:
             stacks.set_termination_protection(step.stack, True)
     elif step.action == "protect":
         stacks.set_termination_protection(step.stack, True)
+    if run.cluster is not None and step.stack == run.cluster.stack_name:
+        # The cluster's own stack changed: the rest of the run (its apps planned once it is applied)
+        # reads its outputs and its ECS cluster again, not the answer from before.
+        run.world.memo.forget(("cluster stack", run.cluster.name))
     if step.service:
         # Read after the operation: its outputs (or resources) name the service.
         _wait_service(run, service_names(run.world, stacks.get_stack(step.stack), run.cluster, fresh=True))

@@ -368,6 +368,25 @@ def test_after_an_ensure_stack_update_the_rollout_follows_the_new_service_not_th
     assert discovery.service_names(world, StackInfo.from_api(described), CLUSTER) == ("stage", "svc-new")
 
 
+def test_after_the_cluster_stack_changes_the_run_reads_it_again(cfn):
+    """fleet.up applies a cluster before planning the apps it creates: they must not see the
+    cluster stack as it was read before its change."""
+    from mvp_tasks.apply.steps import TargetRun, apply_step
+    from mvp_tasks.plan.steps import EnsureStack, TargetPlan
+
+    world = World(SimpleNamespace(wait_timeout=60, poll_interval=0.5), reporter=None,
+                  aws=SimpleNamespace(cloudformation=cfn.client))
+    key = ("cluster stack", CLUSTER.name)
+    assert world.memo.get(key, lambda: "as read before") == "as read before"
+    cfn.stub.add_response("update_termination_protection", {"StackId": stack_id("stage")},
+                          {"StackName": "stage", "EnableTerminationProtection": True})
+    step = EnsureStack("stage", template=None, parameters={}, tags={}, action="protect", protect=True)
+    guard = SimpleNamespace(lock=lambda: None, started_in_aws=lambda *a: None, settled_in_aws=lambda *a: None)
+    run = TargetRun(world, TargetPlan("stage", kind="cluster", cluster="stage", steps=[step]), guard, CLUSTER)
+    apply_step(run, step)
+    assert world.memo.get(key, lambda: "read again") == "read again"
+
+
 def test_the_cluster_stack_is_read_once_for_every_app(cfn, world):
     expect_describe(cfn, "stage")
     expect_resources(cfn, "stage", resource("ECSCluster", "AWS::ECS::Cluster", "stage-ECSCluster"))
