@@ -9,7 +9,7 @@ from invoke import Collection
 
 from .defaults import DEFAULTS
 from .program import adopt_running_program
-from .tasks import app, ci, cluster, fleet, sandbox, secret
+from .tasks import app, ci, cluster, fleet, project, sandbox, secret
 
 ns = Collection()
 ns.add_collection(Collection.from_module(cluster), name="cluster")
@@ -18,6 +18,7 @@ apps.add_collection(Collection.from_module(secret), name="secret")
 ns.add_collection(apps, name="app")
 ns.add_collection(Collection.from_module(ci), name="ci")
 ns.add_collection(Collection.from_module(fleet), name="fleet")
+ns.add_collection(Collection.from_module(project), name="project")
 ns.add_collection(Collection.from_module(sandbox), name="sandbox")
 ns.configure({"mvp": DEFAULTS})
 

@@ -230,6 +230,8 @@ class Engine:
 
     def show(self, plan: Plan) -> None:
         for target in plan.targets:
+            for warning in target.warnings:
+                self.reporter.warn(f"{target.key}: {warning}")
             if target.changes:
                 lines = target.lines()
                 if target.reasons:

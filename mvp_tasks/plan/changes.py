@@ -78,3 +78,47 @@ def get_changed_reasons(settings, project, cluster, deployed: str, head: str, me
         if _config_section(before, keys) != _config_section(after, keys):
             reasons.append("its settings in invoke.yaml")
     return reasons
+
+
+def head_commit(root, memo: Memo | None = None) -> str:
+    """HEAD's commit, or "" outside git (or without git): then nothing is said about it."""
+    from ..errors import MvpError
+    from ..image import git
+    from ..image.runner import Runner
+
+    try:
+        return git.get_commit(Runner.local(), root, memo)
+    except (MvpError, OSError):
+        return ""
+
+
+def unshipped(settings, project, cluster, tag_commit: str, head: str, memo: Memo | None = None) -> str:
+    """What HEAD changed for `project` that the cluster's tag (built from `tag_commit`) does not
+    have, and the command that ships it; "" when there is nothing to say."""
+    if not head or not tag_commit or tag_commit == head:
+        return ""
+    reasons = get_changed_reasons(settings, project, cluster, tag_commit, head, memo)
+    if not reasons:
+        return ""
+    name, where = project.name, cluster.name
+    if cluster.promote_from:
+        ship = (f"release it to {cluster.promote_from} (inv ci.release --cluster {cluster.promote_from} --only {name}), "
+                f"then inv app.promote {name} --tag {cluster.tag}")
+    else:
+        ship = (f"inv app.push {name} --cluster {where} then inv app.update {name} --cluster {where}, "
+                f"or inv ci.release --cluster {where} --only {name}")
+    return (f"HEAD {head[:12]} has changes for {name} that tag {cluster.tag} ({tag_commit[:12]}) does not "
+            f"have ({'; '.join(reasons)}); to ship them: {ship}")
+
+
+def dirty_template(root, path: str, memo: Memo | None = None) -> bool:
+    """Whether the template at `path` (relative to the repository) has uncommitted changes;
+    outside git nothing can be told, so no."""
+    from ..errors import MvpError
+    from ..image import git
+    from ..image.runner import Runner
+
+    try:
+        return git.get_revision(Runner.local(), root, path, memo).dirty
+    except (MvpError, OSError):
+        return False

@@ -94,28 +94,44 @@ def _planned_names(world: Any, stack: Any, cluster: Any, step: EnsureStack | Non
 # --- stacks ------------------------------------------------------------------------------------
 
 
+def app_well_known(project: Any, cluster: Any, image: str, commit: str) -> dict[str, str]:
+    """What every app template may take by name besides its config and the cluster stack's outputs
+    (and `ClusterName`, found from the cluster stack where the template declares it)."""
+    return {"ClusterStack": cluster.stack_name, "EnvironmentName": cluster.name, "ProjectName": project.name,
+            "Image": image, "ImageUri": image, "ImageTag": cluster.tag, "Commit": commit}
+
+
+def cluster_well_known(cluster: Any) -> dict[str, str]:
+    """What every cluster template may take by name besides its config."""
+    return {"ClusterName": cluster.name, "EnvironmentName": cluster.name}
+
+
+def check_clean_template(world: Any, path: str, cluster: Any, allow_dirty: bool, task: str) -> None:
+    """A protected cluster gets only committed templates (unless --allow-dirty)."""
+    from .changes import dirty_template
+
+    if cluster.protected and not allow_dirty and dirty_template(world.settings.root, path, world.memo):
+        raise UsageError(
+            f"template {path} has uncommitted changes and cluster {cluster.name} is protected; nothing was changed",
+            f"commit them first, or pass --allow-dirty to {task} to deploy them as they are",
+        )
+
+
 def app_stack_step(world: Any, project: Any, cluster: Any, commit: str,
-                   stack: Any = NOT_READ) -> tuple[EnsureStack | None, Any]:
+                   stack: Any = NOT_READ, allow_dirty: bool = False,
+                   task: str = "app.deploy") -> tuple[EnsureStack | None, Any]:
     """The step that brings the app's stack to its template and parameters, and the stack now
     (`stack`: as the caller has just read it, None where there is none; not given: read here)."""
     settings = world.settings
     key = f"mvp.projects.{project.name}"
-    template = load_template(settings.root / "projects" / project.name / project.template, settings.root,
-                             f"{key}.template")
+    path = f"projects/{project.name}/{project.template}"
+    template = load_template(settings.root / path, settings.root, f"{key}.template")
+    check_clean_template(world, path, cluster, allow_dirty, task)
     cluster_stack = world.cluster_stack(cluster)
     image = world.registry.ref(project.repository, cluster.tag)
     placeholders = {"project": project.name, "cluster": cluster.name, "image": image, "tag": cluster.tag,
                     "commit": commit}
-    available = {
-        **cluster_stack.outputs,
-        "ClusterStack": cluster.stack_name,
-        "EnvironmentName": cluster.name,
-        "ProjectName": project.name,
-        "Image": image,
-        "ImageUri": image,
-        "ImageTag": cluster.tag,
-        "Commit": commit,
-    }
+    available = {**cluster_stack.outputs, **app_well_known(project, cluster, image, commit)}
     # The cluster's own values over the project's, each named where it was written when it is wrong.
     own = f"{key}.per_cluster.{cluster.name}.parameters"
     overrides = project.per_cluster.get(cluster.name)
@@ -161,8 +177,7 @@ def plan_cluster(world: Any, cluster: Any) -> TargetPlan:
     template = load_template(settings.root / cluster.template, settings.root, f"{key}.template")
     placeholders = {"cluster": cluster.name, "tag": cluster.tag}
     configured = expand_all(cluster.parameters, placeholders, f"{key}.parameters")
-    well_known = {"ClusterName": cluster.name, "EnvironmentName": cluster.name}
-    parameters = fill_parameters(template, well_known, configured, f"{key}.parameters")
+    parameters = fill_parameters(template, cluster_well_known(cluster), configured, f"{key}.parameters")
     step, stack = plan_stack(world.stacks(), name=cluster.stack_name, template=template, parameters=parameters,
                              tags={"mvp:cluster": cluster.name}, protect=cluster.protected,
                              protected=cluster.protected, poll=settings.poll_interval, change_sets=world.change_sets)
@@ -222,14 +237,20 @@ def _running_note(world: Any, stack: Any, cluster: Any, commit: str, digest: str
     return f"running {commit[:12] or digest[:19]}{tasks}"
 
 
-def plan_deploy(world: Any, project: Any, cluster: Any, action: str = "deploy") -> TargetPlan:
+def plan_deploy(world: Any, project: Any, cluster: Any, action: str = "deploy",
+                allow_dirty: bool = False, task: str = "app.deploy") -> TargetPlan:
     """`app.deploy` (and `fleet.up`): the app's stack as its template says, and its service running
-    the image the cluster's tag names."""
+    the image the cluster's tag names; a warning when HEAD has changes that image does not."""
+    from .changes import head_commit, unshipped
+
     check_mapped(world.settings, project, cluster)
     world.history(cluster)  # the cluster is there and ready for apps
     digest, commit = get_image(world, project, cluster.tag, cluster)
     plan = _app_plan(project, cluster, action, commit=commit, digest=digest)
-    step, stack = app_stack_step(world, project, cluster, commit)
+    news = unshipped(world.settings, project, cluster, commit, head_commit(world.settings.root, world.memo),
+                     world.memo)
+    plan.warnings = (news,) if news else ()
+    step, stack = app_stack_step(world, project, cluster, commit, allow_dirty=allow_dirty, task=task)
     if step is not None:
         plan.steps.append(step)
     if stack is not None and (step is None or step.action in ("update", "protect")):
@@ -268,7 +289,8 @@ def get_app_stack(world: Any, project: Any, cluster: Any):
     return stack
 
 
-def plan_promote(world: Any, project: Any, cluster: Any, *, source_tag: str = "", commit: str = "") -> TargetPlan:
+def plan_promote(world: Any, project: Any, cluster: Any, *, source_tag: str = "", commit: str = "",
+                 allow_dirty: bool = False) -> TargetPlan:
     """`app.promote`: the target cluster's tag takes the image of `source_tag` (or of `commit`),
     then the service rolls (or the stack is deployed, where there is none yet)."""
     check_mapped(world.settings, project, cluster)
@@ -299,7 +321,8 @@ def plan_promote(world: Any, project: Any, cluster: Any, *, source_tag: str = ""
         plan.steps.append(MoveTag(repo, cluster.tag, source_tag, current, source_digest,
                                   label=source_tag[:12], protected=cluster.protected))
     if stack is None:
-        step, _ = app_stack_step(world, project, cluster, source_commit, stack=None)
+        step, _ = app_stack_step(world, project, cluster, source_commit, stack=None, allow_dirty=allow_dirty,
+                                 task="app.promote")
         if step is not None:
             plan.steps.append(step)
     else:
@@ -444,7 +467,7 @@ def plan_release(world: Any, builder_for: Any, project: Any, cluster: Any, head:
     if not digest or tag_digest != digest:
         plan.steps.append(MoveTag(repo, cluster.tag, revision.tag, tag_digest, digest, label=revision.short,
                                   protected=cluster.protected))
-    step, stack = app_stack_step(world, project, cluster, revision.commit, stack=stack)
+    step, stack = app_stack_step(world, project, cluster, revision.commit, stack=stack, task="ci.release")
     if step is not None:
         plan.steps.append(step)
     # Tasks resolve the cluster tag only when they start: roll unless the running image is this one.

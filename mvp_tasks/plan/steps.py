@@ -224,6 +224,7 @@ class TargetPlan:
     done: str = ""  # said when it was done
     error: str = ""
     reasons: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # said whatever it does (HEAD has changes its tag does not have)
     skip: str = ""  # a reason not to act on it at all (reported as skipped)
     # Planned only once the targets it depends on are applied (fleet.up: the apps of a cluster that
     # does not exist yet have no outputs to plan against). Covered by the plan's one confirmation.

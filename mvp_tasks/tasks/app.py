@@ -100,15 +100,20 @@ def push(ctx, name, cluster=None, allow_dirty=False, host=None, check=False, yes
     run_plan(run, "app.push", [(stub, planner)], host=host)
 
 
-@mvp_task(help={"name": "project to deploy", "cluster": CLUSTER_HELP, "check": CHECK_HELP, "yes": YES_HELP})
-def deploy(ctx, name, cluster=None, check=False, yes=False):
+DIRTY_HELP = "deploy a template with uncommitted changes to a protected cluster"
+
+
+@mvp_task(help={"name": "project to deploy", "cluster": CLUSTER_HELP, "check": CHECK_HELP, "yes": YES_HELP,
+                "allow_dirty": DIRTY_HELP})
+def deploy(ctx, name, cluster=None, check=False, yes=False, allow_dirty=False):
     """Create or update an app's stack <name>-<cluster> and wait for its service to roll out."""
     from ..apply.executor import run_plan
     from ..plan.planner import plan_deploy
 
     run = start(ctx, f"app.deploy {name}", check=check, yes=yes)
     project, target = _project_and_cluster(run, name, cluster)
-    run_plan(run, "app.deploy", [(_stub(project.name, target.name), lambda world: plan_deploy(world, project, target))])
+    planner = lambda world: plan_deploy(world, project, target, allow_dirty=bool(allow_dirty))  # noqa: E731
+    run_plan(run, "app.deploy", [(_stub(project.name, target.name), planner)])
 
 
 @mvp_task(help={"name": "project to roll", "cluster": CLUSTER_HELP, "check": CHECK_HELP, "yes": YES_HELP})
@@ -175,10 +180,12 @@ def _names(settings, name: str | None, cluster) -> list[str]:
         "parallel": PARALLEL_HELP,
         "check": CHECK_HELP,
         "yes": YES_HELP,
+        "allow_dirty": DIRTY_HELP + " (where the app's stack is made there)",
     },
     positional=["name"],
 )
-def promote(ctx, name=None, tag=None, from_=None, commit=None, parallel=None, check=False, yes=False):
+def promote(ctx, name=None, tag=None, from_=None, commit=None, parallel=None, check=False, yes=False,
+            allow_dirty=False):
     """Give a cluster the image another cluster runs (no rebuild), then roll it out there."""
     from ..apply.executor import run_plan
     from ..plan.planner import plan_promote
@@ -210,7 +217,8 @@ def promote(ctx, name=None, tag=None, from_=None, commit=None, parallel=None, ch
     names = _names(settings, name, target_cluster)
     planners = [(_stub(n, target_cluster.name),
                  (lambda world, p=settings.project(n): plan_promote(world, p, target_cluster, source_tag=source_tag,
-                                                                     commit=commit or "")))
+                                                                     commit=commit or "",
+                                                                     allow_dirty=bool(allow_dirty))))
                 for n in names]
     # A named app in an unprotected cluster goes ahead; a whole-cluster plan is always confirmed.
     confirm = f"promote {len(names)} app(s) to {target_cluster.name}" if (not name and len(names) > 1) else ""

@@ -33,9 +33,39 @@ def _release_planners(run, cluster, projects, host):
 
     head = git.get_commit(Runner.local(), run.settings.root)
     return [(TargetPlan(app_key(p.name, cluster.name), project=p.name, cluster=cluster.name),
-             (lambda world, p=p: plan_release(world, lambda: world.builder(host), p, cluster, head,
-                                              run.settings.root)))
+             _checked(p, cluster, lambda world, p=p: plan_release(world, lambda: world.builder(host), p, cluster, head,
+                                                                 run.settings.root)))
             for p in projects]
+
+
+def _checked(project, cluster, planner):
+    """`planner`, refusing to ship a project that fails project.check: a project the plan would
+    release (or could not plan) is checked, and its first error fails the target. Unchanged
+    projects are not linted, so a release with nothing to do stays as quick as before."""
+    from ..errors import MvpError
+    from ..world import Interrupted
+
+    def plan(world):
+        from ..checks import CheckFailed, check_release, errors_in
+
+        try:
+            target = planner(world)
+        except Interrupted:
+            raise
+        except MvpError:
+            # A planning error of a project that also fails its checks: the checks say it better
+            # (every file and line, not only the first thing planning tripped over).
+            findings = check_release(world.settings, project, cluster, world.memo)
+            if errors_in(findings):
+                raise CheckFailed.of(project.name, findings) from None
+            raise
+        if target.changes:
+            findings = check_release(world.settings, project, cluster, world.memo)
+            if errors_in(findings):
+                raise CheckFailed.of(project.name, findings)
+        return target
+
+    return plan
 
 
 @mvp_task(

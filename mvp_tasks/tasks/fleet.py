@@ -11,9 +11,10 @@ from .boundary import mvp_task, start
         "check": "show what would change everywhere; change nothing",
         "yes": "answer yes to confirmations (needed without a terminal for protected clusters)",
         "json": "print the plan and the outcomes as JSON for scripts",
+        "allow_dirty": "deploy app templates with uncommitted changes to protected clusters too",
     }
 )
-def up(ctx, parallel=None, check=False, yes=False, json=False):
+def up(ctx, parallel=None, check=False, yes=False, json=False, allow_dirty=False):
     """Converge everything in invoke.yaml: cluster stacks, app stacks, and services on their tag's image.
 
     Like Terraform's plan/apply or an Ansible playbook run, for the studio: one plan for every
@@ -33,21 +34,22 @@ def up(ctx, parallel=None, check=False, yes=False, json=False):
             cluster = settings.clusters[name]
             stub = TargetPlan(app_key(project.name, name), project=project.name, cluster=name,
                               depends_on=(cluster_key(name),))
-            planners.append((stub, (lambda world, p=project, c=cluster, s=stub: _deploy(world, p, c, s))))
+            planners.append((stub, (lambda world, p=project, c=cluster, s=stub: _deploy(world, p, c, s,
+                                                                                      bool(allow_dirty)))))
     run_plan(run, "fleet.up", planners, parallel=parallel)
 
 
-def _deploy(world, project, cluster, stub):
+def _deploy(world, project, cluster, stub, allow_dirty: bool = False):
     from ..errors import UsageError
     from ..plan.planner import plan_deploy
 
     try:
-        plan = plan_deploy(world, project, cluster)
+        plan = plan_deploy(world, project, cluster, allow_dirty=allow_dirty, task="fleet.up")
     except UsageError:
         if world.stacks().get_stack(cluster.stack_name) is not None:
             raise
         # The cluster is created by this very plan: its apps are planned once it exists.
-        stub.deferred = lambda w: plan_deploy(w, project, cluster)
+        stub.deferred = lambda w: plan_deploy(w, project, cluster, allow_dirty=allow_dirty, task="fleet.up")
         stub.deferred_protected = cluster.protected
         stub.note = f"its cluster {cluster.name} is created first"
         return stub

@@ -87,6 +87,7 @@ def collect(run: Run, name: str | None, *, records: int = 0) -> list[dict]:
     with ThreadPoolExecutor(max_workers=max(1, min(settings.parallel, len(targets))),
                             thread_name_prefix="status") as pool:
         rows = list(pool.map(lambda t: read_row(world, t[0], t[1], head, records), targets))
+    add_unshipped(settings, rows, world.memo)
     # Nothing answered at all (AWS unreachable): one line, not a table of dashes.
     errors = [e for r in rows for e in r["errors"]]
     if all(r["errors"] for r in rows) and errors and all("cannot reach" in e for e in errors):
@@ -105,7 +106,7 @@ def read_row(world: Any, project: Any, cluster: Any, head: dict, records: int = 
         "tag": cluster.tag, "tag_digest": "", "tag_commit": "", "tag_moved": False,
         "head": head["commit"], "head_dirty": project.name in head["dirty"], "live": None,
         "running": 0, "desired": 0, "rollout": "-",
-        "deployed_at": "", "deployed_by": "", "last_action": "", "errors": [],
+        "deployed_at": "", "deployed_by": "", "last_action": "", "unshipped": "", "errors": [],
     }
     errors: list[str] = row["errors"]
 
@@ -149,6 +150,20 @@ def read_row(world: Any, project: Any, cluster: Any, head: dict, records: int = 
     if row["head"]:
         row["live"] = bool(row["commit"] and row["commit"] == row["head"] and row["running"] > 0)
     return row
+
+
+def add_unshipped(settings: Any, rows: list[dict], memo: Any) -> None:
+    """Each row's changes at HEAD that its cluster's tag does not have (git only, asked once each)."""
+    from ..plan.changes import unshipped
+
+    for row in rows:
+        if not row["head"]:
+            continue
+        try:
+            row["unshipped"] = unshipped(settings, settings.projects[row["app"]], settings.clusters[row["cluster"]],
+                                         row["tag_commit"] or row["commit"], row["head"], memo)
+        except MvpError as exc:
+            row["errors"].append(f"git: {exc}")
 
 
 def _fields(record: Any) -> dict:
@@ -274,6 +289,8 @@ def notes(row: dict) -> list[str]:
     if row["tag_moved"]:
         out.append(f"{TAG_MOVED}: tag {row['tag']} is {_tag(row, 12)}, the service runs "
                    f"{row['commit'][:12] or row['digest'][:19]} ({row['digest_source']})")
+    if row.get("unshipped"):
+        out.append(row["unshipped"])
     for error in row["errors"]:
         # A missing history where nothing is deployed is no news (a cluster not up yet).
         if error.startswith("history: ") and row["stack_status"] == "NOT_DEPLOYED":

@@ -28,7 +28,8 @@ import pytest
 import yaml
 
 from conftest import BIN, PROJECT, ROOT, assert_one_line_error, link_sandbox, moto_process
-from test_lifecycle import BUILD_TIMEOUT, clusters_up, new_lab
+from test_lifecycle import BUILD_TIMEOUT, RecordingProxy, clusters_up, new_lab
+from tests.support import iam
 
 pytestmark = pytest.mark.e2e
 
@@ -86,15 +87,38 @@ def moto_three(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def configured(tmp_path_factory, git_env, image_services, moto_three):
+    """The story, every AWS call through a proxy that records it as `service:Action` for the
+    deploy role's policy (docs/deploy-role-policy.json)."""
     lab = new_lab(tmp_path_factory.mktemp("config"), git_env, image_services, moto_three, files=config_files())
-    clusters_up(lab)
-    out = {"refused": lab.inv("ci.release", timeout=BUILD_TIMEOUT)}
-    out["stacks_after_refusal"] = lab.live_stacks()
-    out["set_stage"] = set_secret(lab, "stage", VALUE % "stage")
-    out["set_prod"] = set_secret(lab, "prod", VALUE % "prod")
-    out["release"] = lab.ok("ci.release", timeout=BUILD_TIMEOUT)
-    out["promote"] = lab.ok("app.promote", "--tag", "prod", "--yes", timeout=BUILD_TIMEOUT)
+    proxy = iam.make_proxy(RecordingProxy, moto_three.endpoint)
+    lab.env = dict(lab.env, AWS_ENDPOINT_URL=proxy.endpoint)
+    try:
+        clusters_up(lab)
+        out = {"refused": lab.inv("ci.release", timeout=BUILD_TIMEOUT)}
+        out["stacks_after_refusal"] = lab.live_stacks()
+        out["set_stage"] = set_secret(lab, "stage", VALUE % "stage")
+        out["set_prod"] = set_secret(lab, "prod", VALUE % "prod")
+        out["release"] = lab.ok("ci.release", timeout=BUILD_TIMEOUT)
+        out["promote"] = lab.ok("app.promote", "--tag", "prod", "--yes", timeout=BUILD_TIMEOUT)
+        for task in (("app.status",), ("app.history", PROJECT), ("app.secret.list", PROJECT),
+                     ("app.logs", PROJECT), ("cluster.status",), ("fleet.up", "--check")):
+            lab.ok(*task)
+        out["calls"] = list(proxy.calls)
+    finally:
+        proxy.close()
+        lab.env = dict(lab.env, AWS_ENDPOINT_URL=moto_three.endpoint)
     return lab, out
+
+
+def test_the_deploy_role_policy_allows_every_call_the_story_made(configured):
+    _, out = configured
+    services = {c.split(":", 1)[0] for c in out["calls"]}
+    assert {"cloudformation", "ecs", "dynamodb", "ssm", "sts", "logs"} <= services, services
+    assert iam.denied(out["calls"]) == []
+    # The check can fail: a policy without the secrets statement denies what app.secret.set did.
+    policy = json.loads(iam.POLICY.read_text())
+    policy["Statement"] = [s for s in policy["Statement"] if s["Sid"] != "ToolManagesSecretsNeverReadsThem"]
+    assert "ssm:PutParameter" in iam.denied(out["calls"], policy)
 
 
 def test_a_release_is_refused_until_its_secret_is_set_and_makes_no_stack(configured):

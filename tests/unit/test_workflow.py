@@ -221,6 +221,17 @@ def test_release_command_gets_the_matrix_through_env():
     assert checkout["with"]["lfs"] is True and checkout["with"]["fetch-depth"] == 0
 
 
+def test_release_job_checks_the_project_before_releasing_it():
+    """`inv project.check` of the leg's project, after the LFS checkout and before `inv ci.release`."""
+    steps = jobs(RELEASE)["release"]["steps"]
+    runs = [step.get("run", "") for step in steps]
+    check = next(i for i, run in enumerate(runs) if "inv project.check" in run)
+    assert runs[check].strip() == 'inv project.check "$PROJECT"'
+    assert squash(steps[check]["env"]["PROJECT"]) == "${{matrix.project}}"
+    assert check < runs.index(release_step(jobs(RELEASE)["release"])["run"])
+    assert check > next(i for i, s in enumerate(steps) if uses(s, "actions/checkout"))
+
+
 # --- release.yml: the steps' scripts, run ---------------------------------------------------------
 
 FAKE_INV = """#!/bin/sh
