@@ -141,6 +141,20 @@ class World:
 
         return self.memo.get("caller", ask)
 
+    # --- the studio's git ------------------------------------------------------------------------
+
+    def head_commit(self) -> str:
+        """HEAD's commit ("" outside git), asked once per run."""
+        from .plan.changes import head_commit
+
+        return head_commit(self.settings.root, self.memo)
+
+    def template_dirty(self, path: str) -> bool:
+        """Whether the template at `path` (in the repository) has uncommitted changes."""
+        from .plan.changes import dirty_template
+
+        return dirty_template(self.settings.root, path, self.memo)
+
     # --- images ---------------------------------------------------------------------------------
 
     def sandbox_services(self):

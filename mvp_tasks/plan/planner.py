@@ -108,9 +108,7 @@ def cluster_well_known(cluster: Any) -> dict[str, str]:
 
 def check_clean_template(world: Any, path: str, cluster: Any, allow_dirty: bool, task: str) -> None:
     """A protected cluster gets only committed templates (unless --allow-dirty)."""
-    from .changes import dirty_template
-
-    if cluster.protected and not allow_dirty and dirty_template(world.settings.root, path, world.memo):
+    if cluster.protected and not allow_dirty and world.template_dirty(path):
         raise UsageError(
             f"template {path} has uncommitted changes and cluster {cluster.name} is protected; nothing was changed",
             f"commit them first, or pass --allow-dirty to {task} to deploy them as they are",
@@ -241,14 +239,13 @@ def plan_deploy(world: Any, project: Any, cluster: Any, action: str = "deploy",
                 allow_dirty: bool = False, task: str = "app.deploy") -> TargetPlan:
     """`app.deploy` (and `fleet.up`): the app's stack as its template says, and its service running
     the image the cluster's tag names; a warning when HEAD has changes that image does not."""
-    from .changes import head_commit, unshipped
+    from .changes import unshipped
 
     check_mapped(world.settings, project, cluster)
     world.history(cluster)  # the cluster is there and ready for apps
     digest, commit = get_image(world, project, cluster.tag, cluster)
     plan = _app_plan(project, cluster, action, commit=commit, digest=digest)
-    news = unshipped(world.settings, project, cluster, commit, head_commit(world.settings.root, world.memo),
-                     world.memo)
+    news = unshipped(world.settings, project, cluster, commit, world.head_commit(), world.memo)
     plan.warnings = (news,) if news else ()
     step, stack = app_stack_step(world, project, cluster, commit, allow_dirty=allow_dirty, task=task)
     if step is not None:

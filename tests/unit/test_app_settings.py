@@ -170,3 +170,18 @@ def test_a_per_cluster_parameter_the_template_lacks_is_named_where_it_was_writte
     world, _ = world_with(settings, tags={"prod": D1, C1: D1})
     with pytest.raises(TemplateError, match=r"mvp\.projects\.museum-adventure\.per_cluster\.prod\.parameters\.DesiredCuont"):
         planner.plan_deploy(world, settings.projects[PROJECT], settings.clusters["prod"])
+
+
+# --- a dirty template and a protected cluster ---------------------------------------------------
+
+
+def test_a_dirty_template_is_refused_for_a_protected_cluster_unless_allowed():
+    settings = settings_with()
+    world, _ = world_with(settings, tags={"prod": D1, "stage": D1, C1: D1})
+    world.dirty = {APP_TEMPLATE}
+    project = settings.projects[PROJECT]
+    with pytest.raises(UsageError, match="has uncommitted changes and cluster prod is protected.*--allow-dirty"):
+        planner.plan_deploy(world, project, settings.clusters["prod"])
+    assert world.change_sets.pending() == []
+    assert planner.plan_deploy(world, project, settings.clusters["prod"], allow_dirty=True).steps
+    assert planner.plan_deploy(world, project, settings.clusters["stage"]).steps  # unprotected: as it is

@@ -174,6 +174,15 @@ class FakeWorld(World):
         super().history(cluster)  # the cluster stack exists and is ready, and there is a deploy store
         return self._histories.setdefault(cluster.name, FakeHistory([]))
 
+    # The repository's own git is not the planner's business in unit tests: a clean tree, no HEAD.
+    dirty: set = set()
+
+    def head_commit(self) -> str:
+        return ""
+
+    def template_dirty(self, path: str) -> bool:
+        return path in self.dirty
+
     def builder(self, host=None):  # pragma: no cover - planners get their builder from the caller
         raise AssertionError("planning must not make a builder itself")
 

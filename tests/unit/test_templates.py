@@ -166,3 +166,44 @@ def test_task_security_group_admits_only_the_load_balancer_group(cluster: dict):
         assert not opened_to, f"TaskSecurityGroup ingress opened to {opened_to}: {dict(rule)}"
         assert refers_to(rule.get("SourceSecurityGroupId"), "LoadBalancerSecurityGroup"), dict(rule)
         assert rule.get("IpProtocol") == "tcp", dict(rule)
+
+
+# --- the example app template's hardening ------------------------------------------------------
+
+APP_TEMPLATE = REPO_ROOT / "projects" / "museum-adventure" / "deploy.yml"
+
+
+@pytest.fixture(scope="module")
+def app() -> dict:
+    return load_yaml(APP_TEMPLATE.read_text())
+
+
+def balancer_attributes(app: dict) -> dict:
+    attributes = app["Resources"]["LoadBalancer"]["Properties"]["LoadBalancerAttributes"]
+    return {a["Key"]: a["Value"] for a in attributes}
+
+
+def test_the_load_balancer_drops_invalid_header_fields(app: dict):
+    assert balancer_attributes(app)["routing.http.drop_invalid_header_fields.enabled"] == "true"
+
+
+def test_access_logs_are_on_exactly_when_a_bucket_is_given(app: dict):
+    attributes = balancer_attributes(app)
+    assert app["Parameters"]["AccessLogsBucket"]["Default"] == ""
+    assert app["Conditions"]["HasAccessLogs"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AccessLogsBucket"}, ""]}]}
+    assert attributes["access_logs.s3.enabled"] == {"Fn::If": ["HasAccessLogs", "true", "false"]}
+    assert attributes["access_logs.s3.bucket"] == {"Ref": "AccessLogsBucket"}
+
+
+def test_the_execution_role_reads_only_its_own_apps_secrets(app: dict):
+    role = app["Resources"]["ExecutionRole"]["Properties"]
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    assert statements == [{
+        "Effect": "Allow", "Action": "ssm:GetParameters",
+        "Resource": {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter"
+                                "/mvp/${EnvironmentName}/${ProjectName}/*"}}]
+
+
+def test_container_insights_is_a_cluster_parameter(cluster: dict):
+    assert cluster["Parameters"]["ContainerInsights"]["AllowedValues"] == ["enabled", "disabled"] or \
+        set(cluster["Parameters"]["ContainerInsights"]["AllowedValues"]) >= {"enabled", "disabled"}
