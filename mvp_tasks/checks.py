@@ -345,9 +345,29 @@ class Checker:
                 clusters = ([self.settings.clusters[c] for c in project.clusters if c in self.settings.clusters]
                             or list(self.settings.clusters.values()))
             findings += self._check_app_parameters(project, seen, list(clusters))
+            findings += self._check_container_settings(project, seen, list(clusters))
         if lfs:
             findings += self.check_lfs(project)
         return sorted(findings, key=lambda f: (f.file != "invoke.yaml", f.file, f.line, f.column))
+
+    def _check_container_settings(self, project: Any, seen: _Template, clusters: list) -> list[Finding]:
+        """The template can take the configured environment and secrets (one task definition, its
+        containers written out), as `app.deploy` fills them in each cluster. Whether each secret
+        is set needs AWS: `inv app.secret.list NAME --cluster C` says, and deploys refuse a missing one."""
+        from .errors import TemplateError
+        from .templates import secret_arn, with_container_settings
+
+        for cluster in clusters:
+            environment = project.environment_for(cluster.name)
+            secrets = {k: secret_arn(cluster.name, project.name, k) for k in project.secrets_for(cluster.name)}
+            try:
+                with_container_settings(seen.template, environment, secrets, f"mvp.projects.{project.name}")
+            except TemplateError as exc:
+                line = self._config_line("projects", project.name, "environment" if environment else "secrets")
+                return [Finding(ERROR, "invoke.yaml", exc.message,
+                                "give the template one AWS::ECS::TaskDefinition whose ContainerDefinitions are "
+                                "written out, or remove the environment and secrets", line, target=project.name)]
+        return []
 
     def _check_app_parameters(self, project: Any, seen: _Template, clusters: list) -> list[Finding]:
         """As `app.deploy` fills them (planner.app_stack_step): the project's parameters, a
@@ -356,7 +376,7 @@ class Checker:
         from .templates import expand
 
         template = seen.template
-        own = {name: o.parameters for name, o in (getattr(project, "per_cluster", None) or {}).items()}
+        own = {name: o.parameters for name, o in project.per_cluster.items()}
         sources = [(("projects", project.name, "parameters"), project.parameters)]
         sources += [(("projects", project.name, "per_cluster", c, "parameters"), values)
                     for c, values in sorted(own.items())]

@@ -193,10 +193,6 @@ def test_a_parameter_only_one_cluster_template_gives_names_the_other_cluster(tmp
 
 
 def test_a_parameter_one_cluster_gives_of_its_own_is_filled_there_only(tmp_path):
-    from mvp_tasks.settings import ProjectSettings
-
-    if "per_cluster" not in ProjectSettings.__dataclass_fields__:
-        pytest.skip("mvp.projects.NAME.per_cluster is not in this version of the settings")
     template = APP.replace("  Image:\n", "  ApiKey:\n    Type: String\n  Image:\n").replace(
         "          Value: !Ref Image\n", "          Value: !Ref Image\n        - Key: key\n          Value: !Ref ApiKey\n")
     config = CONFIG.replace("  projects:\n", "    prod:\n      template: infrastructure/cluster.yml\n  projects:\n")
@@ -208,6 +204,16 @@ def test_a_parameter_one_cluster_gives_of_its_own_is_filled_there_only(tmp_path)
     assert (typo.file, typo.line) == ("invoke.yaml", line_of(config, "Sise"))
     assert typo.message.startswith("mvp.projects.app.per_cluster.stage.parameters.Sise: template")
     assert len(errors(findings)) == 2
+
+
+def test_environment_for_a_template_without_a_task_definition_names_the_config_line(tmp_path):
+    config = CONFIG + "      environment:\n        GREETING: hi\n"
+    findings = findings_of(studio(tmp_path, **{"invoke.yaml": config}))  # APP holds a queue, no task
+    finding = one(findings, "exactly one AWS::ECS::TaskDefinition")
+    assert finding.is_error and (finding.file, finding.line) == ("invoke.yaml", line_of(config, "environment:"))
+    task = APP + ("  Task:\n    Type: AWS::ECS::TaskDefinition\n    Properties:\n      ContainerDefinitions:\n"
+                  "        - Name: web\n          Image: !Ref Image\n")
+    assert errors(findings_of(studio(tmp_path, **{"invoke.yaml": config, "projects__app__deploy.yml": task}))) == []
 
 
 def test_a_configured_parameter_the_template_lacks_names_the_config_line(tmp_path):
