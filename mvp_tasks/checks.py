@@ -355,7 +355,8 @@ class Checker:
         containers written out), as `app.deploy` fills them in each cluster. Whether each secret
         is set needs AWS: `inv app.secret.list NAME --cluster C` says, and deploys refuse a missing one."""
         from .errors import TemplateError
-        from .templates import secret_arn, with_container_settings
+        from .aws.secrets import secret_arn
+        from .templates import with_container_settings
 
         for cluster in clusters:
             environment = project.environment_for(cluster.name)

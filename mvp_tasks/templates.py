@@ -118,17 +118,6 @@ def fill_parameters(template: Template, available: Mapping[str, str], configured
     return values
 
 
-def secret_arn(cluster: str, project: str, key: str) -> dict:
-    """The ARN of a secret's SSM parameter, as the template says it (the account and partition
-    are the stack's own)."""
-    return {"Fn::Sub": f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter"
-                       f"{secret_path(cluster, project)}/{key}"}
-
-
-def secret_path(cluster: str, project: str) -> str:
-    return f"/mvp/{cluster}/{project}"
-
-
 def with_container_settings(template: Template, environment: Mapping[str, str], secrets: Mapping[str, Any],
                             config_key: str) -> Template:
     """The template with `environment` ({KEY: value}) and `secrets` ({KEY: ValueFrom}) filled into

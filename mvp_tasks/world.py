@@ -1,6 +1,6 @@
 """What one run works with, built once and shared by the planner's and the executor's threads.
 
-Everything here is safe to use from several threads: boto3 clients are per thread (`AwsClients`),
+Everything here is safe to use from several threads: boto3 clients are made once under a lock and shared (`AwsClients`: clients are thread-safe, sessions are not),
 the registry locks its token cache, answers that many targets share (cluster stacks, the caller
 identity, what git and docker say) are computed once per run (`memo`, a `Memo`: threads asking
 while one computes wait for its answer), and rollouts are read together (`ServiceReader`). Each build
@@ -84,7 +84,7 @@ class World:
                     self.reporter.warn(f"could not delete change set {name} of stack {stack}: {exc}")
             self.change_sets.done(stack, name)
 
-    # --- AWS, per thread --------------------------------------------------------------------------
+    # --- AWS -------------------------------------------------------------------------------------
 
     def stacks(self):
         from .aws.stacks import Stacks

@@ -138,13 +138,20 @@ class Guard:
     # --- the history ------------------------------------------------------------------------------
 
     def record(self, outcome: str, message: str = "", digest: str = "") -> None:
+        """The target's history record; with the lock still ours, the lock is released in the same
+        transaction (`release` then has nothing left to do)."""
         if self.history is None or not self.acted or not self.plan.action:
             return
         try:
             started = getattr(self, "locked_at", None)
-            self.history.record(self.plan.project, action=self.plan.action, commit=self.plan.commit,
-                                digest=digest or self.plan.digest, outcome=outcome, by=self.world.caller,
-                                message=message,
-                                duration=time.monotonic() - started if started is not None else None)
+            fields = dict(action=self.plan.action, commit=self.plan.commit, digest=digest or self.plan.digest,
+                          outcome=outcome, by=self.world.caller, message=message,
+                          duration=time.monotonic() - started if started is not None else None)
+            if self.token and getattr(self, "lost", None) is None:
+                self._beating.set()  # no renewal of a lock being released
+                self.history.record_and_release(self.plan.project, self.token, **fields)
+                self.token = ""
+            else:
+                self.history.record(self.plan.project, **fields)
         except MvpError as exc:
             self.world.reporter.warn(f"{self.plan.key}: could not record the {outcome} {self.plan.action}: {exc}")

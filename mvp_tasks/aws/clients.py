@@ -47,102 +47,76 @@ class AwsTarget:
         return f"AWS {self.region}" + (f", profile {self.profile}" if self.profile else "")
 
 
-class _Paths(list):
-    """A data loader's search paths, each once: every boto3 Session adds its own data folder to
-    the loader it is given, and the sessions of a run share one loader."""
-
-    def append(self, path) -> None:
-        if path not in self:
-            super().append(path)
+# Connections kept per client: targets at work (at most 64) and those waiting on AWS call at once.
+MAX_POOL = 128
 
 
 class AwsClients:
-    """Creates each boto3 client once per thread, on first use, with standard retries and bounded
-    timeouts. A boto3 Session is not thread-safe, so every thread of the executor's pool gets its
-    own session and clients; one thread (a plain task) sees exactly one of each.
+    """Creates each boto3 client once per run, on first use, with standard retries and bounded
+    timeouts, and hands the same client to every thread.
 
-    What the threads' sessions share is botocore's data loader: the parsed service models and
-    endpoint data it caches (read-only once loaded). Each session parsing them anew costs ~0.1 s
-    of CPU per thread, which a fleet of targets on two cores pays many times over."""
+    boto3's rule: a Session is not thread-safe, a client made from it is ("once you've created a
+    client ... those calls are thread safe", boto/boto3#1592; nothing here registers event hooks on
+    a client, which would void that). So the one session is used only under a lock, to make the
+    run's clients, and the clients are shared. A client per thread cost a session and its clients
+    per thread: ~0.1 s of CPU each, which twenty targets on two cores paid twenty times over.
+    Each client's connection pool holds as many connections as targets can be at work at once."""
 
     def __init__(self, target: AwsTarget, max_attempts: int = 5):
         import threading
 
         self.target = target
         self.max_attempts = max_attempts
-        self._local = threading.local()
-        self._loader_lock = threading.Lock()
-        self._loader = None
-
-    def _botocore_session(self):
-        """A new botocore session on the run's shared data loader (the first one's)."""
-        import botocore.session
-
-        session = botocore.session.Session()
-        with self._loader_lock:
-            if self._loader is None:
-                loader = session.get_component("data_loader")  # as botocore makes it (AWS_DATA_PATH too)
-                loader._search_paths = _Paths(loader.search_paths)
-                self._loader = loader
-            else:
-                session.register_component("data_loader", self._loader)
-        return session
-
-    @property
-    def _clients(self) -> dict[str, Any]:
-        if not hasattr(self._local, "clients"):
-            self._local.clients = {}
-        return self._local.clients
-
-    @property
-    def _session(self):
-        return getattr(self._local, "session", None)
-
-    @_session.setter
-    def _session(self, value) -> None:
-        self._local.session = value
+        self._lock = threading.RLock()
+        self._session = None
+        self._clients: dict[str, Any] = {}
 
     @property
     def session(self):
-        if self._session is None:
-            import boto3
+        with self._lock:
+            if self._session is None:
+                import boto3
 
-            kwargs: dict[str, Any] = {"region_name": self.target.region or None,
-                                      "botocore_session": self._botocore_session()}
-            if self.target.sandbox:
-                kwargs.update(aws_access_key_id="testing", aws_secret_access_key="testing")
-            elif self.target.profile:
-                kwargs["profile_name"] = self.target.profile
-            try:
-                self._session = boto3.Session(**kwargs)
-            except Exception as exc:  # botocore.exceptions.ProfileNotFound and friends
-                mapped = translate(exc, profile=self.target.profile)
-                if mapped is not None:
-                    raise mapped from None
-                raise CredentialsError(f"cannot open AWS profile {describe_profile(self.target.profile)}: {exc}",
-                                       "check ~/.aws/config") from None
-        return self._session
+                kwargs: dict[str, Any] = {"region_name": self.target.region or None}
+                if self.target.sandbox:
+                    kwargs.update(aws_access_key_id="testing", aws_secret_access_key="testing")
+                elif self.target.profile:
+                    kwargs["profile_name"] = self.target.profile
+                try:
+                    self._session = boto3.Session(**kwargs)
+                except Exception as exc:  # botocore.exceptions.ProfileNotFound and friends
+                    mapped = translate(exc, profile=self.target.profile)
+                    if mapped is not None:
+                        raise mapped from None
+                    raise CredentialsError(f"cannot open AWS profile {describe_profile(self.target.profile)}: {exc}",
+                                           "check ~/.aws/config") from None
+            return self._session
 
     def client(self, service: str):
-        if service not in self._clients:
-            from botocore.config import Config
+        client = self._clients.get(service)
+        if client is not None:
+            return client
+        with self._lock:
+            if service not in self._clients:
+                from botocore.config import Config
 
-            config = Config(
-                retries={"mode": "standard", "max_attempts": self.max_attempts},
-                connect_timeout=5,
-                read_timeout=60,
-                user_agent_extra="mvp-tasks",
-            )
-            region = self.target.region or self.session.region_name
-            if not region:
-                raise AwsError("no AWS region set", "set mvp.region in invoke.yaml or export AWS_REGION")
-            self._clients[service] = self.session.client(
-                service,
-                region_name=region,
-                endpoint_url=self.target.endpoint_url or None,
-                config=config,
-            )
-        return self._clients[service]
+                config = Config(
+                    retries={"mode": "standard", "max_attempts": self.max_attempts},
+                    connect_timeout=5,
+                    read_timeout=60,
+                    user_agent_extra="mvp-tasks",
+                    max_pool_connections=MAX_POOL,
+                )
+                region = self.target.region or self.session.region_name
+                if not region:
+                    raise AwsError("no AWS region set", "set mvp.region in invoke.yaml or export AWS_REGION")
+                self._clients[service] = self.session.client(
+                    service,
+                    region_name=region,
+                    endpoint_url=self.target.endpoint_url or None,
+                    config=config,
+                )
+            return self._clients[service]
 
     @property
     def cloudformation(self):

@@ -11,11 +11,21 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from ..templates import secret_path
 from .clients import aws_errors, error_code
 
 # SSM's standard tier holds values of up to 4 KB.
 MAX_VALUE = 4096
+
+
+def secret_arn(cluster: str, project: str, key: str) -> dict:
+    """The ARN of a secret's SSM parameter, as the template says it (the account and partition
+    are the stack's own)."""
+    return {"Fn::Sub": f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter"
+                       f"{secret_path(cluster, project)}/{key}"}
+
+
+def secret_path(cluster: str, project: str) -> str:
+    return f"/mvp/{cluster}/{project}"
 
 
 @dataclass(frozen=True)

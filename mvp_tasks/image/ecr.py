@@ -30,7 +30,7 @@ LIFECYCLE_POLICY = {
 
 class EcrRegistry:
     """ECR through boto3. `client` is an ECR client, or a function returning one: with
-    `AwsClients`, each thread of the executor gets its own (boto3 clients are per thread here)."""
+    `AwsClients`, the run's one ECR client, made on first use."""
 
     def __init__(self, client):
         self._client = client

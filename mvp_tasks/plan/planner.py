@@ -12,7 +12,8 @@ from typing import Any
 
 from ..aws import discovery
 from ..errors import BuildError, ConfigError, UsageError
-from ..templates import expand_all, fill_parameters, load_template, secret_arn, with_container_settings
+from ..aws.secrets import secret_arn
+from ..templates import expand_all, fill_parameters, load_template, with_container_settings
 from ..state.location import plan_migration, plan_store
 from .stacks import NOT_READ, plan_stack
 from .steps import BuildImage, DeleteStack, EnsureStack, MoveTag, PushImage, RollService, TargetPlan

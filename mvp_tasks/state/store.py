@@ -162,14 +162,40 @@ class ClusterStore:
 
     def record(self, project: str, *, action: str, commit: str, digest: str, outcome: str, by: str,
                message: str = "", duration: float | None = None) -> Record:
+        record, item = self._record_item(project, action, commit, digest, outcome, by, message, duration)
+        with aws_errors():
+            self.client.put_item(TableName=self.table, Item=item)
+        return record
+
+    def record_and_release(self, project: str, token: str, **fields: Any) -> bool:
+        """`record`, and the lock `token` holds released, in one transaction (one round trip where
+        a run ends, instead of two). False: the lock was not ours any more, so only the record
+        was written (a separate call), and whoever holds the lock now keeps it."""
+        from botocore.exceptions import ClientError
+
+        _, item = self._record_item(project, **fields)
+        delete = {"TableName": self.table, "Key": self._lock_key(project), "ConditionExpression": "#t = :token",
+                  "ExpressionAttributeNames": {"#t": "token"}, "ExpressionAttributeValues": {":token": {"S": token}}}
+        with aws_errors():
+            try:
+                self.client.transact_write_items(
+                    TransactItems=[{"Put": {"TableName": self.table, "Item": item}}, {"Delete": delete}])
+                return True
+            except ClientError as exc:
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+                if error_code(exc) != "TransactionCanceledException" or reasons[1:2] != ["ConditionalCheckFailed"]:
+                    raise
+            self.client.put_item(TableName=self.table, Item=item)
+        return False
+
+    def _record_item(self, project: str, action: str, commit: str, digest: str, outcome: str, by: str,
+                     message: str = "", duration: float | None = None) -> tuple[Record, dict]:
         actor, run_url = github_run()
         record = Record(project, self.cluster, action, commit, digest, outcome, by, now_iso(), message[:500],
                         f"{duration:.1f}" if duration is not None else "", actor, run_url)
         item = {"pk": self._app(project), "sk": {"S": f"at#{record.at}"},
                 **{k: {"S": v} for k, v in record.__dict__.items() if v}}
-        with aws_errors():
-            self.client.put_item(TableName=self.table, Item=item)
-        return record
+        return record, item
 
     def _query(self, table: str, pk: str, limit: int) -> list[Record]:
         with aws_errors():

@@ -24,7 +24,9 @@ def mvp_task(*args: Any, **kwargs: Any) -> Callable:
 
         signature = inspect.signature(body)
         positional = set(kwargs.get("positional") or ())
-        task_name = f"{body.__module__.rsplit('.', 1)[-1]}.{body.__name__}"
+        module = body.__module__.rsplit(".", 1)[-1]
+        # app.secret.* live in their own module (secret.py) under the app collection.
+        task_name = f"{'app.secret' if module == 'secret' else module}.{kwargs.get('name') or body.__name__}"
 
         @functools.wraps(body)
         def wrapper(*a: Any, **kw: Any) -> Any:

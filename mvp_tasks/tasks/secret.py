@@ -91,6 +91,7 @@ def set_(ctx, name, key, cluster=None):
 def list_(ctx, name, cluster=None, json=False):
     """List an app's secrets in a cluster: names and when each last changed, never values; the
     configured ones not set yet are listed as missing."""
+    from ..aws.secrets import secret_path
     from ..world import World
 
     run = start(ctx, f"app.secret.list {name}", json_output=json)
@@ -103,7 +104,7 @@ def list_(ctx, name, cluster=None, json=False):
         secret = found.get(key)
         rows.append({"key": key, "configured": key in configured, "set": secret is not None,
                      "changed": secret.changed if secret else "", "version": secret.version if secret else 0,
-                     "name": secret.name if secret else f"/mvp/{target.name}/{project.name}/{key}"})
+                     "name": secret.name if secret else f"{secret_path(target.name, project.name)}/{key}"})
     if json:
         run.reporter.emit_json(rows)
         return

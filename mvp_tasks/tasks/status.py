@@ -80,6 +80,7 @@ def collect(run: Run, name: str | None, *, records: int = 0) -> list[dict]:
     settings = run.settings
     projects = [settings.project(name)] if name else list(settings.projects.values())
     world = World(settings, run.reporter, run.aws)
+    run.aws.session  # a profile that does not exist is one line, not a table of the same error
     head = read_head(settings, world.memo)
     targets = [(p, settings.clusters[c]) for p in projects for c in p.clusters]
     if not targets:

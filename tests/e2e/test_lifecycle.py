@@ -714,7 +714,8 @@ class TestDeployLock:
 
         assert f"changed: {PROJECT}@stage  {lab.repo.commit[:12]} rolled out" in result.stdout, result.stdout
         # Lock, roll, record, unlock: and the proxy sees writes when there are some.
-        assert proxy.mutating() == ["PutItem", "UpdateService", "PutItem", "DeleteItem"], proxy.calls
+        # The lock, the new deployment, then the record and the lock's release in one transaction.
+        assert proxy.mutating() == ["PutItem", "UpdateService", "TransactWriteItems"], proxy.calls
         assert lab.deployments("stage") != before["deployments"]
         newest = lab.history("stage")[-1]
         assert (newest["action"], newest["commit"], newest["outcome"]) == ("update", lab.repo.commit, "succeeded")

@@ -36,6 +36,14 @@ def allowed_actions(policy: dict | None = None) -> list[str]:
     return actions
 
 
+# API calls IAM authorizes as the actions inside them, not by their own name.
+AUTHORIZED_AS = {"dynamodb:TransactWriteItems": ("dynamodb:PutItem", "dynamodb:DeleteItem")}
+
+
 def denied(calls: list[str], policy: dict | None = None) -> list[str]:
     patterns = [a.lower() for a in allowed_actions(policy)]
-    return sorted({c for c in calls if not any(fnmatch.fnmatchcase(c.lower(), p) for p in patterns)})
+
+    def allowed(action: str) -> bool:
+        return any(fnmatch.fnmatchcase(action.lower(), p) for p in patterns)
+
+    return sorted({c for c in calls if not all(allowed(a) for a in AUTHORIZED_AS.get(c, (c,)))})

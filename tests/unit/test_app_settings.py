@@ -13,7 +13,8 @@ from mvp_tasks.errors import TemplateError, UsageError
 from mvp_tasks.plan import planner
 from mvp_tasks.plan.steps import EnsureStack
 from mvp_tasks.settings import check_env_name, load_settings
-from mvp_tasks.templates import load_template, parse_template, secret_arn, with_container_settings
+from mvp_tasks.aws.secrets import secret_arn
+from mvp_tasks.templates import load_template, parse_template, with_container_settings
 
 from test_planner import APP_TEMPLATE, C1, D1, PROJECT, ROOT, app_stack, clusters_and, config, make_world, rec
 from test_settings import config_error, with_project

@@ -67,6 +67,11 @@ class FakeHistory:
     def record(self, project, **fields):
         self.items.append(fields)
 
+    def record_and_release(self, project, token, **fields):
+        self.record(project, **fields)
+        self.release(project, token)
+        return True
+
 
 def promote(registry: FakeRegistry, history: FakeHistory, rollout, *, stop: bool = False):
     """Apply a promote of c2 to stage (move the tag, then roll the service), as the engine does;

@@ -71,6 +71,14 @@ class FakeHistory:
         with self._lock:
             self.records.append((project, outcome, message))
 
+    def record_and_release(self, project, token, **fields):
+        self.record(project, **fields)
+        with self._lock:
+            if self.held.get(project) != token:
+                return False
+            del self.held[project]
+            return True
+
 
 @pytest.fixture
 def cfn(monkeypatch):

@@ -337,6 +337,47 @@ def test_record_puts_one_item_with_every_field(stub, history):
     assert not record.succeeded
 
 
+RECORD_ITEM = {"pk": {"S": APP_PK}, "sk": {"S": f"at#{NOW_ISO}"}, "project": {"S": PROJECT},
+               "cluster": {"S": CLUSTER}, "action": {"S": "promote"}, "commit": {"S": "c" * 40},
+               "outcome": {"S": "succeeded"}, "by": {"S": ME}, "at": {"S": NOW_ISO}}
+RELEASE_FIELDS = dict(action="promote", commit="c" * 40, digest="", outcome="succeeded", by=ME)
+
+
+def test_record_and_release_is_one_transaction_the_delete_on_our_token(stub, history):
+    stub.add_response("transact_write_items", {}, {"TransactItems": [
+        {"Put": {"TableName": TABLE, "Item": RECORD_ITEM}}, {"Delete": LOCK_DELETE}]})
+
+    assert history.record_and_release(PROJECT, TOKEN, **RELEASE_FIELDS) is True
+
+    stub.assert_no_pending_responses()
+
+
+def test_record_and_release_of_a_lock_no_longer_ours_still_writes_the_record(stub, history):
+    # The lease ran out and another run holds the lock: the transaction is cancelled on the
+    # delete's condition, the record is written alone and their lock is left alone.
+    stub.add_client_error("transact_write_items", service_error_code="TransactionCanceledException",
+                          service_message="Transaction cancelled, please refer cancellation reasons for specific "
+                                          "reasons [None, ConditionalCheckFailed]", http_status_code=400,
+                          response_meta={}, modeled_fields={"CancellationReasons": [
+                              {"Code": "None"}, {"Code": "ConditionalCheckFailed", "Message": CONDITION_FAILED}]})
+    stub.add_response("put_item", {}, {"TableName": TABLE, "Item": RECORD_ITEM})
+
+    assert history.record_and_release(PROJECT, TOKEN, **RELEASE_FIELDS) is False
+
+    stub.assert_no_pending_responses()
+
+
+def test_record_and_release_cancelled_for_another_reason_is_an_error(stub, history):
+    stub.add_client_error("transact_write_items", service_error_code="TransactionCanceledException",
+                          service_message="Transaction cancelled [ThrottlingError, None]", http_status_code=400,
+                          modeled_fields={"CancellationReasons": [{"Code": "ThrottlingError"}, {"Code": "None"}]})
+
+    with pytest.raises(AwsError):
+        history.record_and_release(PROJECT, TOKEN, **RELEASE_FIELDS)
+
+    stub.assert_no_pending_responses()
+
+
 def test_record_leaves_out_empty_fields(stub, history):
     # A rollback to an image with no commit label has no commit; an empty string would be noise.
     stub.add_response("put_item", {}, {

@@ -22,7 +22,7 @@ import botocore.exceptions
 import pytest
 from stubs import (FakeClock as _FakeClock, isolate_from_aws, log_calls, make_client, make_clocked_world,
                    stack_event_data)
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 from invoke import Exit, MockContext
 
 from mvp_tasks.settings import StateSettings
@@ -809,9 +809,12 @@ def names(app) -> list[str]:
 
 
 def records(app) -> list[dict[str, str]]:
-    """The history records written (PutItem of an `app#` item), as plain strings."""
-    return [{k: v["S"] for k, v in params["Item"].items()} for name, params in app.calls
-            if name == "PutItem" and params["Item"]["pk"]["S"].startswith("app#")]
+    """The history records written (an `app#` item, put alone or in the transaction that also
+    releases the lock), as plain strings."""
+    items = [params["Item"] for name, params in app.calls if name == "PutItem"]
+    items += [t["Put"]["Item"] for name, params in app.calls if name == "TransactWriteItems"
+              for t in params["TransactItems"] if "Put" in t]
+    return [{k: v["S"] for k, v in item.items()} for item in items if item["pk"]["S"].startswith("app#")]
 
 
 def lock_put(wait_timeout: int = 600, lease: int = 90) -> dict:
@@ -870,6 +873,13 @@ def add_record(app) -> None:
 
 def add_release(app) -> None:
     app.ddb.add_response("delete_item", {}, LOCK_DELETE)
+
+
+def add_record_and_release(app) -> None:
+    """The history record and the lock's release, in one transaction (its Item is read back from
+    app.calls by `records`)."""
+    app.ddb.add_response("transact_write_items", {}, {"TransactItems": [
+        {"Put": {"TableName": TABLE, "Item": ANY}}, {"Delete": LOCK_DELETE}]})
 
 
 def add_force(app) -> None:
@@ -966,8 +976,7 @@ def test_rollout_timeout_says_how_to_resume_with_app_wait_and_that_ecs_keeps_goi
     add_force(app)
     for _ in range(3):  # at t = 0, 10 and 20 s
         app.ecs.add_response("describe_services", STUCK, DESCRIBE)
-    add_record(app)
-    add_release(app)
+    add_record_and_release(app)
 
     outcomes = apply(world, target)
 
@@ -1012,8 +1021,7 @@ def test_app_stack_update_that_rolls_back_fails_the_target_naming_the_resource(a
     add_failed_app_update(app.cfn)
     add_rolled(app, DIGEST)  # the image the tag names is the one last rolled out: no extra rollout
     add_lock(app)
-    add_record(app)
-    add_release(app)
+    add_record_and_release(app)
 
     target = plan_deploy(world, app.project, app.cluster)
 
@@ -1026,7 +1034,7 @@ def test_app_stack_update_that_rolls_back_fails_the_target_naming_the_resource(a
     assert_all_answered(app)
     # The lock is taken once, right before the first change, and released at the end by its token.
     assert names(app)[5:] == ["PutItem", "DescribeStackEvents", "ExecuteChangeSet", "DescribeStacks",
-                              "DescribeStackEvents", "PutItem", "DeleteItem"]
+                              "DescribeStackEvents", "TransactWriteItems"]
     message = (f"update of stack {STACK} ended in UPDATE_ROLLBACK_COMPLETE: "
                f"Service (AWS::ECS::Service) UPDATE_FAILED: {SERVICE_FAILED}")
     assert outcomes.failed
@@ -1120,8 +1128,7 @@ def test_new_app_stack_is_locked_once_right_before_it_is_created_and_its_service
         stack_event("CREATE_COMPLETE", seconds=120)), {"StackName": STACK_ID})
     app.cfn.add_response("describe_stacks", app_stack("CREATE_COMPLETE", commit=COMMIT), {"StackName": STACK})
     add_rolled_out(app)
-    add_record(app)
-    add_release(app)
+    add_record_and_release(app)
 
     target = plan_deploy(world, app.project, app.cluster)
     assert [s.action for s in target.steps] == ["create"]  # no rollout: a new service starts on the tag's image
@@ -1129,7 +1136,7 @@ def test_new_app_stack_is_locked_once_right_before_it_is_created_and_its_service
 
     assert_all_answered(app)
     assert names(app) == ["DescribeStacks", "DescribeStacks", "PutItem", "CreateStack", "DescribeStacks",
-                          "DescribeStackEvents", "DescribeStacks", "DescribeServices", "PutItem", "DeleteItem"]
+                          "DescribeStackEvents", "DescribeStacks", "DescribeServices", "TransactWriteItems"]
     assert result_of(world) == (Outcome.CHANGED, f"{COMMIT[:12]} deployed; service {SERVICE} running 2/2")
     assert [(r["action"], r["outcome"], r["commit"], r["digest"]) for r in records(app)] == [
         ("deploy", "succeeded", COMMIT, DIGEST)]
@@ -1173,8 +1180,7 @@ def promote_world(app):
 def test_failed_rollout_after_a_promote_points_the_tag_back_and_records_the_failure(app, clock):
     add_promote(app)
     add_circuit_breaker_rollback(app.ecs)
-    add_record(app)
-    add_release(app)
+    add_record_and_release(app)
     world, target = promote_world(app)
 
     outcomes = apply(world, target)
@@ -1182,7 +1188,7 @@ def test_failed_rollout_after_a_promote_points_the_tag_back_and_records_the_fail
     assert_all_answered(app)
     assert clock.slept == [5]
     assert names(app) == ["DescribeStacks", "DescribeStacks", "Query", "PutItem", "retag",
-                          "UpdateService", "DescribeServices", "DescribeServices", "retag", "PutItem", "DeleteItem"]
+                          "UpdateService", "DescribeServices", "DescribeServices", "retag", "TransactWriteItems"]
     retags = [params for name, params in app.calls if name == "retag"]
     assert retags == [{"source": COMMIT, "tag": "stage"}, {"source": OLD_DIGEST, "tag": "stage"}]
     assert world.registry.tags["stage"] == OLD_DIGEST
@@ -1201,8 +1207,7 @@ def test_failed_rollout_after_a_promote_points_the_tag_back_and_records_the_fail
 def test_successful_promote_keeps_the_new_tag(app):
     add_promote(app)
     add_rolled_out(app)
-    add_record(app)
-    add_release(app)
+    add_record_and_release(app)
     world, target = promote_world(app)
 
     apply(world, target)
@@ -1220,8 +1225,7 @@ def test_interrupt_during_the_rollout_points_the_tag_back_records_interrupted_an
     app.ecs.add_response("describe_services", describe_services(service(
         deployment(NEW, "PRIMARY", "IN_PROGRESS", desired=2, running=0, pending=2), old_deployment(),
         running=2, pending=2)), DESCRIBE)
-    add_record(app)
-    add_release(app)
+    add_record_and_release(app)
     world, target = promote_world(app)
     # Ctrl-C while DescribeServices is in flight: the next wait refuses to sleep.
     ecs_events = app.clients["ecs"].meta.events
@@ -1237,7 +1241,7 @@ def test_interrupt_during_the_rollout_points_the_tag_back_records_interrupted_an
     assert world.registry.tags["stage"] == OLD_DIGEST
     assert [(r["action"], r["outcome"], r["message"]) for r in records(app)] == [
         ("promote", "interrupted", "interrupted (Ctrl-C)")]
-    assert names(app)[-2:] == ["PutItem", "DeleteItem"]  # the lock released by its token
+    assert names(app)[-1:] == ["TransactWriteItems"]  # the record, and the lock released by its token
     out = output(world.reporter)
     assert f"failed: {KEY}  interrupted" in out
     assert f"service {SERVICE}: rollout; follow it with `inv app.wait {PROJECT} --cluster {CLUSTER}`" in out
