@@ -226,6 +226,10 @@ def _cell(row: Mapping[str, Any]) -> str:
                      f"<code>{h(tag or '-')}</code>")
     elif tag:
         lines.append(f'<span class="src">tag <code>{h(row.get("tag", ""))}</code> is <code>{h(tag)}</code></span>')
+    if row.get("unshipped"):
+        # The whole line (its commands too) on hover; the cell says only that there is one.
+        lines.append(f'<span class="warn unshipped" title="{h(row["unshipped"])}">HEAD has changes '
+                     "its tag does not</span>")
     for error in errors:
         lines.append(f'<span class="err">could not read the {h(error)}</span>')
     url = str(row.get("url", ""))

@@ -232,3 +232,11 @@ def test_the_page_is_written_atomically_and_readable(tmp_path, monkeypatch):
         write(path, "<p>newer</p>")
     assert path.read_text() == "<!DOCTYPE html><p>new</p>"  # the old page stays whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["status.html"]
+
+
+def test_a_cell_says_head_has_changes_its_tag_does_not_with_the_whole_line_on_hover():
+    line = "HEAD 5e1f has changes for shop that tag stage (a0e3) does not have (1 file(s)); to ship them: <inv>"
+    rows = [row("shop", "stage", unshipped=line), row("shop", "prod")]
+    text = render(rows, clusters=["stage", "prod"], title="t")
+    assert text.count("HEAD has changes its tag does not") == 1
+    assert f'title="{line.replace("<", "&lt;").replace(">", "&gt;")}"' in text
