@@ -169,11 +169,12 @@ def container_settings(world: Any, template: Any, project: Any, cluster: Any, pl
     return with_container_settings(template, environment, secrets, f"mvp.projects.{project.name}")
 
 
-def plan_cluster(world: Any, cluster: Any) -> TargetPlan:
+def plan_cluster(world: Any, cluster: Any, allow_dirty: bool = False, task: str = "cluster.up") -> TargetPlan:
     """`cluster.up`: the cluster's stack, from its template (termination protection when protected)."""
     settings = world.settings
     key = f"mvp.clusters.{cluster.name}"
     template = load_template(settings.root / cluster.template, settings.root, f"{key}.template")
+    check_clean_template(world, cluster.template, cluster, allow_dirty, task)
     placeholders = {"cluster": cluster.name, "tag": cluster.tag}
     configured = expand_all(cluster.parameters, placeholders, f"{key}.parameters")
     parameters = fill_parameters(template, cluster_well_known(cluster), configured, f"{key}.parameters")

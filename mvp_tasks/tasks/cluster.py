@@ -23,17 +23,19 @@ def _stub(name: str):
         "name": "cluster to create or update (default: mvp.default_cluster)",
         "check": "show what would change; change nothing",
         "yes": "answer yes to confirmations (needed without a terminal for protected clusters)",
+        "allow_dirty": "apply a cluster template with uncommitted changes to a protected cluster",
     },
     positional=["name"],
 )
-def up(ctx, name=None, check=False, yes=False):
+def up(ctx, name=None, check=False, yes=False, allow_dirty=False):
     """Create or update a cluster's stack, previewing the change first."""
     from ..apply.executor import run_plan
     from ..plan.planner import plan_cluster
 
     run = start(ctx, f"cluster.up {name or ''}".strip(), check=check, yes=yes)
     cluster = run.settings.cluster(name, flag="--name")
-    run_plan(run, "cluster.up", [(_stub(cluster.name), lambda world: plan_cluster(world, cluster))])
+    run_plan(run, "cluster.up", [(_stub(cluster.name), lambda world: plan_cluster(world, cluster,
+                                                                                   allow_dirty=bool(allow_dirty)))])
 
 
 def _when(stack) -> str:

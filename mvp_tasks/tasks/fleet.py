@@ -11,7 +11,7 @@ from .boundary import mvp_task, start
         "check": "show what would change everywhere; change nothing",
         "yes": "answer yes to confirmations (needed without a terminal for protected clusters)",
         "json": "print the plan and the outcomes as JSON for scripts",
-        "allow_dirty": "deploy app templates with uncommitted changes to protected clusters too",
+        "allow_dirty": "apply cluster and app templates with uncommitted changes to protected clusters too",
     }
 )
 def up(ctx, parallel=None, check=False, yes=False, json=False, allow_dirty=False):
@@ -28,7 +28,8 @@ def up(ctx, parallel=None, check=False, yes=False, json=False, allow_dirty=False
     planners = []
     for cluster in settings.clusters.values():
         planners.append((TargetPlan(cluster_key(cluster.name), kind="cluster", cluster=cluster.name),
-                         (lambda world, c=cluster: plan_cluster(world, c))))
+                         (lambda world, c=cluster: plan_cluster(world, c, allow_dirty=bool(allow_dirty),
+                                                                task="fleet.up"))))
     for project in settings.projects.values():
         for name in project.clusters:
             cluster = settings.clusters[name]

@@ -186,3 +186,13 @@ def test_a_dirty_template_is_refused_for_a_protected_cluster_unless_allowed():
     assert world.change_sets.pending() == []
     assert planner.plan_deploy(world, project, settings.clusters["prod"], allow_dirty=True).steps
     assert planner.plan_deploy(world, project, settings.clusters["stage"]).steps  # unprotected: as it is
+
+
+def test_a_dirty_cluster_template_is_refused_for_a_protected_cluster_unless_allowed():
+    settings = settings_with()
+    world, _ = world_with(settings)
+    world.dirty = {"infrastructure/fargate_cluster.yml"}
+    with pytest.raises(UsageError, match="cluster prod is protected.*--allow-dirty to cluster.up"):
+        planner.plan_cluster(world, settings.clusters["prod"])
+    planner.plan_cluster(world, settings.clusters["prod"], allow_dirty=True)
+    planner.plan_cluster(world, settings.clusters["stage"])  # unprotected: as it is
