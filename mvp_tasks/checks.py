@@ -354,10 +354,24 @@ class Checker:
         """The template can take the configured environment and secrets (one task definition, its
         containers written out), as `app.deploy` fills them in each cluster. Whether each secret
         is set needs AWS: `inv app.secret.list NAME --cluster C` says, and deploys refuse a missing one."""
-        from .errors import TemplateError
         from .aws.secrets import secret_arn
-        from .templates import with_container_settings
+        from .errors import TemplateError
+        from .templates import expand, with_container_settings
 
+        sources = [(("projects", project.name, "environment"), project.environment)]
+        sources += [(("projects", project.name, "per_cluster", c, "environment"), o.environment)
+                    for c, o in sorted(project.per_cluster.items())]
+        findings = []
+        for path, values in sources:
+            for name, value in values.items():
+                try:
+                    expand(value, APP_PLACEHOLDERS, "mvp." + ".".join((*path, name)))
+                except TemplateError as exc:
+                    allowed = ", ".join("{" + k + "}" for k in APP_PLACEHOLDERS)
+                    findings.append(Finding(ERROR, "invoke.yaml", exc.message, f"use {allowed}, or {{{{ for a brace",
+                                            self._config_line(*path, name), target=project.name))
+        if findings:
+            return findings
         for cluster in clusters:
             environment = project.environment_for(cluster.name)
             secrets = {k: secret_arn(cluster.name, project.name, k) for k in project.secrets_for(cluster.name)}

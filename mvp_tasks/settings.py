@@ -88,12 +88,6 @@ class ProjectSettings:
         """The project's secrets and the cluster's own, each once, in order."""
         return tuple(dict.fromkeys((*self.secrets, *self._overrides(cluster).secrets)))
 
-    def config_key(self, cluster: str, what: str) -> str:
-        """Where a value of `what` (parameters, environment) for `cluster` was configured."""
-        if what in ("parameters", "environment") and getattr(self._overrides(cluster), what):
-            return f"mvp.projects.{self.name}.per_cluster.{cluster}.{what}"
-        return f"mvp.projects.{self.name}.{what}"
-
 
 @dataclass(frozen=True)
 class BuildSettings:

@@ -155,6 +155,12 @@ class World:
 
         return dirty_template(self.settings.root, path, self.memo)
 
+    def config_dirty(self, keys: list[list[str]]) -> bool:
+        """Whether those parts of invoke.yaml have uncommitted changes."""
+        from .plan.changes import dirty_config
+
+        return dirty_config(self.settings.root, keys, self.memo)
+
     # --- images ---------------------------------------------------------------------------------
 
     def sandbox_services(self):

@@ -148,9 +148,10 @@ class Guard:
                           outcome=outcome, by=self.world.caller, message=message,
                           duration=time.monotonic() - started if started is not None else None)
             if self.token and getattr(self, "lost", None) is None:
-                self._beating.set()  # no renewal of a lock being released
-                self.history.record_and_release(self.plan.project, self.token, **fields)
-                self.token = ""
+                self._beating.set()  # no renewal of a lock being released, nor one in flight
+                self._heartbeat.join(timeout=10)
+                if self.history.record_and_release(self.plan.project, self.token, **fields) is not None:
+                    self.token = ""  # released, or not ours any more; else `release` deletes it
             else:
                 self.history.record(self.plan.project, **fields)
         except MvpError as exc:

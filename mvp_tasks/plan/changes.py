@@ -105,10 +105,24 @@ def unshipped(settings, project, cluster, tag_commit: str, head: str, memo: Memo
         ship = (f"release it to {cluster.promote_from} (inv ci.release --cluster {cluster.promote_from} --only {name}), "
                 f"then inv app.promote {name} --tag {cluster.tag}")
     else:
-        ship = (f"inv app.push {name} --cluster {where} then inv app.update {name} --cluster {where}, "
+        ship = (f"inv app.push {name} --cluster {where} then inv app.deploy {name} --cluster {where}, "
                 f"or inv ci.release --cluster {where} --only {name}")
     return (f"HEAD {head[:12]} has changes for {name} that tag {cluster.tag} ({tag_commit[:12]}) does not "
             f"have ({'; '.join(reasons)}); to ship them: {ship}")
+
+
+def dirty_config(root, keys: list[list[str]], memo: Memo | None = None) -> bool:
+    """Whether the parts `keys` of invoke.yaml differ from HEAD's (uncommitted changes that shape
+    a stack: its parameters, environment, secrets); outside git, no."""
+    if not dirty_template(root, "invoke.yaml", memo):
+        return False
+    from pathlib import Path
+
+    try:
+        now = (Path(root) / "invoke.yaml").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return _config_section(now, keys) != _config_section(file_at(root, "HEAD", "invoke.yaml", memo), keys)
 
 
 def dirty_template(root, path: str, memo: Memo | None = None) -> bool:

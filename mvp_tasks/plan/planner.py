@@ -107,11 +107,20 @@ def cluster_well_known(cluster: Any) -> dict[str, str]:
     return {"ClusterName": cluster.name, "EnvironmentName": cluster.name}
 
 
-def check_clean_template(world: Any, path: str, cluster: Any, allow_dirty: bool, task: str) -> None:
-    """A protected cluster gets only committed templates (unless --allow-dirty)."""
-    if cluster.protected and not allow_dirty and world.template_dirty(path):
+def check_clean_template(world: Any, path: str, cluster: Any, allow_dirty: bool, task: str,
+                         project: Any = None) -> None:
+    """A protected cluster gets only committed templates, and only committed settings of its own
+    and of the app (invoke.yaml's parameters, environment and secrets shape the stack too), unless
+    --allow-dirty."""
+    if not cluster.protected or allow_dirty:
+        return
+    keys = [["mvp", "clusters", cluster.name]] + ([["mvp", "projects", project.name]] if project else [])
+    what = f"template {path}" if world.template_dirty(path) else \
+        "its settings in invoke.yaml" if world.config_dirty(keys) else ""
+    if what:
         raise UsageError(
-            f"template {path} has uncommitted changes and cluster {cluster.name} is protected; nothing was changed",
+            f"{what} {'has' if what.startswith('template') else 'have'} uncommitted changes and cluster "
+            f"{cluster.name} is protected; nothing was changed",
             f"commit them first, or pass --allow-dirty to {task} to deploy them as they are",
         )
 
@@ -125,7 +134,7 @@ def app_stack_step(world: Any, project: Any, cluster: Any, commit: str,
     key = f"mvp.projects.{project.name}"
     path = f"projects/{project.name}/{project.template}"
     template = load_template(settings.root / path, settings.root, f"{key}.template")
-    check_clean_template(world, path, cluster, allow_dirty, task)
+    check_clean_template(world, path, cluster, allow_dirty, task, project)
     cluster_stack = world.cluster_stack(cluster)
     image = world.registry.ref(project.repository, cluster.tag)
     placeholders = {"project": project.name, "cluster": cluster.name, "image": image, "tag": cluster.tag,
@@ -153,8 +162,10 @@ def app_stack_step(world: Any, project: Any, cluster: Any, commit: str,
 def container_settings(world: Any, template: Any, project: Any, cluster: Any, placeholders: dict) -> Any:
     """The template with the app's configured environment and secrets in its container; a secret
     that is not set yet in this cluster is refused here, before anything changes."""
-    environment = expand_all(project.environment_for(cluster.name), placeholders,
-                             project.config_key(cluster.name, "environment"))
+    overrides = project.per_cluster.get(cluster.name)
+    environment = {**expand_all(project.environment, placeholders, f"mvp.projects.{project.name}.environment"),
+                   **expand_all(overrides.environment if overrides else {}, placeholders,
+                                f"mvp.projects.{project.name}.per_cluster.{cluster.name}.environment")}
     names = project.secrets_for(cluster.name)
     if names:
         have = {s.key for s in world.secrets().list(cluster.name, project.name)}

@@ -167,10 +167,12 @@ class ClusterStore:
             self.client.put_item(TableName=self.table, Item=item)
         return record
 
-    def record_and_release(self, project: str, token: str, **fields: Any) -> bool:
+    def record_and_release(self, project: str, token: str, **fields: Any) -> bool | None:
         """`record`, and the lock `token` holds released, in one transaction (one round trip where
         a run ends, instead of two). False: the lock was not ours any more, so only the record
-        was written (a separate call), and whoever holds the lock now keeps it."""
+        was written (a separate call), and whoever holds the lock now keeps it. None: the
+        transaction was cancelled for another reason (a conflicting write), so only the record was
+        written and the lock is still to be released (`release`)."""
         from botocore.exceptions import ClientError
 
         _, item = self._record_item(project, **fields)
@@ -182,11 +184,11 @@ class ClusterStore:
                     TransactItems=[{"Put": {"TableName": self.table, "Item": item}}, {"Delete": delete}])
                 return True
             except ClientError as exc:
-                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
-                if error_code(exc) != "TransactionCanceledException" or reasons[1:2] != ["ConditionalCheckFailed"]:
+                if error_code(exc) != "TransactionCanceledException":
                     raise
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
             self.client.put_item(TableName=self.table, Item=item)
-        return False
+        return False if reasons[1:2] == ["ConditionalCheckFailed"] else None
 
     def _record_item(self, project: str, action: str, commit: str, digest: str, outcome: str, by: str,
                      message: str = "", duration: float | None = None) -> tuple[Record, dict]:

@@ -36,7 +36,11 @@ def read_value(key: str) -> str:
         except EOFError:
             value = ""
     else:
-        value = sys.stdin.read()
+        data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+        try:
+            value = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"the value of {key} is not UTF-8 text; nothing was set") from None
         value = value[:-2] if value.endswith("\r\n") else value[:-1] if value.endswith("\n") else value
     return value
 
@@ -50,8 +54,11 @@ def _record(world, target, project: str, message: str) -> None:
         store = world.history(target)
     except MvpError:
         return
-    store.record(project, action="secret", commit="", digest="", outcome="succeeded", by=world.caller,
-                 message=message)
+    try:
+        store.record(project, action="secret", commit="", digest="", outcome="succeeded", by=world.caller,
+                     message=message)
+    except MvpError as exc:  # the secret itself has changed: say so, and that the history lacks it
+        world.reporter.warn(f"{project}@{target.name}: {message}, but the history could not record it: {exc}")
 
 
 @mvp_task(name="set", help={"name": "project the secret is for", "key": "the secret's name, e.g. DATABASE_URL",

@@ -250,6 +250,17 @@ def test_bad_secret_input_is_one_line_and_changes_nothing(configured, key, value
     assert ssm_state(lab) == before
 
 
+def test_a_value_that_is_not_utf8_text_is_one_line_and_changes_nothing(configured):
+    lab, _ = configured
+    before = ssm_state(lab)
+    result = subprocess.run([str(BIN / "inv"), "app.secret.set", PROJECT, "API_KEY", "--cluster", "stage"],
+                            cwd=lab.work, env=link_sandbox(lab.work, lab.env), input=b"\xff\xfe\n",
+                            capture_output=True, timeout=120, check=False)
+    result.stdout, result.stderr = result.stdout.decode(), result.stderr.decode()
+    assert_one_line_error(result, "the value of API_KEY is not UTF-8 text; nothing was set")
+    assert ssm_state(lab) == before
+
+
 def test_a_secret_for_a_cluster_the_app_does_not_run_in_is_refused(configured):
     lab, _ = configured
     before = ssm_state(lab)

@@ -43,7 +43,7 @@ def test_a_deploy_behind_head_says_so_and_names_the_commands_that_ship_it(shippe
     said = out["behind"].stdout + out["behind"].stderr
     assert f"HEAD {second[:12]} has changes for {PROJECT} that tag stage ({first[:12]}) does not have" in said
     assert f"1 file(s) under projects/{PROJECT}/" in said
-    assert f"inv app.push {PROJECT} --cluster stage then inv app.update {PROJECT} --cluster stage" in said
+    assert f"inv app.push {PROJECT} --cluster stage then inv app.deploy {PROJECT} --cluster stage" in said
     assert f"inv ci.release --cluster stage --only {PROJECT}" in said
 
 

@@ -196,3 +196,23 @@ def test_a_dirty_cluster_template_is_refused_for_a_protected_cluster_unless_allo
         planner.plan_cluster(world, settings.clusters["prod"])
     planner.plan_cluster(world, settings.clusters["prod"], allow_dirty=True)
     planner.plan_cluster(world, settings.clusters["stage"])  # unprotected: as it is
+
+
+def test_uncommitted_settings_of_the_app_or_cluster_are_refused_for_a_protected_cluster_too():
+    settings = settings_with()
+    world, _ = world_with(settings, tags={"prod": D1, "stage": D1, C1: D1})
+    project = settings.projects[PROJECT]
+    world.dirty = {("mvp", "projects", PROJECT)}
+    with pytest.raises(UsageError, match="its settings in invoke.yaml have uncommitted changes and cluster prod"):
+        planner.plan_deploy(world, project, settings.clusters["prod"])
+    assert planner.plan_deploy(world, project, settings.clusters["prod"], allow_dirty=True).steps
+    world.dirty = {("mvp", "clusters", "prod")}
+    with pytest.raises(UsageError, match="--allow-dirty to cluster.up"):
+        planner.plan_cluster(world, settings.clusters["prod"])
+
+
+def test_a_bad_placeholder_in_the_project_s_environment_is_named_there_not_under_the_cluster():
+    settings = settings_with(environment={"URL": "{bogus}"}, per_cluster={"prod": {"environment": {"X": "1"}}})
+    world, _ = world_with(settings, tags={"prod": D1, C1: D1})
+    with pytest.raises(TemplateError, match=r"config mvp\.projects\.museum-adventure\.environment\.URL: unknown"):
+        planner.plan_deploy(world, settings.projects[PROJECT], settings.clusters["prod"])

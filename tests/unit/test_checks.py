@@ -216,6 +216,13 @@ def test_environment_for_a_template_without_a_task_definition_names_the_config_l
     assert errors(findings_of(studio(tmp_path, **{"invoke.yaml": config, "projects__app__deploy.yml": task}))) == []
 
 
+def test_an_unknown_placeholder_in_the_environment_names_its_config_line(tmp_path):
+    config = CONFIG + "      environment:\n        URL: '{bogus}'\n"
+    finding = one(findings_of(studio(tmp_path, **{"invoke.yaml": config})), "{bogus}")
+    assert finding.is_error and (finding.file, finding.line) == ("invoke.yaml", line_of(config, "URL:"))
+    assert "mvp.projects.app.environment.URL" in finding.message
+
+
 def test_a_configured_parameter_the_template_lacks_names_the_config_line(tmp_path):
     config = CONFIG + "      parameters:\n        DesiredCont: 2\n        Size: '{nope}'\n"
     findings = findings_of(studio(tmp_path, **{"invoke.yaml": config}))

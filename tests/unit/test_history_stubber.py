@@ -367,10 +367,22 @@ def test_record_and_release_of_a_lock_no_longer_ours_still_writes_the_record(stu
     stub.assert_no_pending_responses()
 
 
-def test_record_and_release_cancelled_for_another_reason_is_an_error(stub, history):
+def test_record_and_release_cancelled_for_another_reason_writes_the_record_and_keeps_the_lock(stub, history):
+    # A heartbeat's renewal in flight conflicts with the transaction: the record is written alone,
+    # and the lock (still ours) is left for `release`.
     stub.add_client_error("transact_write_items", service_error_code="TransactionCanceledException",
-                          service_message="Transaction cancelled [ThrottlingError, None]", http_status_code=400,
-                          modeled_fields={"CancellationReasons": [{"Code": "ThrottlingError"}, {"Code": "None"}]})
+                          service_message="Transaction cancelled [None, TransactionConflict]", http_status_code=400,
+                          modeled_fields={"CancellationReasons": [{"Code": "None"}, {"Code": "TransactionConflict"}]})
+    stub.add_response("put_item", {}, {"TableName": TABLE, "Item": RECORD_ITEM})
+
+    assert history.record_and_release(PROJECT, TOKEN, **RELEASE_FIELDS) is None
+
+    stub.assert_no_pending_responses()
+
+
+def test_record_and_release_denied_is_an_error_and_writes_nothing_else(stub, history):
+    stub.add_client_error("transact_write_items", service_error_code="AccessDeniedException",
+                          service_message="not authorized to perform: dynamodb:PutItem", http_status_code=400)
 
     with pytest.raises(AwsError):
         history.record_and_release(PROJECT, TOKEN, **RELEASE_FIELDS)

@@ -183,6 +183,9 @@ class FakeWorld(World):
     def template_dirty(self, path: str) -> bool:
         return path in self.dirty
 
+    def config_dirty(self, keys) -> bool:
+        return any(tuple(k) in self.dirty for k in keys)
+
     def builder(self, host=None):  # pragma: no cover - planners get their builder from the caller
         raise AssertionError("planning must not make a builder itself")
 
