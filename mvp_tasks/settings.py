@@ -77,10 +77,6 @@ class ProjectSettings:
     def _overrides(self, cluster: str) -> ClusterOverrides:
         return self.per_cluster.get(cluster) or ClusterOverrides()
 
-    def parameters_for(self, cluster: str) -> dict[str, str]:
-        """The project's parameters with `per_cluster.CLUSTER.parameters` layered over them."""
-        return {**self.parameters, **self._overrides(cluster).parameters}
-
     def environment_for(self, cluster: str) -> dict[str, str]:
         return {**self.environment, **self._overrides(cluster).environment}
 

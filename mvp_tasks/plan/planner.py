@@ -78,12 +78,6 @@ def resolve_commit(world: Any, project: Any, prefix: str) -> str:
     return tags[0]
 
 
-def service_names(stack: Any, cluster: Any) -> tuple[str, str]:
-    """Outputs only, no discovery: kept for `tasks/app.py` (`app.wait`) until it calls
-    `discovery.service_names(world, stack, cluster)`; nothing else here uses it."""
-    return (stack.outputs.get("ClusterName") or cluster.stack_name, stack.outputs.get("ServiceName") or stack.name)
-
-
 def _planned_names(world: Any, stack: Any, cluster: Any, step: EnsureStack | None) -> tuple[str, ...]:
     """The service's names for a RollService after `step`: known now unless an update may change
     the stack's outputs or resources first (then the step finds them when applied)."""
@@ -140,14 +134,12 @@ def app_stack_step(world: Any, project: Any, cluster: Any, commit: str,
     placeholders = {"project": project.name, "cluster": cluster.name, "image": image, "tag": cluster.tag,
                     "commit": commit}
     available = {**cluster_stack.outputs, **app_well_known(project, cluster, image, commit)}
-    # The cluster's own values over the project's, each named where it was written when it is wrong.
-    own = f"{key}.per_cluster.{cluster.name}.parameters"
+    # A per-cluster parameter the template lacks is named where it was written.
     overrides = project.per_cluster.get(cluster.name)
     for name in (overrides.parameters if overrides else {}):
         if name not in template.parameters:
-            fill_parameters(template, {}, {name: ""}, own)
-    configured = {**expand_all(project.parameters, placeholders, f"{key}.parameters"),
-                  **expand_all(overrides.parameters if overrides else {}, placeholders, own)}
+            fill_parameters(template, {}, {name: ""}, f"{key}.per_cluster.{cluster.name}.parameters")
+    configured = layered(project, cluster, "parameters", placeholders)
     if "ClusterName" in template.parameters and "ClusterName" not in configured:
         # Only where the template takes it: finding it may read the cluster stack's resources.
         available["ClusterName"] = discovery.cluster_ecs_cluster(world, cluster, cluster_stack)
@@ -159,13 +151,20 @@ def app_stack_step(world: Any, project: Any, cluster: Any, commit: str,
                       change_sets=world.change_sets, stack=stack)
 
 
+def layered(project: Any, cluster: Any, what: str, placeholders: dict) -> dict[str, str]:
+    """The project's `what` (parameters, environment) with the cluster's own over them, each
+    value's placeholders filled and, when one is wrong, named at the key it was written under."""
+    key = f"mvp.projects.{project.name}"
+    overrides = project.per_cluster.get(cluster.name)
+    return {**expand_all(getattr(project, what), placeholders, f"{key}.{what}"),
+            **expand_all(getattr(overrides, what) if overrides else {}, placeholders,
+                         f"{key}.per_cluster.{cluster.name}.{what}")}
+
+
 def container_settings(world: Any, template: Any, project: Any, cluster: Any, placeholders: dict) -> Any:
     """The template with the app's configured environment and secrets in its container; a secret
     that is not set yet in this cluster is refused here, before anything changes."""
-    overrides = project.per_cluster.get(cluster.name)
-    environment = {**expand_all(project.environment, placeholders, f"mvp.projects.{project.name}.environment"),
-                   **expand_all(overrides.environment if overrides else {}, placeholders,
-                                f"mvp.projects.{project.name}.per_cluster.{cluster.name}.environment")}
+    environment = layered(project, cluster, "environment", placeholders)
     names = project.secrets_for(cluster.name)
     if names:
         have = {s.key for s in world.secrets().list(cluster.name, project.name)}

@@ -130,7 +130,8 @@ def update(ctx, name, cluster=None, check=False, yes=False):
 @mvp_task(help={"name": "project to watch", "cluster": CLUSTER_HELP})
 def wait(ctx, name, cluster=None):
     """Wait for an app's current rollout to finish (e.g. after a wait timed out)."""
-    from ..plan.planner import check_mapped, get_app_stack, service_names
+    from ..aws.discovery import service_names
+    from ..plan.planner import check_mapped, get_app_stack
     from ..world import World
 
     run = start(ctx, f"app.wait {name}")
@@ -139,7 +140,7 @@ def wait(ctx, name, cluster=None):
     world = World(run.settings, run.reporter, run.aws)
     world.cluster_stack(target)
     stack = get_app_stack(world, project, target)
-    ecs_cluster, service = service_names(stack, target)
+    ecs_cluster, service = service_names(world, stack, target)
     resume = f"ECS keeps going on its own; wait again with `inv app.wait {project.name} --cluster {target.name}`"
     key = f"{project.name}@{target.name}"
     with run.reporter.progress(f"waiting for service {service} to roll out"):

@@ -30,6 +30,7 @@ import yaml
 from conftest import BIN, PROJECT, ROOT, assert_one_line_error, link_sandbox, moto_process
 from test_lifecycle import BUILD_TIMEOUT, RecordingProxy, clusters_up, new_lab
 from tests.support import iam
+from tests.support.terminal import run_on_a_terminal
 
 pytestmark = pytest.mark.e2e
 
@@ -284,43 +285,11 @@ def test_per_cluster_for_an_unmapped_cluster_is_refused_naming_the_key(configure
 def test_on_a_terminal_the_value_is_typed_at_a_prompt_that_does_not_echo_it(configured):
     """A person at a terminal: the prompt asks for the value, what they type is not shown, and
     it is stored as typed."""
-    import os
-    import pty
-    import select
-
     lab, _ = configured
     value = VALUE % "typed"
-    master, slave = pty.openpty()
-    env = {k: v for k, v in link_sandbox(lab.work, lab.env).items() if k != "CI"}
-    env.update(TERM="xterm-256color", COLUMNS="120")
-    proc = subprocess.Popen([str(BIN / "inv"), "app.secret.set", PROJECT, "TYPED", "--cluster", "stage"],
-                            cwd=lab.work, env=env, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
-    os.close(slave)
-    screen, typed = b"", False
-    deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.5)
-            if ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:
-                    break
-                if not data:
-                    break
-                screen += data
-                if not typed and b"(not shown)" in screen:
-                    os.write(master, value.encode() + b"\r")
-                    typed = True
-            elif proc.poll() is not None:
-                break
-        code = proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
-    text = screen.decode("utf-8", "replace")
-    assert typed and code == 0, text
+    code, text = run_on_a_terminal(lab.work, ["app.secret.set", PROJECT, "TYPED", "--cluster", "stage"],
+                                   link_sandbox(lab.work, lab.env), answers={"(not shown)": value})
+    assert code == 0, text
     assert "value of TYPED (not shown)" in text and "secret TYPED set (version 1)" in text
     assert value not in text
     stored = lab.client("ssm").get_parameter(Name=f"/mvp/stage/{PROJECT}/TYPED", WithDecryption=True)

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from conftest import PROJECT, assert_one_line_error, git
-from test_lifecycle import BUILD_TIMEOUT, clusters_up, index_change, new_lab
+from test_lifecycle import index_change, new_lab, shipped_everywhere
 
 pytestmark = pytest.mark.e2e
 
@@ -19,11 +19,7 @@ TEMPLATE = f"projects/{PROJECT}/deploy.yml"
 
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory, git_env, image_services, moto_server):
-    lab = new_lab(tmp_path_factory.mktemp("head"), git_env, image_services, moto_server)
-    clusters_up(lab)
-    lab.ok("app.push", PROJECT, timeout=BUILD_TIMEOUT)
-    lab.ok("app.deploy", PROJECT)
-    lab.ok("app.promote", "--tag", "prod", "--yes")
+    lab = shipped_everywhere(new_lab(tmp_path_factory.mktemp("head"), git_env, image_services, moto_server))
     first = lab.repo.commit
     out = {"in_step": lab.ok("app.deploy", PROJECT)}
     second = lab.commit(index_change(lab, "a change not pushed yet"), "change the page")
@@ -75,3 +71,12 @@ def test_a_dirty_template_is_refused_for_a_protected_cluster_unless_allowed(ship
         lab.ok("app.deploy", PROJECT, "--cluster", "stage")
     finally:
         git(lab.work, "checkout", "--", TEMPLATE, env=lab.git_env)
+
+
+def test_app_wait_follows_the_service_discovery_names_and_says_it_rolled_out(shipped):
+    lab, _, _, _ = shipped
+    result = lab.ok("app.wait", PROJECT, "--cluster", "prod")
+    service = lab.service("prod", f"{PROJECT}-prod")
+    assert service["deployments"][0]["rolloutState"] in ("COMPLETED", "")
+    assert (f"ok: {PROJECT}@prod  rolled out; {service['runningCount']}/{service['desiredCount']} tasks running"
+            in result.stdout), result.stdout

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from conftest import BIN, PROJECT, link_sandbox
-from test_lifecycle import BUILD_TIMEOUT, clusters_up, new_lab
+from test_lifecycle import BUILD_TIMEOUT, new_lab, shipped_everywhere
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.support.aws_proxy import AwsProxy  # noqa: E402
@@ -33,12 +33,7 @@ from tests.support.aws_proxy import AwsProxy  # noqa: E402
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, git_env, image_services, moto_server):
-    lab = new_lab(tmp_path_factory.mktemp("interrupts"), git_env, image_services, moto_server)
-    clusters_up(lab)
-    lab.ok("app.push", PROJECT, timeout=BUILD_TIMEOUT)
-    lab.ok("app.deploy", PROJECT)
-    lab.ok("app.promote", "--tag", "prod", "--yes")
-    return lab
+    return shipped_everywhere(new_lab(tmp_path_factory.mktemp("interrupts"), git_env, image_services, moto_server))
 
 
 @pytest.fixture

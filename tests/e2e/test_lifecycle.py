@@ -303,6 +303,15 @@ def clusters_up(lab: Lab, prod: bool = True) -> None:
         lab.ok("cluster.up", "--name", "prod", "--yes")
 
 
+def shipped_everywhere(lab: Lab) -> Lab:
+    """Both clusters up, HEAD pushed and deployed to stage, then promoted to prod."""
+    clusters_up(lab)
+    lab.ok("app.push", PROJECT, timeout=BUILD_TIMEOUT)
+    lab.ok("app.deploy", PROJECT)
+    lab.ok("app.promote", "--tag", "prod", "--yes")
+    return lab
+
+
 def index_change(lab: Lab, text: str) -> dict[str, str]:
     path = f"projects/{PROJECT}/site/index.html"
     return {path: (lab.work / path).read_text() + f"\n<!-- {text} -->\n"}
@@ -591,12 +600,8 @@ class TestRelease:
 @pytest.fixture(scope="class")
 def promoted_twice(tmp_path_factory, git_env, image_services, moto_server):
     """Commit A pushed, deployed and promoted to prod; then commit B pushed, deployed and promoted."""
-    lab = new_lab(tmp_path_factory.mktemp("rollback"), git_env, image_services, moto_server)
-    clusters_up(lab)
+    lab = shipped_everywhere(new_lab(tmp_path_factory.mktemp("rollback"), git_env, image_services, moto_server))
     a = lab.repo.commit
-    lab.ok("app.push", PROJECT, timeout=BUILD_TIMEOUT)
-    lab.ok("app.deploy", PROJECT)
-    lab.ok("app.promote", "--tag", "prod", "--yes")
     stage_deployments_a = lab.deployments("stage")
     b = lab.commit(index_change(lab, "commit B"), "museum-adventure: commit B")
     lab.ok("app.push", PROJECT, timeout=BUILD_TIMEOUT)

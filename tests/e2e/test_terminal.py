@@ -6,49 +6,10 @@ then the outcome lines, the summary table and the recap. The run's state is read
 
 from __future__ import annotations
 
-import os
-import pty
-import select
-import signal
-import subprocess
-import time
-
-from conftest import BIN, PROJECT, link_sandbox
+from conftest import PROJECT, link_sandbox
 from test_lifecycle import BUILD_TIMEOUT, clusters_up, new_lab
 
-
-def run_on_a_terminal(cwd, args, env, timeout=120.0, interrupt_at: str = "") -> tuple[int, str]:
-    """`inv ARGS` on a pseudo-terminal; with `interrupt_at`, SIGINT as soon as that text is on screen."""
-    master, slave = pty.openpty()
-    env = {k: v for k, v in env.items() if k != "CI"}  # a person, not CI
-    env.update(TERM="xterm-256color", COLUMNS="120", LINES="40")
-    proc = subprocess.Popen([str(BIN / "inv"), *args], cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave,
-                            close_fds=True)
-    os.close(slave)
-    chunks = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.5)
-            if ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:  # the child closed the terminal
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-                if interrupt_at and interrupt_at in b"".join(chunks).decode("utf-8", "replace"):
-                    proc.send_signal(signal.SIGINT)
-                    interrupt_at = ""
-            elif proc.poll() is not None:
-                break
-        code = proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
-    return code, b"".join(chunks).decode("utf-8", "replace")
+from tests.support.terminal import run_on_a_terminal
 
 
 def test_a_fleet_run_on_a_terminal_draws_live_lines_and_ends_with_the_summary(tmp_path, git_env, image_services,

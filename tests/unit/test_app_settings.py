@@ -56,8 +56,11 @@ def test_per_cluster_values_layer_over_the_project_s_own():
                                                                     "environment": {"B": "prod"},
                                                                     "secrets": ["S2", "S1"]}})
     project = settings.projects[PROJECT]
-    assert project.parameters_for("prod") == {"DesiredCount": "3", "Cpu": "256"}
-    assert project.parameters_for("stage") == {"DesiredCount": "1", "Cpu": "256"}
+    placeholders = {"project": PROJECT, "cluster": "c"}
+    assert planner.layered(project, settings.clusters["prod"], "parameters", placeholders) == \
+        {"DesiredCount": "3", "Cpu": "256"}
+    assert planner.layered(project, settings.clusters["stage"], "parameters", placeholders) == \
+        {"DesiredCount": "1", "Cpu": "256"}
     assert project.environment_for("prod") == {"A": "1", "B": "prod"}
     assert project.environment_for("stage") == {"A": "1", "B": "2"}
     assert project.secrets_for("prod") == ("S1", "S2") and project.secrets_for("stage") == ("S1",)
