@@ -45,11 +45,25 @@ class Result:
 
 
 @dataclass
-class Recap:
+class Results:
+    """What a run did: one `Result` per target (as fabric's `GroupResult`), whether it was
+    interrupted, and what keeps running in AWS on its own (what -> the command that follows it)."""
+
     results: list[Result] = field(default_factory=list)
+    interrupted: bool = False
+    still_running: dict[str, str] = field(default_factory=dict)
 
     def add(self, result: Result) -> None:
         self.results.append(result)
+
+    def extend(self, other: "Results") -> None:
+        self.results += other.results
+        self.interrupted = self.interrupted or other.interrupted
+        self.still_running.update(other.still_running)
+
+    @property
+    def failures(self) -> list[Result]:
+        return [r for r in self.results if r.outcome is Outcome.FAILED]
 
     def counts(self) -> dict[str, int]:
         counts = {o.value: 0 for o in Outcome}
@@ -102,7 +116,7 @@ class Reporter:
             force_terminal=self.interactive or None,
             no_color=not self.interactive or None,
         )
-        self.recap = Recap()
+        self.recap = Results()  # every result shown, for tasks that report outside the engine
         # Targets report from the executor's threads: one line is printed whole, never interleaved.
         import threading
 
@@ -110,6 +124,7 @@ class Reporter:
         self._live = None  # the rich Live display while targets are applied on a terminal
         self._status: dict[str, str] = {}
         self._many = False  # more than one target: plain lines carry the target's name
+        self.asking = False  # a question waits for its answer (an interrupt then means "no")
 
     # --- plain output ------------------------------------------------------------------------
 
@@ -238,9 +253,9 @@ class Reporter:
             self._print(text, STYLES[outcome])
         return result
 
-    def summary(self) -> None:
+    def summary(self, results: Results | None = None) -> None:
         """A table of every target: outcome, commit, duration and message (for runs of several)."""
-        results = self.recap.results
+        results = (self.recap if results is None else results).results
         if len(results) < 2:
             return
         rows = [[r.target, r.outcome.value, r.commit[:12] or "-",
@@ -254,16 +269,15 @@ class Reporter:
     def changed(self, target: str, message: str = "") -> Result:
         return self.result(target, Outcome.CHANGED, message)
 
-    def skipped(self, target: str, message: str = "") -> Result:
-        return self.result(target, Outcome.SKIPPED, message)
-
     def failed(self, target: str, message: str = "") -> Result:
         return self.result(target, Outcome.FAILED, message)
 
-    def finish(self) -> Recap:
-        """Print the recap line; the task boundary exits non-zero when anything failed."""
-        self._print(self.recap.line(), "bold red" if self.recap.failed else "bold")
-        return self.recap
+    def finish(self, results: Results | None = None) -> Results:
+        """Print the recap line of `results` (default: every result shown); the task boundary
+        exits non-zero when anything failed."""
+        results = self.recap if results is None else results
+        self._print(results.line(), "bold red" if results.failed else "bold")
+        return results
 
     # --- confirmation ------------------------------------------------------------------------
 
@@ -275,9 +289,12 @@ class Reporter:
             raise NotConfirmed(f"{question} needs confirmation and there is no terminal to ask on; {refuse_hint}")
         from rich.prompt import Confirm
 
+        self.asking = True
         try:
             answer = Confirm.ask(f"{question}?", console=self.console, default=False)
         except (EOFError, KeyboardInterrupt):
             answer = False
+        finally:
+            self.asking = False
         if not answer:
             raise NotConfirmed(f"{question}: not confirmed, nothing was changed")

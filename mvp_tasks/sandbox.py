@@ -2,7 +2,7 @@
 
 Its state lives in one git-ignored folder (`mvp.sandbox.dir`, default `.sandbox/`):
 `moto.json` says where it listens and which process it is. While that process is alive every
-task targets it (see `tasks.boundary.get_aws_target`). Nothing here prints or reads Invoke config.
+task targets it (see `world.get_aws_target`). Nothing here prints or reads Invoke config.
 """
 
 from __future__ import annotations

@@ -47,21 +47,39 @@ class ChangeSets:
 
 
 class World:
-    def __init__(self, settings: Any, reporter: Any, aws: Any):
+    """The run's one context: settings, reporter, AWS clients (made when first used: tasks that
+    never call AWS never import boto3), the stop flag, and the answers the run shares."""
+
+    def __init__(self, settings: Any, reporter: Any, aws: Any = None):
         from .aws.services import ServiceReader
         from .memo import Memo
 
         self.settings = settings
         self.reporter = reporter
-        self.aws = aws
+        self._aws = aws
         self.stop = threading.Event()
+        self.stopped_by = "Ctrl-C"  # what set `stop`: Ctrl-C or SIGTERM, for the history
         self.reader = ServiceReader()
         self.change_sets = ChangeSets()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # `registry` makes the clients under it too
         self._registry = None
         self.memo = Memo()
 
+    @property
+    def aws(self):
+        with self._lock:
+            if self._aws is None:
+                from .aws.clients import AwsClients
+
+                self._aws = AwsClients(get_aws_target(self.settings))
+            return self._aws
+
     # --- waiting that an interrupt cuts short ---------------------------------------------------
+
+    def interrupt(self, by: str) -> None:
+        """The first interrupt: nothing new starts, every wait ends (`Interrupted`)."""
+        self.stopped_by = by
+        self.stop.set()
 
     def sleep(self, seconds: float) -> None:
         if self.stop.wait(max(seconds, 0)):
@@ -183,6 +201,21 @@ class World:
         from .image.builder import make_builder
 
         return make_builder(self.settings, self.sandbox_services(), self.registry, host)
+
+
+def get_aws_target(settings: Any):
+    """Where AWS calls go: AWS_ENDPOINT_URL if set, else the local sandbox if it is up, else AWS."""
+    from .aws.clients import AwsTarget
+    from .sandbox import get_moto_endpoint
+
+    region = settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+    if endpoint:
+        return AwsTarget(region=region or "us-east-1", profile=settings.profile, endpoint_url=endpoint)
+    sandbox = get_moto_endpoint(settings.sandbox_dir)
+    if sandbox:
+        return AwsTarget(region=region or "us-east-1", endpoint_url=sandbox, sandbox=True)
+    return AwsTarget(region=region, profile=settings.profile)
 
 
 def make_registry(settings: Any, services: Any, aws: Any):

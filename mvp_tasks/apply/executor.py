@@ -1,20 +1,21 @@
-"""The engine: plan every target side by side, show the whole plan, ask once, apply in parallel,
-and end with a summary. After aws/chalice's deployer + executor and Sceptre's plan executor.
+"""The engine: plan every target side by side, then apply a confirmed plan in parallel, and return
+what happened as a value. After aws/chalice's deployer + executor and Sceptre's plan executor.
 
-    flags -> settings -> plan (reads only) -> show -> confirm once -> apply (parallel) -> summary
+    boundary -> Engine.plan (reads only) -> Plan -> boundary shows it and asks once
+             -> Engine.apply (parallel, never asks) -> Results -> boundary (summary, exit code)
 
 - Planning never mutates (but for change sets, which it notes and which are deleted unless
-  applied); applying never asks. `--check` is plan + show.
+  applied); applying never asks, never prints but through the reporter, and knows nothing of the
+  command line: a target's failure is a `Result`, and the run's `Results` go back to the boundary.
 - `mvp.parallel` (`--parallel N`) bounds the targets *working* at once (`Slots`): a target that
   waits on AWS (a stack operation, a rollout) gives its slot up for the wait, so twenty rollouts
   are followed together whatever N is. Targets start in plan order, and one back from a wait goes
   before any that has not started. Planning only reads: it runs wider (`plan_width`).
-- A target's failure is a value in the results, never an exception that ends the run. Ordering: a
-  target starts once every target it depends on has succeeded (a cluster before its apps); steps
-  within a target run in order.
-- Ctrl-C: the first stops anything new from starting; every target in flight undoes what it left
-  half-done (a moved tag, its lock, an open change set) and records `interrupted`; what keeps
-  running in AWS by itself is told, and the exit code is 130. A second Ctrl-C exits at once.
+- Ordering: a target starts once every target it depends on has succeeded (a cluster before its
+  apps); steps within a target run in order.
+- Interrupts: the boundary sets `world.stop` (first Ctrl-C or SIGTERM). Nothing new starts; every
+  target in flight undoes what it left half-done (a moved tag, its lock, an open change set) and
+  records `interrupted`; what keeps running in AWS by itself is in the results.
 """
 
 from __future__ import annotations
@@ -22,19 +23,14 @@ from __future__ import annotations
 import concurrent.futures as futures
 import contextlib
 import os
-import signal
-import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator
-
-from invoke import Exit
 
 from ..errors import MvpError
 from ..plan.steps import Plan, TargetPlan
-from ..report import Outcome
+from ..report import Outcome, Result, Results
 from ..world import Interrupted, World
 from .guard import Guard
 from .steps import TargetRun, apply_step
@@ -125,12 +121,6 @@ class Slot:
             self.held = self.slots._resume(self)
 
 
-@dataclass
-class Outcomes:
-    interrupted: bool = False
-    failed: bool = False
-
-
 def _message(exc: BaseException) -> str:
     from ..aws.clients import translate
 
@@ -142,48 +132,27 @@ def _message(exc: BaseException) -> str:
     if os.environ.get("MVP_DEBUG"):
         import traceback
 
-        traceback.print_exception(exc, file=sys.stderr)
+        return f"unexpected {type(exc).__name__}: {exc}\n" + "".join(traceback.format_exception(exc))
     return f"unexpected {type(exc).__name__}: {exc} (set MVP_DEBUG=1 for the traceback)"
 
 
 class Engine:
-    def __init__(self, run: Any, parallel: int | None = None, host: str | None = None):
-        self.run = run
-        self.reporter = run.reporter
-        self.world = World(run.settings, run.reporter, run.aws)
-        self.parallel = max(1, int(parallel or run.settings.parallel))
+    """Plans and applies for one run of one task, on the run's one `World`."""
+
+    def __init__(self, world: World, parallel: int | None = None, host: str | None = None):
+        self.world = world
+        self.reporter = world.reporter
+        self.parallel = max(1, int(parallel or world.settings.parallel))
         self.host = host
-        self._interrupts = 0
-        self._asking = False
-        self._previous_handler: Any = None
-
-    # --- interrupts -------------------------------------------------------------------------------
-
-    def _on_sigint(self, signum, frame) -> None:
-        self._interrupts += 1
-        if self._interrupts > 1:
-            sys.stderr.write("interrupted again: exiting at once; AWS may still be working "
-                             "(check with `inv app.status`)\n")
-            sys.stderr.flush()
-            os._exit(130)
-        self.world.stop.set()
-        if self._asking:
-            # At the prompt: nothing was applied yet. Abort the question (the prompt takes it as a
-            # "no"), so the change sets planning made are deleted on the way out.
-            raise KeyboardInterrupt
-        self.reporter.warn("interrupted: nothing new starts; the targets in flight undo what they left "
-                           "half-done (Ctrl-C again to exit at once)")
+        self._lock = threading.Lock()
 
     def __enter__(self) -> "Engine":
-        if threading.current_thread() is threading.main_thread():
-            self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        # Whatever happened (check mode, a refused confirmation, a failure, an interrupt), no change
+        # set that planning made outlives the run unless it was executed.
         self.world.discard_change_sets()
-        if self._previous_handler is not None:
-            signal.signal(signal.SIGINT, self._previous_handler)
-            self._previous_handler = None
 
     # --- planning ---------------------------------------------------------------------------------
 
@@ -226,76 +195,30 @@ class Engine:
             # A timeout, so the main thread keeps handling Ctrl-C.
             _, pending = futures.wait(pending, timeout=0.2)
 
-    # --- showing and asking -----------------------------------------------------------------------
+    # --- settling and applying ------------------------------------------------------------------
 
-    def show(self, plan: Plan) -> None:
-        for target in plan.targets:
-            for warning in target.warnings:
-                self.reporter.warn(f"{target.key}: {warning}")
-            if target.changes:
-                lines = target.lines()
-                if target.reasons:
-                    self.reporter.info(f"{target.key}: {'; '.join(target.reasons)}")
-                self.reporter.plan(target.key, lines)
-
-    def confirm(self, plan: Plan) -> None:
-        question = plan.question()
-        if question:
-            self._asking = True
-            try:
-                self.reporter.confirm(question)
-            finally:
-                self._asking = False
-
-    # --- the whole run ----------------------------------------------------------------------------
-
-    def execute(self, plan: Plan) -> Outcomes:
-        """Show, then (unless --check) confirm once and apply; report every target and a summary."""
-        self.show(plan)
+    def settle(self, plan: Plan) -> Results:
+        """The results of the targets with nothing to apply: ok, skipped, or failed while planning."""
+        results = Results()
         for target in plan.targets:
             if target.error:
-                self.reporter.result(target.key, Outcome.FAILED, target.error)
+                results.add(self.reporter.result(target.key, Outcome.FAILED, target.error))
             elif target.skip:
-                self.reporter.result(target.key, Outcome.SKIPPED, target.skip)
+                results.add(self.reporter.result(target.key, Outcome.SKIPPED, target.skip))
             elif not target.changes:
-                self.reporter.result(target.key, Outcome.OK, target.note, commit=target.commit)
-        changing = plan.changes
-        if self.reporter.check:
-            for target in changing:
-                self.reporter.result(target.key, Outcome.CHANGED, target.would(), commit=target.commit)
-            return Outcomes(failed=any(t.error for t in plan.targets))
-        if changing:
-            try:
-                self.confirm(plan)
-            except MvpError:
-                self.world.discard_change_sets()
-                raise
-        self._apply(changing, plan.targets)
-        interrupted = self.world.stop.is_set()
-        return Outcomes(interrupted=interrupted, failed=self.reporter.recap.failed)
+                results.add(self.reporter.result(target.key, Outcome.OK, target.note, commit=target.commit))
+        return results
 
-    def finish(self, outcomes: Outcomes) -> None:
-        self.world.discard_change_sets()
-        self.reporter.summary()
-        recap = self.reporter.finish()
-        if self.reporter.json_output:
-            self.reporter.emit_json([
-                {"target": r.target, "outcome": r.outcome.value, "commit": r.commit,
-                 "duration": round(r.duration, 3) if r.duration is not None else None, "message": r.message}
-                for r in recap.results])
-        # Every failed target once more on stderr, one line each, where CI and scripts look for errors.
-        for result in recap.results:
-            if result.outcome is Outcome.FAILED:
-                sys.stderr.write(f"error: {result.target}: {result.message}\n")
-        sys.stderr.flush()
-        if outcomes.interrupted:
-            raise Exit("interrupted: see above for what keeps running in AWS", code=130)
-        if recap.failed or outcomes.failed:
-            raise Exit(code=1)
+    def apply(self, plan: Plan) -> Results:
+        """Apply every target of a confirmed plan that has changes; the results of all of them."""
+        results = self.settle(plan)
+        self._apply(plan.changes, plan.targets, results)
+        results.interrupted = self.world.stop.is_set()
+        return results
 
     # --- applying ---------------------------------------------------------------------------------
 
-    def _apply(self, targets: list[TargetPlan], everything: list[TargetPlan] = ()) -> None:
+    def _apply(self, targets: list[TargetPlan], everything: list[TargetPlan], results: Results) -> None:
         # Targets with nothing to apply are settled already: one whose planning failed must hold
         # its dependents back exactly as a failed apply would.
         outcome: dict[str, Outcome] = {
@@ -304,16 +227,19 @@ class Engine:
         keys = {t.key for t in targets} | set(outcome)
         pending = list(targets)
         running: dict[futures.Future, TargetPlan] = {}
-        still_running: dict[str, str] = {}
         slots = Slots(self.parallel, self.world.stop)
         width = max(1, min(len(targets), MAX_THREADS))
+
+        def not_started(target: TargetPlan, why: str) -> None:
+            outcome[target.key] = Outcome.SKIPPED
+            results.add(self.reporter.result(target.key, Outcome.SKIPPED, f"not started: {why}", commit=target.commit))
+
         with futures.ThreadPoolExecutor(width, thread_name_prefix="apply") as pool, \
                 self.reporter.live([t.key for t in targets]):
             while pending or running:
                 if self.world.stop.is_set():
                     for target in pending:
-                        self.reporter.result(target.key, Outcome.SKIPPED, "not started: interrupted",
-                                             commit=target.commit)
+                        not_started(target, "interrupted")
                     pending = []
                 for target in list(pending):
                     if len(running) >= width:
@@ -322,47 +248,40 @@ class Engine:
                     failed = [d for d in deps if outcome.get(d) in (Outcome.FAILED, Outcome.SKIPPED)]
                     if failed:
                         pending.remove(target)
-                        outcome[target.key] = Outcome.SKIPPED
-                        self.reporter.result(target.key, Outcome.SKIPPED, f"not started: {failed[0]} did not succeed",
-                                             commit=target.commit)
+                        not_started(target, f"{failed[0]} did not succeed")
                     elif all(d in outcome for d in deps):
                         pending.remove(target)
                         # Queued for a slot here, in plan order; its thread waits for its turn.
                         slot = slots.queue()
-                        running[pool.submit(self._apply_target, target, still_running, slot)] = target
+                        running[pool.submit(self._apply_target, target, results.still_running, slot)] = target
                 if not running:
-                    if pending:
-                        # Left only with targets whose dependencies can never finish: do not spin.
-                        for target in pending:
-                            self.reporter.result(target.key, Outcome.SKIPPED, "not started: waiting on nothing",
-                                                 commit=target.commit)
-                        pending = []
+                    # Left only with targets whose dependencies can never finish: do not spin.
+                    for target in pending:
+                        not_started(target, "waiting on nothing")
+                    pending = []
                     continue
                 done, _ = futures.wait(running, timeout=0.2, return_when=futures.FIRST_COMPLETED)
                 for future in done:
                     target = running.pop(future)
-                    outcome[target.key] = future.result()
-        if still_running:
-            self.reporter.warn("still running in AWS on its own:")
-            for what, follow in sorted(still_running.items()):
-                self.reporter.info(f"{what}; follow it with `{follow}`")
+                    result = future.result()
+                    outcome[target.key] = result.outcome
+                    results.add(result)
 
-    def _apply_target(self, plan: TargetPlan, still_running: dict[str, str], slot: Slot | None = None) -> Outcome:
+    def _apply_target(self, plan: TargetPlan, still_running: dict[str, str], slot: Slot | None = None) -> Result:
         """Apply one target once its slot comes (`slot`: its place in the engine's `Slots`; none:
         at once, as the only target)."""
         if slot is None:
             return self._work(plan, still_running, None)
         if not slot.start():
-            self.reporter.result(plan.key, Outcome.SKIPPED, "not started: interrupted", commit=plan.commit)
-            return Outcome.SKIPPED
+            return self.reporter.result(plan.key, Outcome.SKIPPED, "not started: interrupted", commit=plan.commit)
         try:
             return self._work(plan, still_running, slot)
         finally:
             slot.release()
 
-    def _work(self, plan: TargetPlan, still_running: dict[str, str], slot: Slot | None) -> Outcome:
+    def _work(self, plan: TargetPlan, still_running: dict[str, str], slot: Slot | None) -> Result:
         started = time.monotonic()
-        cluster = self.run.settings.clusters.get(plan.cluster)
+        cluster = self.world.settings.clusters.get(plan.cluster)
         run = None
         guard = None
         try:
@@ -380,15 +299,15 @@ class Engine:
             for step in plan.steps:
                 apply_step(run, step)
             guard.forget_undo()
-            guard.record("succeeded", digest=run.digest)
-            message = plan.done or "done"
+            guard.record("succeeded", run.record, digest=run.digest)
+            message = run.done or plan.done or "done"
             if run.service is not None:
                 message += f"; service {run.service.name} running {run.service.running}/{run.service.desired}"
             return self._result(plan, Outcome.CHANGED, message, started)
         except Interrupted:
             if guard is not None:
                 guard.run_undo()
-                guard.record("interrupted", "interrupted (Ctrl-C)")
+                guard.record("interrupted", f"interrupted ({self.world.stopped_by})")
             return self._result(plan, Outcome.FAILED, "interrupted", started)
         except BaseException as exc:  # noqa: BLE001 - one target's failure never stops another
             message = _message(exc)
@@ -399,24 +318,11 @@ class Engine:
         finally:
             if guard is not None:
                 guard.release()
-                still_running.update(guard.running)
+                with self._lock:
+                    still_running.update(guard.running)
             if run is not None:
                 run.close()
 
-    def _result(self, plan: TargetPlan, outcome: Outcome, message: str, started: float) -> Outcome:
-        self.reporter.result(plan.key, outcome, message, commit=plan.commit, duration=time.monotonic() - started)
-        return outcome
-
-
-def run_plan(run: Any, title: str, planners: list[tuple[TargetPlan, Planner]], *, confirm: str = "",
-             parallel: int | None = None, host: str | None = None) -> None:
-    """The whole engine for one task: plan side by side, show, ask once, apply, summary, exit code."""
-    with Engine(run, parallel=parallel, host=host) as engine:
-        try:
-            plan = engine.plan(title, planners, confirm=confirm)
-            outcomes = engine.execute(plan)
-        except Interrupted as exc:
-            run.reporter.warn(str(exc))
-            engine.finish(Outcomes(interrupted=True))
-            return
-        engine.finish(outcomes)
+    def _result(self, plan: TargetPlan, outcome: Outcome, message: str, started: float) -> Result:
+        return self.reporter.result(plan.key, outcome, message, commit=plan.commit,
+                                    duration=time.monotonic() - started)

@@ -28,7 +28,7 @@ class Guard:
         self.world = world
         self.plan = plan
         self.cluster = cluster
-        self.history = world.history(cluster) if plan.kind == "app" else None
+        self.history = world.history(cluster) if plan.kind == "app" and plan.recorded else None
         self.token = ""
         self.acted = False
         self.undo: list[tuple[str, Callable[[], None]]] = []
@@ -60,6 +60,11 @@ class Guard:
             raise
         self.acted = True
         self._start_heartbeat(lease)
+
+    def act(self) -> None:
+        """Before a step that does not take the lock (breaking it, a secret): the target has acted,
+        so its outcome is recorded."""
+        self.acted = True
 
     def _start_heartbeat(self, lease: float) -> None:
         self.lost: MvpError | None = None

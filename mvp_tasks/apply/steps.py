@@ -7,9 +7,9 @@ import contextlib
 from typing import Any, Iterator
 
 from ..aws.discovery import service_names
-from ..errors import AwsError, MvpError
-from ..plan.steps import (BuildImage, DeleteStack, EnsureStack, EnsureStore, MigrateHistory, MoveTag, PushImage,
-                          RollService)
+from ..errors import AwsError, MvpError, UsageError
+from ..plan.steps import (BreakLock, BuildImage, DeleteSecret, DeleteStack, EnsureStack, EnsureStore, MigrateHistory,
+                          MoveTag, PushImage, PutSecret, RollService, wait_hint)
 
 
 class TargetRun:
@@ -26,6 +26,8 @@ class TargetRun:
         self.builder = None
         self.digest = ""  # what a push gave, or what the target now runs
         self.service = None  # the last ServiceState seen
+        self.done = ""  # what was done, when the steps know better than the plan (a secret's version)
+        self.record = ""  # the history record's message
 
     def event(self, text: str, failed: bool = False) -> None:
         self.world.reporter.event(text, failed=failed, target=self.plan.key)
@@ -60,7 +62,10 @@ class TargetRun:
 
 def apply_step(run: TargetRun, step: Any) -> None:
     run.world.checkpoint()
-    run.guard.lock()
+    if step.locks:
+        run.guard.lock()
+    else:
+        run.guard.act()
     APPLY[type(step)](run, step)
 
 
@@ -132,7 +137,7 @@ def apply_ensure_stack(run: TargetRun, step: EnsureStack) -> None:
 def _wait_service(run: TargetRun, names: tuple[str, str], deployment_id: str = "") -> None:
     ecs_cluster, service = names
     what = f"service {service}: rollout"
-    resume = f"ECS keeps going on its own; wait again with `inv app.wait {run.plan.project} --cluster {run.plan.cluster}`"
+    resume = wait_hint(run.plan.project, run.plan.cluster)
     run.guard.started_in_aws(what, f"inv app.wait {run.plan.project} --cluster {run.plan.cluster}")
     run.world.checkpoint()
     with run.waiting():
@@ -226,7 +231,35 @@ def apply_migrate_history(run: TargetRun, step: MigrateHistory) -> None:
     run.event(f"copied {copied} history record(s) of {step.cluster} from {step.table} into the deploy store")
 
 
+# --- locks and secrets ----------------------------------------------------------------------------
+
+
+def apply_break_lock(run: TargetRun, step: BreakLock) -> None:
+    store = run.world.history(run.cluster)
+    if not store.break_lock(step.project, step.token):
+        raise UsageError(f"the deploy lock of {step.project} in {step.cluster} changed hands meanwhile; "
+                         "nothing was broken", f"look again: inv app.unlock {step.project} --cluster {step.cluster}")
+    run.record = run.done = f"broke the deploy lock held by {step.holder}"
+
+
+def apply_put_secret(run: TargetRun, step: PutSecret) -> None:
+    version = run.world.secrets().put(step.cluster, step.project, step.key, step.value)
+    run.record = f"set secret {step.key} (version {version})"
+    run.done = f"secret {step.key} set (version {version})"
+
+
+def apply_delete_secret(run: TargetRun, step: DeleteSecret) -> None:
+    if run.world.secrets().delete(step.cluster, step.project, step.key):
+        run.record = run.done = f"removed secret {step.key}"
+    else:
+        run.done = f"secret {step.key} was already gone"
+        run.record = f"secret {step.key} was already gone"
+
+
 APPLY = {
+    BreakLock: apply_break_lock,
+    PutSecret: apply_put_secret,
+    DeleteSecret: apply_delete_secret,
     EnsureStore: apply_ensure_store,
     MigrateHistory: apply_migrate_history,
     EnsureStack: apply_ensure_stack,

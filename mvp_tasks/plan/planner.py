@@ -488,3 +488,93 @@ def plan_release(world: Any, builder_for: Any, project: Any, cluster: Any, head:
         plan.note = f"{revision.short} already released"
     plan.done = f"{revision.short} released"
     return plan
+
+
+# --- promotion: which cluster takes which image ---------------------------------------------------
+
+
+def resolve_promotion(settings: Any, tag: str, from_: str = "", commit: str = "") -> tuple[Any, str]:
+    """`app.promote --tag T [--from C | --commit SHA]`: the cluster whose tag is T (or named T), and
+    the tag its image comes from ("" when a commit is promoted)."""
+    if from_ and commit:
+        raise UsageError("--from and --commit exclude each other: promote a cluster's image or a commit's")
+    clusters = list(settings.clusters.values())
+    matches = [c for c in clusters if c.tag == tag] or [c for c in clusters if c.name == tag]
+    if not matches:
+        known = ", ".join(f"{c.tag} ({c.name})" for c in clusters)
+        raise UsageError(f"--tag {tag}: no cluster runs that tag (tags: {known})")
+    target = matches[0]
+    if commit:
+        return target, ""
+    source_name = from_ or target.promote_from
+    if not source_name:
+        raise UsageError(
+            f"cluster {target.name} has no promote_from and neither --from nor --commit was given",
+            f"set mvp.clusters.{target.name}.promote_from, or pass --from CLUSTER or --commit SHA",
+        )
+    source = settings.cluster(source_name, flag="--from" if from_ else f"config mvp.clusters.{target.name}.promote_from")
+    if source.name == target.name:
+        raise UsageError(f"--from {source_name}: a cluster cannot promote from itself")
+    return target, source.tag
+
+
+# --- locks and secrets -------------------------------------------------------------------------------
+
+
+def plan_unlock(world: Any, project: Any, cluster: Any) -> TargetPlan:
+    """`app.unlock`: break the app's deploy lock in the cluster, the one held now."""
+    from .steps import BreakLock
+
+    check_mapped(world.settings, project, cluster)
+    plan = _app_plan(project, cluster, "unlock")
+    holder = world.history(cluster).get_lock(project.name)
+    if holder is None:
+        plan.note = "no deploy lock is held"
+        return plan
+    plan.steps.append(BreakLock(project.name, cluster.name, holder.token, holder.describe()))
+    return plan
+
+
+def _has_store(world: Any, cluster: Any) -> bool:
+    """Whether the cluster's history can be written (a secret may be set before its cluster exists)."""
+    from ..errors import MvpError
+
+    try:
+        world.history(cluster)
+    except MvpError:
+        return False
+    return True
+
+
+def plan_secret_set(world: Any, project: Any, cluster: Any, key: str, value: str) -> TargetPlan:
+    """`app.secret.set`: the secret `key` of the app in the cluster takes `value`."""
+    from .steps import PutSecret
+
+    check_mapped(world.settings, project, cluster)
+    plan = _app_plan(project, cluster, "secret", recorded=_has_store(world, cluster))
+    exists = key in {s.key for s in world.secrets().list(cluster.name, project.name)}
+    plan.steps.append(PutSecret(project.name, cluster.name, key, value, exists=exists))
+    if key not in project.secrets_for(cluster.name):
+        plan.warnings = (f"{key} is not in mvp.projects.{project.name}.secrets, so the app does not get it; "
+                         "add it there and deploy",)
+    else:
+        plan.reasons = (f"running tasks read it when they start: `inv app.update {project.name} "
+                        f"--cluster {cluster.name}` rolls them",)
+    return plan
+
+
+def plan_secret_unset(world: Any, project: Any, cluster: Any, key: str) -> TargetPlan:
+    """`app.secret.unset`: the secret `key` of the app in the cluster is removed."""
+    from .steps import DeleteSecret
+
+    check_mapped(world.settings, project, cluster)
+    plan = _app_plan(project, cluster, "secret", recorded=_has_store(world, cluster))
+    if key not in {s.key for s in world.secrets().list(cluster.name, project.name)}:
+        plan.note = f"no secret {key} is set; nothing to remove"
+        return plan
+    plan.steps.append(DeleteSecret(project.name, cluster.name, key))
+    if key in project.secrets_for(cluster.name):
+        plan.warnings = (f"mvp.projects.{project.name}.secrets still names {key}: remove it there, or set it "
+                         "again, before the next deploy (it would be refused); running tasks keep the value they "
+                         "started with",)
+    return plan

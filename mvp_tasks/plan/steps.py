@@ -11,6 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 
+def wait_hint(project: str, cluster: str) -> str:
+    """What to say when a wait on a rollout ends before the rollout does."""
+    return f"ECS keeps going on its own; wait again with `inv app.wait {project} --cluster {cluster}`"
+
+
 def short(digest: str) -> str:
     return digest[:19] if digest else "none"
 
@@ -20,6 +25,7 @@ class Step:
     protected: bool = field(default=False, kw_only=True)  # it touches a protected cluster
 
     destructive = False  # it deletes something
+    locks = True  # applying it takes the app's deploy lock first (a change to what the app runs)
 
     @property
     def needs_confirmation(self) -> bool:
@@ -204,6 +210,63 @@ class MigrateHistory(Step):
         return "copy its history into the deploy store"
 
 
+@dataclass(frozen=True)
+class BreakLock(Step):
+    """Break an app's deploy lock in a cluster (a run that died holding it), if it is still the
+    lock planning saw (`token`): one that changed hands meanwhile is not broken."""
+
+    project: str
+    cluster: str
+    token: str
+    holder: str
+
+    locks = False  # the lock is another run's: breaking it is the point
+
+    def lines(self) -> list[str]:
+        return [f"- deploy lock of {self.project} in {self.cluster}, held by {self.holder}"]
+
+    def summary(self) -> str:
+        return "break the deploy lock"
+
+
+@dataclass(frozen=True)
+class PutSecret(Step):
+    """Set an app's secret in a cluster (an SSM SecureString). The value is never shown: not in a
+    line, a summary, a repr or a history record."""
+
+    project: str
+    cluster: str
+    key: str
+    value: str = field(repr=False, compare=False)
+    exists: bool = False
+
+    locks = False  # what runs does not change until the service rolls
+
+    def lines(self) -> list[str]:
+        return [f"{'~' if self.exists else '+'} secret {self.key} (value not shown)"]
+
+    def summary(self) -> str:
+        return f"set secret {self.key}"
+
+
+@dataclass(frozen=True)
+class DeleteSecret(Step):
+    """Remove an app's secret from a cluster."""
+
+    project: str
+    cluster: str
+    key: str
+
+    destructive = True
+    locks = False
+
+    def lines(self) -> list[str]:
+        return [f"- secret {self.key}"]
+
+    def summary(self) -> str:
+        return f"remove secret {self.key}"
+
+
 @dataclass
 class TargetPlan:
     """One target (an app in a cluster, or a cluster) and the steps that would change it.
@@ -226,6 +289,7 @@ class TargetPlan:
     reasons: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()  # said whatever it does (HEAD has changes its tag does not have)
     skip: str = ""  # a reason not to act on it at all (reported as skipped)
+    recorded: bool = True  # an app target's outcome goes into its cluster's history (False: no store yet)
     # Planned only once the targets it depends on are applied (fleet.up: the apps of a cluster that
     # does not exist yet have no outputs to plan against). Covered by the plan's one confirmation.
     deferred: Any = None  # Callable[[World], TargetPlan]

@@ -1,5 +1,7 @@
-"""The task boundary: one decorator that turns expected errors into one line and an exit code,
-and the per-run objects (settings, reporter, AWS clients) every task starts from.
+"""The task boundary: the one decorator that turns expected errors into one line and an exit code,
+`start` (the run's one `World`), and `run_plan`: flags -> world -> plan -> show -> confirm once ->
+engine -> results -> summary, error lines and exit code, the same for every task that changes
+something. Nothing below `tasks/` knows Invoke's command line; everything that does is here.
 """
 
 from __future__ import annotations
@@ -7,7 +9,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -111,31 +112,12 @@ def get_settings(ctx: Any):
     return load_settings(ctx.config, project_root(ctx))
 
 
-@dataclass
-class Run:
-    """What one task invocation works with."""
-
-    settings: Any  # settings.Settings
-    reporter: Any  # report.Reporter
-    _clients: Any = field(default=None, repr=False)
-
-    @property
-    def aws(self):
-        if self._clients is None:
-            from ..aws.clients import AwsClients
-
-            self._clients = AwsClients(get_aws_target(self.settings))
-        return self._clients
-
-    def finish(self) -> None:
-        recap = self.reporter.finish()
-        if recap.failed:
-            raise Exit(code=1)
-
-
 def start(ctx: Any, title: str, *, check: bool = False, yes: bool = False, json_output: bool = False,
-          aws: bool = True) -> Run:
+          aws: bool = True):
+    """The run's one `World`: settings validated, a reporter, and AWS clients made when first used.
+    `aws`: the task talks to AWS (its cluster parameters are checked and its header names where)."""
     from ..report import Reporter
+    from ..world import World
 
     settings = get_settings(ctx)
     if aws:
@@ -143,28 +125,10 @@ def start(ctx: Any, title: str, *, check: bool = False, yes: bool = False, json_
 
         check_cluster_parameters(settings)
     reporter = Reporter(check=bool(check), yes=bool(yes), json_output=json_output)
-    run = Run(settings, reporter)
-    if aws:
-        target = run.aws.target
-        reporter.header(f"{title}  [{target.describe()}]" + ("  (check mode)" if check else ""))
-    else:
-        reporter.header(title + ("  (check mode)" if check else ""))
-    return run
-
-
-def get_aws_target(settings: Any):
-    """Where AWS calls go: AWS_ENDPOINT_URL if set, else the local sandbox if it is up, else AWS."""
-    from ..aws.clients import AwsTarget
-    from ..sandbox import get_moto_endpoint
-
-    region = settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
-    endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
-    if endpoint:
-        return AwsTarget(region=region or "us-east-1", profile=settings.profile, endpoint_url=endpoint)
-    sandbox = get_moto_endpoint(settings.sandbox_dir)
-    if sandbox:
-        return AwsTarget(region=region or "us-east-1", endpoint_url=sandbox, sandbox=True)
-    return AwsTarget(region=region, profile=settings.profile)
+    world = World(settings, reporter)
+    where = f"  [{world.aws.target.describe()}]" if aws else ""
+    reporter.header(f"{title}{where}" + ("  (check mode)" if check else ""))
+    return world
 
 
 def require(value: Any, flag: str, example: str) -> Any:
@@ -173,8 +137,139 @@ def require(value: Any, flag: str, example: str) -> Any:
     return value
 
 
-def stderr(text: str) -> None:
-    sys.stderr.write(text + "\n")
+def project_from_cwd(root: Path) -> str:
+    """The project whose folder (projects/NAME/ or below) the shell is in; "" elsewhere."""
+    try:
+        parts = Path.cwd().resolve().relative_to(root.resolve()).parts
+    except ValueError:
+        return ""
+    return parts[1] if len(parts) >= 2 and parts[0] == "projects" else ""
+
+
+def project_name(world: Any, name: str | None, task: str) -> str:
+    """NAME as given, else the project whose folder the shell is in; refused when neither."""
+    name = name or project_from_cwd(world.settings.root)
+    if not name:
+        raise UsageError(f"{task} needs NAME, e.g. `inv {task} museum-adventure`",
+                         "or run it inside projects/NAME/")
+    return world.settings.project(name).name
+
+
+def app_stub(project: str, cluster: str, **kw: Any):
+    """The placeholder of an app target while it is planned (its key, project and cluster)."""
+    from ..plan.planner import app_key
+    from ..plan.steps import TargetPlan
+
+    return TargetPlan(app_key(project, cluster), kind="app", project=project, cluster=cluster, **kw)
+
+
+# --- the pipeline: plan, show, confirm once, apply, results -------------------------------------
+
+
+def run_plan(world: Any, title: str, planners: list, *, confirm: str = "", parallel: int | None = None,
+             host: str | None = None) -> None:
+    """The one pipeline of every task that changes something: plan every target side by side, show
+    the plan, ask once (unless --check), apply it, and end with the summary and the exit code.
+
+    The first Ctrl-C or SIGTERM sets `world.stop` (at the prompt it is a "no"); the engine then
+    starts nothing new and undoes what is half-done. A second one exits at once."""
+    from ..apply.executor import Engine
+    from ..interrupts import handle_interrupts
+    from ..report import Results
+    from ..world import Interrupted
+
+    reporter = world.reporter
+
+    def first(signal_name: str) -> None:
+        by = "Ctrl-C" if signal_name == "SIGINT" else signal_name
+        world.interrupt(by)
+        if reporter.asking:
+            # At the prompt nothing was applied: abort the question (a "no"); the change sets
+            # planning made are deleted on the way out.
+            raise KeyboardInterrupt
+        reporter.warn(("interrupted" if by == "Ctrl-C" else f"interrupted by {by}") + ": nothing new starts; the "
+                      "targets in flight undo what they left half-done (Ctrl-C again to exit at once)")
+
+    def again(signal_name: str) -> None:
+        sys.stderr.write("interrupted again: exiting at once; AWS may still be working "
+                         "(check with `inv app.status`)\n")
+        sys.stderr.flush()
+        os._exit(130)
+
+    with handle_interrupts(first, again), Engine(world, parallel=parallel, host=host) as engine:
+        try:
+            results = carry_out(engine, engine.plan(title, planners, confirm=confirm))
+        except Interrupted as exc:
+            reporter.warn(str(exc))
+            results = Results(interrupted=True)
+    finish(world, results)
+
+
+def carry_out(engine: Any, plan: Any):
+    """Show `plan`; in check mode, report what would change; else ask once and apply it. The results."""
+    from ..report import Outcome
+
+    reporter = engine.reporter
+    show(reporter, plan)
+    if reporter.check:
+        results = engine.settle(plan)
+        for target in plan.changes:
+            results.add(reporter.result(target.key, Outcome.CHANGED, target.would(), commit=target.commit))
+        return results
+    question = plan.question()
+    if question:
+        reporter.confirm(question)
+    return engine.apply(plan)
+
+
+def show(reporter: Any, plan: Any) -> None:
+    """Each target's warnings, reasons and lines, before anything is asked or applied."""
+    for target in plan.targets:
+        for warning in target.warnings:
+            reporter.warn(f"{target.key}: {warning}")
+        if target.changes:
+            if target.reasons:
+                reporter.info(f"{target.key}: {'; '.join(target.reasons)}")
+            reporter.plan(target.key, target.lines())
+
+
+def finish(world: Any, results: Any = None, *, json_outcomes: bool = True) -> None:
+    """The end of every task that reports outcomes: what keeps running in AWS, the summary, the
+    recap line, `--json`, each failure once on stderr, and the exit code (130 when interrupted)."""
+    reporter = world.reporter
+    results = reporter.recap if results is None else results
+    if results.still_running:
+        reporter.warn("still running in AWS on its own:")
+        for what, follow in sorted(results.still_running.items()):
+            reporter.info(f"{what}; follow it with `{follow}`")
+    reporter.summary(results)
+    reporter.finish(results)
+    if reporter.json_output and json_outcomes:
+        reporter.emit_json([
+            {"target": r.target, "outcome": r.outcome.value, "commit": r.commit,
+             "duration": round(r.duration, 3) if r.duration is not None else None, "message": r.message}
+            for r in results.results])
+    failures = [f"{r.target}: {_without_target(r.target, r.message)}" for r in results.failures]
+    if results.interrupted:
+        say_errors(failures)
+        keeps = "see above for what keeps running in AWS" if results.still_running else "nothing is left running"
+        raise Exit(f"interrupted: {keeps}", code=130)
+    if failures:
+        say_errors(failures)
+        raise Exit(code=1)
+
+
+def _without_target(target: str, message: str) -> str:
+    # A message that starts with its target's name already (an error raised naming it) names it once.
+    return message[len(target) + 2:] if message.startswith(f"{target}: ") else message
+
+
+def say_errors(lines: list[str]) -> None:
+    """Each failure once on stderr, one line each, `error: ...`: where CI and scripts look."""
+    sys.stdout.flush()
+    for line in lines:
+        sys.stderr.write(f"error: {line}\n")
+    sys.stderr.flush()
 
 
 # --- optional positional arguments ------------------------------------------------------------

@@ -4,13 +4,13 @@ and release the projects that changed (`ci.release`)."""
 from __future__ import annotations
 
 from ..errors import UsageError
-from .boundary import mvp_task, start
+from .boundary import app_stub, finish, mvp_task, run_plan, start
 
 PARALLEL_HELP = "how many projects to plan and release side by side (default: mvp.parallel)"
 
 
-def _projects(run, cluster, only: str | None) -> list:
-    projects = run.settings.projects_in(cluster.name)
+def _projects(world, cluster, only: str | None) -> list:
+    projects = world.settings.projects_in(cluster.name)
     if only is None:
         return projects
     names = [n.strip() for n in only.split(",")]
@@ -18,23 +18,22 @@ def _projects(run, cluster, only: str | None) -> list:
         raise UsageError(f"--only {only!r}: an empty name; give NAME[,NAME...]")
     mapped = {p.name for p in projects}
     for n in names:
-        project = run.settings.project(n)
+        project = world.settings.project(n)
         if project.name not in mapped:
             raise UsageError(f"--only {n}: project {n} does not run in cluster {cluster.name}",
                              f"add {cluster.name} to mvp.projects.{n}.clusters, or pick another cluster")
     return [p for p in projects if p.name in names]
 
 
-def _release_planners(run, cluster, projects, host):
+def _release_planners(world, cluster, projects, host):
     from ..image import git
     from ..image.runner import Runner
-    from ..plan.planner import app_key, plan_release
-    from ..plan.steps import TargetPlan
+    from ..plan.planner import plan_release
 
-    head = git.get_commit(Runner.local(), run.settings.root)
-    return [(TargetPlan(app_key(p.name, cluster.name), project=p.name, cluster=cluster.name),
+    head = git.get_commit(Runner.local(), world.settings.root)
+    return [(app_stub(p.name, cluster.name),
              _checked(p, cluster, lambda world, p=p: plan_release(world, lambda: world.builder(host), p, cluster, head,
-                                                                 run.settings.root)))
+                                                                 world.settings.root)))
             for p in projects]
 
 
@@ -76,16 +75,15 @@ def _checked(project, cluster, planner):
         "check": "show which projects would be released and what would change; change nothing",
         "yes": "answer yes to confirmations (needed without a terminal for protected clusters)",
         "host": "build on this SSH host (default: mvp.build.host)",
+        "json": "print every project's outcome as JSON for scripts",
     }
 )
-def release(ctx, cluster=None, only=None, parallel=None, check=False, yes=False, host=None):
+def release(ctx, cluster=None, only=None, parallel=None, check=False, yes=False, host=None, json=False):
     """Push and deploy every project that changed since the commit running in the cluster."""
-    from ..apply.executor import run_plan
-
-    run = start(ctx, "ci.release", check=check, yes=yes)
-    target = run.settings.cluster(cluster)
-    projects = _projects(run, target, only)
-    run_plan(run, "ci.release", _release_planners(run, target, projects, host), parallel=parallel, host=host)
+    world = start(ctx, "ci.release", check=check, yes=yes, json_output=json)
+    target = world.settings.cluster(cluster)
+    projects = _projects(world, target, only)
+    run_plan(world, "ci.release", _release_planners(world, target, projects, host), parallel=parallel, host=host)
 
 
 @mvp_task(
@@ -99,33 +97,23 @@ def release(ctx, cluster=None, only=None, parallel=None, check=False, yes=False,
 def plan(ctx, cluster=None, only=None, parallel=None, json=False):
     """Say what `ci.release` would release and why, changing nothing (`--json`: the CI matrix)."""
     from ..apply.executor import Engine
+    from ..report import Outcome
 
-    run = start(ctx, "ci.plan", check=True, json_output=json)
-    target = run.settings.cluster(cluster)
-    projects = _projects(run, target, only)
-    with Engine(run, parallel=parallel) as engine:
-        planned = engine.plan("ci.plan", _release_planners(run, target, projects, None))
-    failed = [t for t in planned.targets if t.error]
-    matrix = [{"project": t.project, "cluster": t.cluster, "reasons": list(t.reasons) or ["its image or stack differs"]}
-              for t in planned.targets if t.changes]
+    world = start(ctx, "ci.plan", check=True, json_output=json)
+    target = world.settings.cluster(cluster)
+    projects = _projects(world, target, only)
+    with Engine(world, parallel=parallel) as engine:
+        planned = engine.plan("ci.plan", _release_planners(world, target, projects, None))
     if json:
-        run.reporter.emit_json(matrix)
-    else:
-        for t in planned.targets:
-            if t.error:
-                run.reporter.failed(t.key, t.error)
-            elif t.changes:
-                run.reporter.changed(t.key, "release: " + "; ".join(t.reasons or ("its image or stack differs",)))
-            else:
-                run.reporter.ok(t.key, t.note)
-        run.reporter.finish()
-    if failed:
-        import sys
-
-        from invoke import Exit
-
-        # As for every engine run: each failed target once on stderr, where CI looks for errors.
-        run.reporter.stream.flush()
-        for t in failed:
-            sys.stderr.write(f"error: {t.key}: {t.error}\n")
-        raise Exit(code=1)
+        world.reporter.emit_json([{"project": t.project, "cluster": t.cluster,
+                                   "reasons": list(t.reasons) or ["its image or stack differs"]}
+                                  for t in planned.targets if t.changes])
+    reporter = world.reporter
+    for t in planned.targets:
+        if t.error:
+            reporter.result(t.key, Outcome.FAILED, t.error)
+        elif t.changes:
+            reporter.result(t.key, Outcome.CHANGED, "release: " + "; ".join(t.reasons or ("its image or stack differs",)))
+        else:
+            reporter.result(t.key, Outcome.OK, t.note, commit=t.commit)
+    finish(world, json_outcomes=False)  # with --json, the matrix is the whole output

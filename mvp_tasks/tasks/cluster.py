@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-from .boundary import Run, mvp_task, require, start
-
-
-def _stacks(run: Run):
-    from ..aws.stacks import Stacks
-
-    return Stacks(run.aws.cloudformation)
+from .boundary import mvp_task, require, run_plan, start
 
 
 def _stub(name: str):
@@ -24,17 +18,17 @@ def _stub(name: str):
         "check": "show what would change; change nothing",
         "yes": "answer yes to confirmations (needed without a terminal for protected clusters)",
         "allow_dirty": "apply a cluster template with uncommitted changes to a protected cluster",
+        "json": "print the outcome as JSON for scripts",
     },
     positional=["name"],
 )
-def up(ctx, name=None, check=False, yes=False, allow_dirty=False):
+def up(ctx, name=None, check=False, yes=False, allow_dirty=False, json=False):
     """Create or update a cluster's stack, previewing the change first."""
-    from ..apply.executor import run_plan
     from ..plan.planner import plan_cluster
 
-    run = start(ctx, f"cluster.up {name or ''}".strip(), check=check, yes=yes)
-    cluster = run.settings.cluster(name, flag="--name")
-    run_plan(run, "cluster.up", [(_stub(cluster.name), lambda world: plan_cluster(world, cluster,
+    world = start(ctx, f"cluster.up {name or ''}".strip(), check=check, yes=yes, json_output=json)
+    cluster = world.settings.cluster(name, flag="--name")
+    run_plan(world, "cluster.up", [(_stub(cluster.name), lambda world: plan_cluster(world, cluster,
                                                                                    allow_dirty=bool(allow_dirty)))])
 
 
@@ -52,9 +46,9 @@ def _when(stack) -> str:
 )
 def status(ctx, name=None, json=False):
     """Show each cluster's stack status, last update and outputs."""
-    run = start(ctx, "cluster.status", json_output=json)
-    clusters = [run.settings.cluster(name, flag="--name")] if name is not None else list(run.settings.clusters.values())
-    stacks = _stacks(run)
+    world = start(ctx, "cluster.status", json_output=json)
+    clusters = [world.settings.cluster(name, flag="--name")] if name is not None else list(world.settings.clusters.values())
+    stacks = world.stacks()
     rows, data = [], []
     for cluster in clusters:
         stack = stacks.get_stack(cluster.stack_name)
@@ -72,15 +66,15 @@ def status(ctx, name=None, json=False):
         rows.append([cluster.name, entry["status"], _when(stack) if stack else "-",
                      "yes" if cluster.protected else "no", outputs])
     if json:
-        run.reporter.emit_json(data)
+        world.reporter.emit_json(data)
         return
-    if run.reporter.interactive:
-        run.reporter.table(["cluster", "status", "last updated", "protected", "outputs"], rows)
+    if world.reporter.interactive:
+        world.reporter.table(["cluster", "status", "last updated", "protected", "outputs"], rows)
     else:
         for row, entry in zip(rows, data):
-            run.reporter.info(f"{row[0]}: {row[1]}  last updated {row[2]}  protected={row[3]}")
+            world.reporter.info(f"{row[0]}: {row[1]}  last updated {row[2]}  protected={row[3]}")
             for k, v in sorted(entry["outputs"].items()):
-                run.reporter.info(f"    {k} = {v}")
+                world.reporter.info(f"    {k} = {v}")
 
 
 @mvp_task(
@@ -88,17 +82,17 @@ def status(ctx, name=None, json=False):
         "name": "cluster to delete (required)",
         "yes": "delete without asking (needed without a terminal)",
         "check": "show what would be deleted; delete nothing",
+        "json": "print the outcome as JSON for scripts",
     },
     positional=["name"],
 )
-def down(ctx, name=None, yes=False, check=False):
+def down(ctx, name=None, yes=False, check=False, json=False):
     """Delete a cluster's stack, after confirmation; refuses while apps still run in it."""
-    from ..apply.executor import run_plan
     from ..plan.planner import plan_cluster_down
 
     require(name, "NAME", "inv cluster.down stage")
-    run = start(ctx, f"cluster.down {name}", check=check, yes=yes)
-    cluster = run.settings.cluster(name, flag="--name")
+    world = start(ctx, f"cluster.down {name}", check=check, yes=yes, json_output=json)
+    cluster = world.settings.cluster(name, flag="--name")
     what = "protected cluster" if cluster.protected else "cluster"
-    run_plan(run, "cluster.down", [(_stub(cluster.name), lambda world: plan_cluster_down(world, cluster))],
+    run_plan(world, "cluster.down", [(_stub(cluster.name), lambda world: plan_cluster_down(world, cluster))],
              confirm=f"delete {what} {cluster.name} (stack {cluster.stack_name})")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .boundary import mvp_task, start
+from .boundary import app_stub, mvp_task, run_plan, start
 
 
 @mvp_task(
@@ -19,12 +19,11 @@ def up(ctx, parallel=None, check=False, yes=False, json=False, allow_dirty=False
 
     Like Terraform's plan/apply or an Ansible playbook run, for the studio: one plan for every
     target, confirmed once, applied in parallel, a cluster before its apps."""
-    from ..apply.executor import run_plan
-    from ..plan.planner import app_key, cluster_key, plan_cluster
+    from ..plan.planner import cluster_key, plan_cluster
     from ..plan.steps import TargetPlan
 
-    run = start(ctx, "fleet.up", check=check, yes=yes, json_output=json)
-    settings = run.settings
+    world = start(ctx, "fleet.up", check=check, yes=yes, json_output=json)
+    settings = world.settings
     planners = []
     for cluster in settings.clusters.values():
         planners.append((TargetPlan(cluster_key(cluster.name), kind="cluster", cluster=cluster.name),
@@ -33,11 +32,10 @@ def up(ctx, parallel=None, check=False, yes=False, json=False, allow_dirty=False
     for project in settings.projects.values():
         for name in project.clusters:
             cluster = settings.clusters[name]
-            stub = TargetPlan(app_key(project.name, name), project=project.name, cluster=name,
-                              depends_on=(cluster_key(name),))
+            stub = app_stub(project.name, name, depends_on=(cluster_key(name),))
             planners.append((stub, (lambda world, p=project, c=cluster, s=stub: _deploy(world, p, c, s,
                                                                                       bool(allow_dirty)))))
-    run_plan(run, "fleet.up", planners, parallel=parallel)
+    run_plan(world, "fleet.up", planners, parallel=parallel)
 
 
 def _deploy(world, project, cluster, stub, allow_dirty: bool = False):

@@ -3,11 +3,9 @@ the example (`project.new`). Neither talks to AWS."""
 
 from __future__ import annotations
 
-import sys
-
 from invoke import Exit
 
-from .boundary import mvp_task, project_root, start
+from .boundary import finish, mvp_task, project_root, say_errors, start
 
 
 @mvp_task(
@@ -22,21 +20,18 @@ def check(ctx, name=None, json=False):
     from ..checks import Checker, check_config, errors_in, summary
 
     check_config(ctx.config, project_root(ctx))  # a config error names invoke.yaml's line
-    run = start(ctx, f"project.check {name or ''}".strip(), aws=False, json_output=json)
-    findings, checked = Checker(run.settings).check_studio([name] if name is not None else None)
+    world = start(ctx, f"project.check {name or ''}".strip(), aws=False, json_output=json)
+    findings, checked = Checker(world.settings).check_studio([name] if name is not None else None)
     errors = errors_in(findings)
     if json:
-        run.reporter.emit_json({"findings": [f.as_dict() for f in findings], "errors": len(errors),
-                                "warnings": len(findings) - len(errors), "checked": checked})
+        world.reporter.emit_json({"findings": [f.as_dict() for f in findings], "errors": len(errors),
+                                  "warnings": len(findings) - len(errors), "checked": checked})
     else:
         for finding in findings:
-            run.reporter.info(str(finding))
-        run.reporter.header(("failed: " if errors else "ok: ") + summary(findings, checked))
+            world.reporter.info(str(finding))
+        world.reporter.header(("failed: " if errors else "ok: ") + summary(findings, checked))
     if errors:
-        # As for every failed target: each error once on stderr, where CI looks for errors.
-        run.reporter.stream.flush()
-        for finding in errors:
-            sys.stderr.write(f"{finding}\n")
+        say_errors([str(finding) for finding in errors])
         raise Exit(code=1)
 
 
@@ -47,25 +42,26 @@ def check(ctx, name=None, json=False):
         "clusters": "the clusters it runs in, NAME[,NAME...] (default: mvp.default_cluster)",
         "port": "the port its server listens on and its task definition names (default: the example's, 80)",
         "check": "show what would be made; make nothing",
+        "json": "print the outcome as JSON for scripts",
     },
     positional=["name"],
 )
-def new(ctx, name, clusters=None, port=None, check=False):
+def new(ctx, name, clusters=None, port=None, check=False, json=False):
     """Make projects/NAME/ from the example project and add it to invoke.yaml."""
     from ..scaffold import (check_made, create_project, interrupts_as_errors, parse_clusters, parse_port,
                             plan_new_project)
 
-    run = start(ctx, f"project.new {name}", check=check, aws=False)
-    settings = run.settings
+    world = start(ctx, f"project.new {name}", check=check, aws=False, json_output=json)
+    settings = world.settings
     folder = settings.root / "projects" / name
     made_before = folder.exists()
     try:
         with interrupts_as_errors():
             planned = plan_new_project(settings, name, parse_clusters(clusters, settings), parse_port(port))
-            run.reporter.plan(planned.folder, planned.lines())
+            world.reporter.plan(planned.folder, planned.lines())
             if check:
-                run.reporter.changed(name, f"{planned.folder}/ and mvp.projects.{name}")
-                run.finish()
+                world.reporter.changed(name, f"{planned.folder}/ and mvp.projects.{name}")
+                finish(world)
                 return
             create_project(settings.root, planned, verify=lambda made: check_made(settings, planned, made))
     except KeyboardInterrupt:
@@ -73,8 +69,8 @@ def new(ctx, name, clusters=None, port=None, check=False):
             raise Exit(f"interrupted after projects/{name}/ and mvp.projects.{name} were made", code=130) from None
         raise Exit("interrupted: nothing was made", code=130) from None
     shown = ", ".join(planned.clusters)
-    run.reporter.changed(name, f"made {planned.folder}/ and mvp.projects.{name} (clusters: [{shown}]) in invoke.yaml")
+    world.reporter.changed(name, f"made {planned.folder}/ and mvp.projects.{name} (clusters: [{shown}]) in invoke.yaml")
     release = "inv ci.release" + ("" if settings.default_cluster in planned.clusters
                                   else f" --cluster {planned.clusters[0]}")
-    run.reporter.info(f"next: commit {planned.folder}/ and invoke.yaml, then `{release}` ships it")
-    run.finish()
+    world.reporter.info(f"next: commit {planned.folder}/ and invoke.yaml, then `{release}` ships it")
+    finish(world)

@@ -4,11 +4,11 @@ registry and a locally made base image, all on loopback, all state under `mvp.sa
 from __future__ import annotations
 
 from .. import sandbox as sbx
-from .boundary import mvp_task, start
+from .boundary import finish, mvp_task, start
 
 
-def _service_lines(run) -> dict:
-    services = sbx.get_services(run.settings.sandbox_dir)
+def _service_lines(world) -> dict:
+    services = sbx.get_services(world.settings.sandbox_dir)
     return {
         "docker": {"running": bool(services.docker_host), "host": services.docker_host or None,
                    "client": services.docker_client or None},
@@ -21,68 +21,69 @@ def _service_lines(run) -> dict:
     help={
         "port": "port for the moto server (default: mvp.sandbox.port)",
         "aws_only": "start only the AWS emulator, not the Docker engine, registry and base image",
+        "json": "print each service's outcome as JSON for scripts",
     }
 )
-def up(ctx, port=None, aws_only=False):
+def up(ctx, port=None, aws_only=False, json=False):
     """Start the local sandbox; every task then targets it."""
-    run = start(ctx, "sandbox.up", aws=False)
-    state_dir = run.settings.sandbox_dir
+    world = start(ctx, "sandbox.up", aws=False, json_output=json)
+    state_dir = world.settings.sandbox_dir
     sbx.require_writable(state_dir)
-    state, started = sbx.start_moto(state_dir, int(port or run.settings.sandbox.port))
+    state, started = sbx.start_moto(state_dir, int(port or world.settings.sandbox.port))
     if started:
-        run.reporter.changed("aws", f"moto server started on {state.endpoint} (pid {state.pid})")
+        world.reporter.changed("aws", f"moto server started on {state.endpoint} (pid {state.pid})")
     else:
-        run.reporter.ok("aws", f"moto server already running on {state.endpoint} (pid {state.pid})")
+        world.reporter.ok("aws", f"moto server already running on {state.endpoint} (pid {state.pid})")
     if not aws_only:
         before = sbx.get_services(state_dir)
-        with run.reporter.progress("starting the Docker engine, registry and base image"):
-            code = sbx.run_services_script(run.settings.root, "start", state_dir,
-                                           run.settings.sandbox.registry_port, on_line=run.reporter.event)
+        with world.reporter.progress("starting the Docker engine, registry and base image"):
+            code = sbx.run_services_script(world.settings.root, "start", state_dir,
+                                           world.settings.sandbox.registry_port, on_line=world.reporter.event)
         after = sbx.get_services(state_dir)
         for name, was, now in (("docker", before.docker_host, after.docker_host),
                                ("registry", before.registry, after.registry)):
             if not now:
-                run.reporter.failed(name, "could not be started (see the lines above; `make provision` installs it)")
+                world.reporter.failed(name, "could not be started (see the lines above; `make provision` installs it)")
             elif was == now:
-                run.reporter.ok(name, now)
+                world.reporter.ok(name, now)
             else:
-                run.reporter.changed(name, now)
+                world.reporter.changed(name, now)
         if code != 0 and after.docker_host and after.registry:
-            run.reporter.failed("base-image", f"{sbx.BASE_IMAGE} could not be built (see the lines above)")
-    run.reporter.info(f"state: {state_dir}; tasks now target the sandbox (stop it with `inv sandbox.down`)")
-    run.finish()
+            world.reporter.failed("base-image", f"{sbx.BASE_IMAGE} could not be built (see the lines above)")
+    world.reporter.info(f"state: {state_dir}; tasks now target the sandbox (stop it with `inv sandbox.down`)")
+    finish(world)
 
 
-@mvp_task
-def down(ctx):
+@mvp_task(help={"json": "print each service's outcome as JSON for scripts"})
+def down(ctx, json=False):
     """Stop the local sandbox (its state folder stays; the emulated AWS state is lost)."""
-    run = start(ctx, "sandbox.down", aws=False)
-    state_dir = run.settings.sandbox_dir
+    world = start(ctx, "sandbox.down", aws=False, json_output=json)
+    state_dir = world.settings.sandbox_dir
     if state_dir.exists():
         # Checked first: a folder that cannot be written must not leave half the sandbox stopped.
         sbx.require_writable(state_dir)
     if sbx.stop_moto(state_dir):
-        run.reporter.changed("aws", "moto server stopped")
+        world.reporter.changed("aws", "moto server stopped")
     else:
-        run.reporter.ok("aws", "not running")
+        world.reporter.ok("aws", "not running")
     if sbx.get_services(state_dir).any:
-        sbx.run_services_script(run.settings.root, "stop", state_dir, on_line=run.reporter.event)
-        run.reporter.changed("services", "Docker engine and registry stopped")
-    run.finish()
+        sbx.run_services_script(world.settings.root, "stop", state_dir, on_line=world.reporter.event)
+        world.reporter.changed("services", "Docker engine and registry stopped")
+    finish(world)
 
 
 @mvp_task(help={"json": "print JSON for scripts"})
 def status(ctx, json=False):
     """Show whether the local sandbox runs and where."""
-    run = start(ctx, "sandbox.status", aws=False, json_output=json)
-    state = sbx.read_moto_state(run.settings.sandbox_dir)
+    world = start(ctx, "sandbox.status", aws=False, json_output=json)
+    state = sbx.read_moto_state(world.settings.sandbox_dir)
     data = {"aws": {"running": bool(state), "endpoint": state.endpoint if state else None,
                     "pid": state.pid if state else None}}
-    data.update(_service_lines(run))
+    data.update(_service_lines(world))
     if json:
-        run.reporter.emit_json(data)
+        world.reporter.emit_json(data)
         return
-    run.reporter.info(f"aws: running on {state.endpoint} (pid {state.pid})" if state
+    world.reporter.info(f"aws: running on {state.endpoint} (pid {state.pid})" if state
                       else "aws: stopped (start it with `inv sandbox.up`)")
-    run.reporter.info("docker: " + (data["docker"]["host"] or "stopped"))
-    run.reporter.info("registry: " + (data["registry"]["address"] or "stopped"))
+    world.reporter.info("docker: " + (data["docker"]["host"] or "stopped"))
+    world.reporter.info("registry: " + (data["registry"]["address"] or "stopped"))

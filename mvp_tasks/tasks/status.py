@@ -21,7 +21,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import MvpError, UsageError
-from .boundary import Run
 
 SINCE = re.compile(r"^(\d+)([smhd])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -71,15 +70,13 @@ def read_head(settings: Any, memo: Any = None) -> dict[str, Any]:
     return {"commit": commit, "dirty": dirty}
 
 
-def collect(run: Run, name: str | None, *, records: int = 0) -> list[dict]:
+def collect(run: Any, name: str | None, *, records: int = 0) -> list[dict]:
     """One row per app and cluster it is mapped to (see the module's docstring), read side by
     side (`mvp.parallel` at a time). `records` > 0: each row also carries its app's newest
     `records` history records in that cluster (`row["records"]`, for the HTML page)."""
-    from ..world import World
-
     settings = run.settings
     projects = [settings.project(name)] if name else list(settings.projects.values())
-    world = World(settings, run.reporter, run.aws)
+    world = run
     run.aws.session  # a profile that does not exist is one line, not a table of the same error
     head = read_head(settings, world.memo)
     targets = [(p, settings.clusters[c]) for p in projects for c in p.clusters]
@@ -300,7 +297,7 @@ def notes(row: dict) -> list[str]:
     return out
 
 
-def show(run: Run, rows: list[dict]) -> None:
+def show(run: Any, rows: list[dict]) -> None:
     """The table: every fact on a wide output; shorter columns where that does not fit the
     terminal; one block per row where even those do not."""
     reporter = run.reporter
@@ -345,7 +342,7 @@ def _short_arn(arn: str) -> str:
 # --- the task -------------------------------------------------------------------------------------
 
 
-def status(run: Run, name: str | None, *, json: bool, target: Any = None) -> None:
+def status(run: Any, name: str | None, *, json: bool, target: Any = None) -> None:
     """`app.status`: the table (or `--json`), and with `--html FILE` (`target`, a path that
     `status_page.check_path` accepted) the status page too."""
     from .. import status_page
@@ -371,7 +368,7 @@ def parse_since(since: str) -> int:
     return int(match.group(1)) * UNITS[match.group(2)]
 
 
-def print_logs(run: Run, name: str, cluster_name: str | None, since: str, follow: bool) -> None:
+def print_logs(run: Any, name: str, cluster_name: str | None, since: str, follow: bool) -> None:
     from ..aws.clients import aws_errors
     from ..aws.stacks import Stacks
 

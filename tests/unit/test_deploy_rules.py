@@ -83,15 +83,14 @@ def promote(registry: FakeRegistry, history: FakeHistory, rollout, *, stop: bool
     world = make_clocked_world(settings, rep, aws, registry=registry, history=history)
     if stop:
         world.stop.set()
-    engine = Engine(SimpleNamespace(settings=settings, reporter=rep, aws=aws))
-    engine.world = world
+    engine = Engine(world)
     target = TargetPlan("web@stage", kind="app", project="web", cluster="stage", action="promote", commit="c2",
                         digest=NEW, steps=[MoveTag("web", "stage", "c2", OLD, NEW, label="c2"),
                                            RollService("web-stage")])
     original = apply_steps.APPLY[RollService]
     apply_steps.APPLY[RollService] = rollout
     try:
-        return engine._apply_target(target, {}), rep
+        return engine._apply_target(target, {}).outcome, rep
     finally:
         apply_steps.APPLY[RollService] = original
 

@@ -25,7 +25,7 @@ from invoke import Exit
 from mvp_tasks.settings import StateSettings
 from mvp_tasks.apply import executor
 from mvp_tasks.apply import steps as apply_steps
-from mvp_tasks.apply.executor import run_plan
+from mvp_tasks.tasks.boundary import run_plan
 from mvp_tasks.errors import MvpError, NotConfirmed
 from mvp_tasks.plan.steps import Step, TargetPlan
 from mvp_tasks.report import Outcome, Reporter
@@ -99,12 +99,7 @@ def engine(monkeypatch, cfn):
     log: list[tuple[str, str]] = []
     behave: dict = {}
 
-    def make_world(settings, rep, aws):
-        world = make_clocked_world(settings, rep, aws, history=history)
-        worlds.append(world)
-        return world
-
-    monkeypatch.setattr(executor, "World", make_world)
+    make = {"world": lambda settings, rep, aws: make_clocked_world(settings, rep, aws, history=history)}
 
     def apply_touch(run, step):
         log.append(("start", step.name))
@@ -119,12 +114,13 @@ def engine(monkeypatch, cfn):
         rep = Reporter(stream=io.StringIO(), interactive=interactive, yes=yes, check=check)
         settings = SimpleNamespace(wait_timeout=60, poll_interval=1, parallel=parallel,
                                    clusters={"stage": STAGE, "prod": PROD}, state=StateSettings())
-        task = SimpleNamespace(settings=settings, reporter=rep, aws=SimpleNamespace(cloudformation=cfn.client,
-                                                                                    get_caller=lambda: "tester"))
+        world = make["world"](settings, rep, SimpleNamespace(cloudformation=cfn.client, get_caller=lambda: "tester"))
+        worlds.append(world)
         engine.reporter = rep
-        run_plan(task, "test", planners, parallel=parallel)
+        run_plan(world, "test", planners, parallel=parallel)
 
-    engine = SimpleNamespace(run=run, history=history, worlds=worlds, log=log, behave=behave, reporter=None)
+    engine = SimpleNamespace(run=run, history=history, worlds=worlds, log=log, behave=behave, reporter=None,
+                             make=make)
     return engine
 
 
@@ -399,12 +395,11 @@ def test_ctrl_c_reaches_the_target_waiting_in_another_thread(monkeypatch, engine
     assert threading.current_thread() is threading.main_thread()
     before = signal.getsignal(signal.SIGINT)
     # A real World: its waits sleep on the stop event that the SIGINT handler sets.
-    monkeypatch.setattr(executor, "World", World)
+    engine.make["world"] = World
 
     def wait_for_ctrl_c(run, step):
-        handler = signal.getsignal(signal.SIGINT)
-        if getattr(handler, "__self__", None).__class__.__name__ != "Engine":
-            raise AssertionError(f"the engine's SIGINT handler is not installed: {handler!r}")
+        if signal.getsignal(signal.SIGINT) is before:
+            raise AssertionError("the run's SIGINT handler is not installed")
         os.kill(os.getpid(), signal.SIGINT)
         run.world.sleep(30)
 

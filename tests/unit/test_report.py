@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from mvp_tasks.errors import NotConfirmed
-from mvp_tasks.report import Outcome, Recap, Reporter, Result, is_interactive
+from mvp_tasks.report import Outcome, Reporter, Results, Result, is_interactive
 
 
 class NoReadStdin:
@@ -63,14 +63,14 @@ def test_recap_is_not_failed_without_a_failure():
     r, stream = reporter()
     r.ok("stage")
     r.changed("prod")
-    r.skipped("qa", "not mapped")
+    r.result("qa", Outcome.SKIPPED, "not mapped")
     recap = r.finish()
     assert recap.failed is False
     assert lines(stream)[-1] == "recap: ok=1 changed=1 skipped=1 failed=0"
 
 
 def test_empty_recap():
-    recap = Recap()
+    recap = Results()
     assert recap.line() == "recap: ok=0 changed=0 skipped=0 failed=0"
     assert recap.failed is False
     recap.add(Result("x", Outcome.FAILED))
@@ -79,7 +79,7 @@ def test_empty_recap():
 
 def test_each_result_is_one_line_with_outcome_target_and_message():
     r, stream = reporter()
-    returned = r.skipped("museum-adventure", "not mapped to qa")
+    returned = r.result("museum-adventure", Outcome.SKIPPED, "not mapped to qa")
     assert returned == Result("museum-adventure", Outcome.SKIPPED, "not mapped to qa")
     assert lines(stream) == ["skipped: museum-adventure  not mapped to qa"]
 

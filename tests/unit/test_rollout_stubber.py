@@ -28,6 +28,7 @@ from invoke import Exit, MockContext
 from mvp_tasks.settings import StateSettings
 from mvp_tasks.apply import guard as guard_module
 from mvp_tasks.apply.executor import Engine
+from mvp_tasks.tasks.boundary import carry_out, finish
 from mvp_tasks.apply.guard import Guard
 from mvp_tasks.apply.steps import TargetRun, apply_step
 from mvp_tasks.state import store as history_module
@@ -894,14 +895,12 @@ def add_rolled_out(app) -> None:
 
 
 def engine_for(world) -> Engine:
-    engine = Engine(SimpleNamespace(settings=world.settings, reporter=world.reporter, aws=world.aws))
-    engine.world = world
-    return engine
+    return Engine(world)
 
 
 def apply(world, *targets: TargetPlan):
-    """Show, confirm and apply the targets as `run_plan` does; the Outcomes."""
-    return engine_for(world).execute(Plan("test", list(targets)))
+    """Show, confirm and apply the targets as `run_plan` does; the results."""
+    return carry_out(engine_for(world), Plan("test", list(targets)))
 
 
 def roll_target() -> TargetPlan:
@@ -988,6 +987,10 @@ def test_rollout_timeout_says_how_to_resume_with_app_wait_and_that_ecs_keeps_goi
     assert result_of(world) == (Outcome.FAILED, message)
     out = output(world.reporter)
     assert out.count(f"    {STUCK_TEXT}") == 1  # progress shown once, not once per poll
+    assert outcomes.still_running == {f"service {SERVICE}: rollout": f"inv app.wait {PROJECT} --cluster {CLUSTER}"}
+    with pytest.raises(Exit):
+        finish(world, outcomes)
+    out = output(world.reporter)
     assert "warning: still running in AWS on its own:" in out
     assert f"service {SERVICE}: rollout; follow it with `inv app.wait {PROJECT} --cluster {CLUSTER}`" in out
     assert [(r["action"], r["outcome"], r["message"]) for r in records(app)] == [("update", "failed", message)]
@@ -1232,9 +1235,9 @@ def test_interrupt_during_the_rollout_points_the_tag_back_records_interrupted_an
     ecs_events.register("before-parameter-build.ecs.DescribeServices", lambda **kw: world.stop.set())
     engine = engine_for(world)
 
-    outcomes = engine.execute(Plan("app.promote", [target]))
+    outcomes = carry_out(engine, Plan("app.promote", [target]))
     with pytest.raises(Exit) as raised:
-        engine.finish(outcomes)
+        finish(world, outcomes)
 
     assert_all_answered(app)
     assert outcomes.interrupted and raised.value.code == 130

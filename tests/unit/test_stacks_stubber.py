@@ -23,7 +23,8 @@ from botocore.stub import Stubber
 from invoke import Exit, MockContext
 
 from mvp_tasks.apply import executor
-from mvp_tasks.apply.executor import Engine, run_plan
+from mvp_tasks.apply.executor import Engine
+from mvp_tasks.tasks.boundary import carry_out, finish, run_plan
 from mvp_tasks.apply.guard import Guard
 from mvp_tasks.apply.steps import TargetRun, apply_step
 from mvp_tasks.aws.clients import translate
@@ -286,11 +287,10 @@ def world(new_world):
 
 @pytest.fixture
 def clocked_engine(monkeypatch, client, stub, clock):
-    """`run_plan` and `Engine` build their world on the stubbed client and the fake clock."""
-    monkeypatch.setattr(executor, "World", lambda settings, rep, aws: make_clocked_world(settings, rep, aws, clock=clock))
+    """A world for `run_plan` and `Engine` on the stubbed client and the fake clock."""
 
     def run(rep: Reporter):
-        return SimpleNamespace(settings=SETTINGS, reporter=rep, aws=SimpleNamespace(cloudformation=client))
+        return make_clocked_world(SETTINGS, rep, SimpleNamespace(cloudformation=client), clock=clock)
 
     return run
 
@@ -340,9 +340,7 @@ def apply(world, step: EnsureStack) -> TargetRun:
 
 
 def engine_for(world) -> Engine:
-    engine = Engine(SimpleNamespace(settings=world.settings, reporter=world.reporter, aws=world.aws))
-    engine.world = world
-    return engine
+    return Engine(world)
 
 
 def one_target(rep: Reporter, clocked_engine, **overrides) -> None:
@@ -573,7 +571,7 @@ def test_rollback_complete_stack_without_yes_and_terminal_is_not_deleted(stub, n
     target = cluster_target(world)
 
     with pytest.raises(NotConfirmed) as raised:
-        engine.execute(Plan("cluster.up", [target]))
+        carry_out(engine, Plan("cluster.up", [target]))
 
     stub.assert_no_pending_responses()  # and no DeleteStack: it was never queued
     assert "no terminal" in str(raised.value) and "--yes" in str(raised.value)
@@ -728,9 +726,9 @@ def test_interrupt_while_following_an_update_says_cloudformation_keeps_going_and
                                 lambda **kw: world.stop.set())
     engine = engine_for(world)
 
-    outcomes = engine.execute(Plan("cluster.up", [target]))
+    outcomes = carry_out(engine, Plan("cluster.up", [target]))
     with pytest.raises(Exit) as raised:
-        engine.finish(outcomes)
+        finish(world, outcomes)
 
     stub.assert_no_pending_responses()  # no DeleteChangeSet: it was executed
     assert raised.value.code == 130
