@@ -180,9 +180,28 @@ def test_secret_list_shows_names_and_times_never_values(configured):
 
 
 def test_the_history_says_who_set_a_secret_but_not_its_value(configured):
-    lab, _ = configured
+    lab, out = configured
     items = [i for i in lab.history("stage") if i.get("action") == "secret"]
     assert [i["message"] for i in items] == ["set secret API_KEY (version 1)"]
+    # Like every change, it was a plan applied by the engine: its line, its outcome and the recap.
+    shown = out["set_stage"].stdout
+    assert "+ secret API_KEY (value not shown)" in shown
+    assert f"changed: {PROJECT}@stage  secret API_KEY set (version 1)" in shown
+    assert "recap: ok=0 changed=1 skipped=0 failed=0" in shown
+
+
+def test_a_secret_set_with_json_is_its_outcome_and_a_new_version(configured):
+    import json
+
+    lab, _ = configured
+    result = lab.inv("app.secret.set", PROJECT, "JSON_CHECK", "--cluster", "stage", "--json", input="v1")
+    assert result.returncode == 0, result.stderr
+    [outcome] = json.loads(result.stdout)
+    assert (outcome["target"], outcome["outcome"]) == (f"{PROJECT}@stage", "changed")
+    assert outcome["message"] == "secret JSON_CHECK set (version 1)"
+    stored = lab.client("ssm").get_parameter(Name=f"/mvp/stage/{PROJECT}/JSON_CHECK", WithDecryption=True)
+    assert (stored["Parameter"]["Value"], stored["Parameter"]["Version"]) == ("v1", 1)
+    lab.ok("app.secret.unset", PROJECT, "JSON_CHECK", "--cluster", "stage", "--yes")
 
 
 def test_set_secret_argv_never_holds_the_value(configured, tmp_path):
@@ -214,12 +233,21 @@ def test_set_secret_argv_never_holds_the_value(configured, tmp_path):
 
 
 def test_unset_removes_it_and_the_next_deploy_is_refused_naming_the_fix(configured):
+    import json
+
     lab, _ = configured
     ssm = lab.client("ssm")
     refused = lab.inv("app.secret.unset", PROJECT, "API_KEY", "--cluster", "prod")
     assert refused.returncode != 0 and "confirmation" in refused.stderr
+    checked = lab.ok("app.secret.unset", PROJECT, "API_KEY", "--cluster", "prod", "--check")
+    assert "- secret API_KEY" in checked.stdout and "recap:" in checked.stdout
     assert ssm.get_parameter(Name=SECRET_PATH.format(cluster="prod"))["Parameter"]["Name"]
-    lab.ok("app.secret.unset", PROJECT, "API_KEY", "--cluster", "prod", "--yes")
+    unset = lab.ok("app.secret.unset", PROJECT, "API_KEY", "--cluster", "prod", "--yes", "--json")
+    assert json.loads(unset.stdout) == [{"target": f"{PROJECT}@prod", "outcome": "changed", "commit": "",
+                                         "duration": json.loads(unset.stdout)[0]["duration"],
+                                         "message": "removed secret API_KEY"}]
+    again = lab.ok("app.secret.unset", PROJECT, "API_KEY", "--cluster", "prod", "--yes")
+    assert "no secret API_KEY is set; nothing to remove" in again.stdout and "changed=0" in again.stdout
     names = [p["Name"] for p in ssm.describe_parameters()["Parameters"]]
     assert SECRET_PATH.format(cluster="prod") not in names
     before = lab.stack_state(f"{PROJECT}-prod")

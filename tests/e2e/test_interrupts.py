@@ -229,15 +229,21 @@ def test_app_unlock_breaks_a_held_lock_after_confirmation_and_records_who_broke_
 
     from conftest import assert_one_line_error
 
-    assert "no deploy lock is held" in lab.ok("app.unlock", PROJECT, "--cluster", "stage").stdout
+    nothing = lab.ok("app.unlock", PROJECT, "--cluster", "stage").stdout
+    assert "no deploy lock is held" in nothing and "recap: ok=1 changed=0" in nothing
     _foreign_lock(lab, 3600)
     refused = lab.inv("app.unlock", PROJECT, "--cluster", "stage")  # no terminal, no --yes
     assert_one_line_error(refused, f"break the deploy lock of {PROJECT} in stage", "--yes")
     assert lab.lock_item("stage")["token"] == "a" * 32
+    checked = lab.ok("app.unlock", PROJECT, "--cluster", "stage", "--check")
+    assert "- deploy lock of" in checked.stdout and "runner-9" in checked.stdout
+    assert lab.lock_item("stage")["token"] == "a" * 32  # --check breaks nothing
 
-    result = lab.ok("app.unlock", PROJECT, "--cluster", "stage", "--yes")
+    result = lab.ok("app.unlock", PROJECT, "--cluster", "stage", "--yes", "--json")
 
-    assert "broke the deploy lock held by arn:aws:sts::123456789012:user/ci on runner-9 (pid 4242)" in result.stdout
+    [outcome] = json.loads(result.stdout)
+    assert (outcome["target"], outcome["outcome"]) == (f"{PROJECT}@stage", "changed"), outcome
+    assert outcome["message"].startswith("broke the deploy lock held by arn:aws:sts::123456789012:user/ci on runner-9 (pid 4242)")
     assert lab.lock_item("stage") is None
     newest = lab.history("stage")[-1]
     assert (newest["action"], newest["outcome"]) == ("unlock", "succeeded"), newest

@@ -1001,3 +1001,13 @@ def test_release_to_prod_is_protected(release):
 
 def test_fake_world_change_sets_are_the_real_ones():
     assert isinstance(make_world().change_sets, ChangeSets)
+
+
+def test_a_secret_step_never_shows_its_value():
+    from mvp_tasks.plan.steps import PutSecret
+
+    step = PutSecret("web", "stage", "API_KEY", "s3cr3t-value", exists=True)
+    shown = " ".join([repr(step), str(step), step.summary(), *step.lines()])
+    assert "s3cr3t-value" not in shown
+    assert step.lines() == ["~ secret API_KEY (value not shown)"]
+    assert not step.locks and PutSecret("web", "stage", "K", "a") == PutSecret("web", "stage", "K", "b")
