@@ -329,15 +329,16 @@ def unlock(ctx, name, cluster=None, yes=False):
           positional=["name"])
 def status(ctx, name=None, json=False, html=None):
     """Show what runs where (read from ECS), where each cluster tag points, and whether HEAD is live."""
-    from . import status as app_status
+    from ..status import show_status
+    from ..world import World
 
     target = None
     if html is not None:
-        from ..status_page import check_path
+        from ..status.page import check_path
 
         target = check_path(html)
     run = start(ctx, "app.status", json_output=json)
-    app_status.status(run, name, json=json, target=target)
+    show_status(World(run.settings, run.reporter, run.aws), name, json=json, target=target)
 
 
 @mvp_task(
@@ -350,10 +351,11 @@ def status(ctx, name=None, json=False, html=None):
 )
 def logs(ctx, name, cluster=None, since="10m", follow=False):
     """Print an app's container logs from CloudWatch Logs."""
-    from . import status as app_status
+    from ..status.logs import print_logs
+    from ..world import World
 
     run = start(ctx, f"app.logs {name}")
-    app_status.print_logs(run, name, cluster, since, follow)
+    print_logs(World(run.settings, run.reporter, run.aws), name, cluster, since, follow)
 
 
 @mvp_task(help={"name": "project to remove", "cluster": "cluster to remove it from (required)",
