@@ -53,6 +53,7 @@ def print_logs(world: Any, name: str, cluster_name: str | None, since: str, foll
     stream = world.reporter.stream
     start_ms = int((time.time() - seconds) * 1000)
     seen: set[str] = set()
+    quiet = f"no log lines of {project.name} in {cluster.name} since {since} (log group {group})"
     try:
         while True:
             newest = start_ms
@@ -64,7 +65,12 @@ def print_logs(world: Any, name: str, cluster_name: str | None, since: str, foll
                 newest = max(newest, event["timestamp"])
             stream.flush()
             if not follow:
+                if not seen:
+                    world.reporter.info(quiet)
                 return
+            if quiet and not seen:
+                world.reporter.info(f"{quiet}; waiting for new ones (Ctrl-C to stop)")
+            quiet = ""  # said once
             start_ms = max(start_ms, newest - LOOK_BACK_MS)
             time.sleep(max(settings.poll_interval, 1))
     except KeyboardInterrupt:

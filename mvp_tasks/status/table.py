@@ -2,7 +2,7 @@
 
 Every fact fits a wide output (a pipe, a CI log, a wide terminal); narrower, the short columns;
 narrower still, one block of lines per row. What does not fit a cell (a moved tag, unshipped
-changes, a read that failed) is a note line.
+changes, a read that failed, the app's URL where the URL column is not shown) is a note line.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from .model import TAG_MOVED, read_head
 
 
 WIDE = ["app", "cluster", "task def", "runs", "digest", "from", "tag", "live", "tasks", "rollout",
-        "deployed (UTC)", "by", "stack"]
+        "deployed (UTC)", "by", "stack", "url"]
 SHORT = ["app", "cluster", "runs", "tag", "live", "tasks", "rollout"]
 
 
@@ -44,7 +44,7 @@ def _wide(row: dict) -> list[str]:
     return [row["app"], row["cluster"], row["task_definition"] or "-", row["commit"][:12] or "-",
             row["digest"][7:19] or "-", row["digest_source"] or "-", _tag(row, 12), _live(row), _tasks(row),
             row["rollout"], row["deployed_at"][:16].replace("T", " ") or "-", _short_arn(row["deployed_by"]) or "-",
-            row["stack_status"]]
+            row["stack_status"], row["url"] or "-"]
 
 
 def _short(row: dict) -> list[str]:
@@ -58,9 +58,12 @@ def _table_width(columns: list[str], table: list[list[str]], boxed: bool) -> int
     return sum(widths) + (3 * len(widths) + 1 if boxed else 2 * (len(widths) - 1))
 
 
-def notes(row: dict) -> list[str]:
-    """What a person must know about a row beyond its cells."""
+def notes(row: dict, *, url: bool = False) -> list[str]:
+    """What a person must know about a row beyond its cells (`url`: its URL too, where the table
+    shown has no URL column)."""
     out = []
+    if url and row.get("url"):
+        out.append(f"url {row['url']}")
     if row["tag_moved"]:
         out.append(f"{TAG_MOVED}: tag {row['tag']} is {_tag(row, 12)}, the service runs "
                    f"{row['commit'][:12] or row['digest'][:19]} ({row['digest_source']})")
@@ -83,7 +86,8 @@ def show(world: Any, rows: list[dict]) -> None:
     _line(reporter, f"HEAD {head[:12] or '-'}: the commit app.push would tag; live = it runs", width)
     wide = [_wide(r) for r in rows]
     short = [_short(r) for r in rows]
-    if width is None or _table_width(WIDE, wide, reporter.interactive) <= width:
+    url_column = width is None or _table_width(WIDE, wide, reporter.interactive) <= width
+    if url_column:
         reporter.table(WIDE, wide)
     elif _table_width(SHORT, short, reporter.interactive) <= width:
         reporter.table(SHORT, short)
@@ -91,7 +95,7 @@ def show(world: Any, rows: list[dict]) -> None:
         for row in rows:
             _blocks(reporter, row, width)
     for row in rows:
-        for note in notes(row):
+        for note in notes(row, url=not url_column):
             _line(reporter, f"{row['app']}@{row['cluster']}: {note}", width)
 
 

@@ -266,3 +266,25 @@ def test_narrower_than_the_short_table_is_one_block_per_row(monkeypatch):
     lines = shown(monkeypatch, "40")
     assert not any(line.startswith("app ") for line in lines)
     assert any(line.strip().startswith("museum-adventure@stage") for line in lines), lines
+
+
+def test_the_url_is_a_column_of_the_wide_table_and_a_note_where_the_table_has_none(monkeypatch):
+    data = rows()
+    data[0]["url"] = "http://museum-adventure-stage-1234567890.us-east-1.elb.amazonaws.com"
+    lines = shown(monkeypatch, None, data=data)
+    header = next(line for line in lines if line.startswith("app "))
+    assert header.split()[-1] == "url"
+    row = next(line for line in lines if line.startswith("museum-adventure ") and " stage " in line)
+    assert row.split()[-1] == data[0]["url"]
+    assert next(line for line in lines if line.startswith("museum-adventure ") and " prod " in line).split()[-1] == "-"
+    assert not any("url http" in line for line in lines)  # the column says it
+
+    for columns in ("80", "40"):
+        lines = shown(monkeypatch, columns, data=data)
+        assert max(len(line) for line in lines) <= int(columns), "\n".join(lines)
+        # Wrapped to the width (at 40 columns the URL itself is cut): read without the line breaks.
+        text = "".join("".join(lines).split())
+        assert f"museum-adventure@stage:url{data[0]['url']}" in text, lines
+        assert text.count(":urlhttp") == 1  # only the row that has one
+    # At 80 columns the URL moves whole to a line of its own, where a person can copy it.
+    assert any(line.strip() == data[0]["url"] for line in shown(monkeypatch, "80", data=data))
