@@ -1,4 +1,4 @@
-"""Which ECS cluster and which service an app runs, on any pair of templates.
+"""Which ECS cluster, which service and which log group an app has, on any pair of templates.
 
 Our own templates name both in their outputs. A template written elsewhere (adopted by config
 alone) may name them under other output keys, only in its resources, or nowhere; so each name

@@ -554,7 +554,8 @@ def test_log_group_from_the_app_stacks_log_group_resource(cfn, world):
     assert discovery.log_group(world, info(APP), CLUSTER) == APP
     assert operations(cfn) == ["ListStackResources"]
     # The resources read for the log group answer the service too: no second read.
-    assert discovery.service_names(world, info(APP, {"ClusterName": "stage"}), CLUSTER)[1] == "shop-stage-Service-1AB2C3"
+    _, service = discovery.service_names(world, info(APP, {"ClusterName": "stage"}), CLUSTER)
+    assert service == "shop-stage-Service-1AB2C3"
     assert operations(cfn) == ["ListStackResources"]
 
 
