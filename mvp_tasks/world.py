@@ -114,6 +114,11 @@ class World:
 
         return Services(self.aws.ecs, sleep=self.sleep, reader=self.reader)
 
+    def logs(self):
+        from .aws.logs import Logs
+
+        return Logs(self.aws.logs)
+
     def secrets(self):
         from .aws.secrets import Secrets
 

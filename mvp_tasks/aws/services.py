@@ -1,4 +1,4 @@
-"""ECS services: force a deployment and follow its rollout until it settles.
+"""ECS services: force a deployment and follow its rollout until it settles; what their tasks run.
 
 A rollout is judged by its own deployment, not by `services_stable`: a deployment the circuit
 breaker rolled back ends with the *old* task definition running stably, which the waiter would
@@ -8,6 +8,7 @@ call a success.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -217,6 +218,27 @@ class Services:
             data = self.client.describe_services(cluster=cluster, services=[service])
         live = _live(data, cluster)
         return live.get(service) or next(iter(live.values()), None)
+
+    def get_task_definition(self, arn: str) -> dict:
+        """The task definition `arn` (family:revision or ARN) as DescribeTaskDefinition gives it."""
+        with aws_errors():
+            return self.client.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+
+    def get_task_digests(self, cluster: str, service: str, arn: str, container: str = "") -> Counter:
+        """How many of the service's running tasks of task definition `arn` resolved each image digest
+        for `container` (any container when ""): DescribeTasks containers[].imageDigest. Empty
+        when ECS lists no task (the emulator never does) or reports no digest."""
+        with aws_errors():
+            arns = [a for page in self.client.get_paginator("list_tasks").paginate(
+                cluster=cluster, serviceName=service, desiredStatus="RUNNING") for a in page.get("taskArns", [])]
+            tasks = []
+            for start in range(0, len(arns), 100):  # DescribeTasks takes at most 100 tasks per call
+                tasks += self.client.describe_tasks(cluster=cluster, tasks=arns[start:start + 100]).get("tasks", [])
+        return Counter(
+            c["imageDigest"] for t in tasks
+            if t.get("lastStatus") == "RUNNING" and t.get("taskDefinitionArn", arn) == arn
+            for c in t.get("containers", [])
+            if c.get("imageDigest") and (not container or c.get("name") == container))
 
     def force_new_deployment(self, cluster: str, service: str) -> str:
         """Start a new deployment (tasks pull the image tag again). Returns its id."""

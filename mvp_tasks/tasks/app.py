@@ -290,15 +290,15 @@ def unlock(ctx, name=None, cluster=None, check=False, yes=False, json=False):
           positional=["name"])
 def status(ctx, name=None, json=False, html=None):
     """Show what runs where (read from ECS), where each cluster tag points, and whether HEAD is live."""
-    from . import status as app_status
+    from ..status import show_status
 
     target = None
     if html is not None:
-        from ..status_page import check_path
+        from ..status.page import check_path
 
         target = check_path(html)
     world = start(ctx, "app.status", json_output=json)
-    app_status.status(world, name or project_from_cwd(world.settings.root) or None, json=json, target=target)
+    show_status(world, name or project_from_cwd(world.settings.root) or None, json=json, target=target)
 
 
 @mvp_task(
@@ -312,10 +312,10 @@ def status(ctx, name=None, json=False, html=None):
 )
 def logs(ctx, name=None, cluster=None, since="10m", follow=False):
     """Print an app's container logs from CloudWatch Logs."""
-    from . import status as app_status
+    from ..status.logs import print_logs
 
     world = start(ctx, f"app.logs {name or ''}".strip())
-    app_status.print_logs(world, project_name(world, name, "app.logs"), cluster, since, follow)
+    print_logs(world, project_name(world, name, "app.logs"), cluster, since, follow)
 
 
 @mvp_task(help={"name": "project to remove" + NAME_HELP, "cluster": "cluster to remove it from (required)",

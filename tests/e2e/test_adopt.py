@@ -18,12 +18,18 @@ created there); commit B pushed and deployed to stage (the stack is unchanged: t
 promoted to prod (its tag moves, the service rolls). Every step is read back with boto3 from moto
 and from the registry. The app stacks are only ever created, never updated: moto fails a change
 set whose stack uses Fn::ImportValue (../shared/ENVIRONMENT.md).
+
+`app.logs` on such a template (`TestLogsOfAnAdoptedTemplate`): a variant of the app template whose
+log group is named after the stack itself, still with no outputs; the tool finds the group through
+the stack's `AWS::Logs::LogGroup` resource and prints the events put into it with boto3.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import time
+import uuid
 
 import pytest
 import yaml
@@ -230,3 +236,59 @@ class TestAdoptedTemplates:
         result = lab.ok("app.promote", APP, "--tag", "prod", "--yes")
         assert f"ok: {APP}@prod  already runs" in result.stdout, result.stdout
         assert lab.deployments("prod") == lab.seen["promote B"]["prod"]["deployments"]
+
+
+# --- app.logs on a template with no outputs ----------------------------------------------------------
+
+
+def logs_variant() -> str:
+    """The adopted app template with its log group named after the stack (`<app>-<cluster>`), no outputs."""
+    text = (FIXTURES / "app.yml").read_text()
+    named = text.replace("LogGroupName: !Sub '/adopted/${AWS::StackName}'", "LogGroupName: !Ref AWS::StackName")
+    assert named != text and "Outputs:" not in named
+    return named
+
+
+@pytest.fixture(scope="class")
+def logs_lab(tmp_path_factory, git_env, image_services, moto_server):
+    files = dict(adopted_files(), **{f"projects/{APP}/service.yml": logs_variant()})
+    lab = Adoption(**vars(new_lab(tmp_path_factory.mktemp("adopt-logs"), git_env, image_services, moto_server,
+                                  files=files)))
+    lab.step("stage up", "cluster.up", "--name", "stage")
+    lab.step("push", "app.push", APP, timeout=BUILD_TIMEOUT)
+    lab.step("deploy", "app.deploy", APP)
+    return lab
+
+
+class TestLogsOfAnAdoptedTemplate:
+    def test_app_logs_finds_the_log_group_named_after_the_stack_and_prints_its_events(self, logs_lab):
+        lab = logs_lab
+        stack = f"{APP}-stage"
+        assert lab.stack(stack)["StackStatus"] == "CREATE_COMPLETE", lab.results["deploy"].stdout
+        assert lab.stack(stack).get("Outputs", []) == []
+        assert lab.physical_ids(stack, "AWS::Logs::LogGroup") == [stack]
+        logs = lab.client("logs")
+        assert [g["logGroupName"] for g in logs.describe_log_groups(logGroupNamePrefix=stack)["logGroups"]] == [stack]
+
+        # Nothing logged yet: one line that says so, and success.
+        quiet = lab.ok("app.logs", APP)
+        said = [line.strip() for line in quiet.stdout.splitlines()[1:]]  # after the run's header line
+        assert said == [f"no log lines of {APP} in stage since 10m (log group {stack})"], quiet.stdout
+
+        task = uuid.uuid4().hex
+        stream = f"web/web/{task}"
+        logs.create_log_stream(logGroupName=stack, logStreamName=stream)
+        now = int(time.time() * 1000)
+        marker = uuid.uuid4().hex[:8]
+        logs.put_log_events(logGroupName=stack, logStreamName=stream, logEvents=[
+            {"timestamp": now - 20 * 60 * 1000, "message": f"{marker} too old for --since 5m"},
+            {"timestamp": now - 60 * 1000, "message": f"{marker} GET /index.html 200"},
+            {"timestamp": now - 1000, "message": f"{marker} GET /visit.html 200"},
+        ])
+
+        result = lab.ok("app.logs", APP, "--since", "5m")
+
+        lines = [line for line in result.stdout.splitlines() if marker in line]
+        assert [line.split(f" {task[:8]} ", 1)[1] for line in lines] == \
+            [f"{marker} GET /index.html 200", f"{marker} GET /visit.html 200"], result.stdout
+        assert "no log lines" not in result.stdout

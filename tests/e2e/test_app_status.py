@@ -174,7 +174,7 @@ class TestStatus:
         assert lab.first[:12] in stage and lab.digest("stage")[:19] in stage and f"{PROJECT}-stage:1" in stage
         assert re.findall(r'<rect class="mark (\w+)"', dom) == ["succeeded"]  # the deploy
 
-        from mvp_tasks.status_page import HEADER_COLOUR, LANE_COLOUR, OUTCOME_COLOURS
+        from mvp_tasks.status.page import HEADER_COLOUR, LANE_COLOUR, OUTCOME_COLOURS
 
         shot = chromium.screenshot(out / "status.html", tmp_path / "status.png")
         matrix = chromium.dense_bbox(chromium.colour_mask(shot, HEADER_COLOUR), 200)

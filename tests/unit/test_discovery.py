@@ -488,3 +488,127 @@ def test_app_stack_step_reads_nothing_for_a_template_without_cluster_name(tmp_pa
     assert dict(step.parameters) == {"Image": "registry.test/shop:stage"}
     assert stacks.listed == []
 
+
+
+# --- the log group: outputs, its AWS::Logs::LogGroup resource, the running task definition ---------
+
+
+def log_group_arn(name: str) -> str:
+    return f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:{name}:*"
+
+
+def td_arn(revision: int) -> str:
+    return f"arn:aws:ecs:us-east-1:{ACCOUNT}:task-definition/{APP}:{revision}"
+
+
+@pytest.fixture
+def ecs(monkeypatch, cfn):
+    """The stubbed ECS client beside `cfn`'s CloudFormation one; the calls of both in `cfn.calls`."""
+    client = make_client("ecs")
+    log_calls(client, cfn.calls)
+    with Stubber(client) as stubber:
+        yield SimpleNamespace(client=client, stub=stubber)
+        stubber.assert_no_pending_responses()
+
+
+@pytest.fixture
+def ecs_world(cfn, ecs):
+    return World(SimpleNamespace(), reporter=None, aws=SimpleNamespace(cloudformation=cfn.client, ecs=ecs.client))
+
+
+def expect_running(ecs, service: str, revision: int, containers: list[dict]) -> None:
+    """DescribeServices of `service` (in ECS cluster stage), whose primary deployment runs revision
+    `revision` of the task definition, then DescribeTaskDefinition of it, with `containers`."""
+    deployment = {"id": "ecs-svc/1", "status": "PRIMARY", "taskDefinition": td_arn(revision), "desiredCount": 1,
+                  "runningCount": 1, "pendingCount": 0, "rolloutState": "COMPLETED"}
+    ecs.stub.add_response("describe_services", {"services": [{
+        "serviceName": service, "serviceArn": service_arn("stage", service), "status": "ACTIVE", "desiredCount": 1,
+        "runningCount": 1, "pendingCount": 0, "taskDefinition": td_arn(revision), "deployments": [deployment]}]},
+        {"cluster": "stage", "services": [service]})
+    ecs.stub.add_response("describe_task_definition", {"taskDefinition": {
+        "taskDefinitionArn": td_arn(revision), "family": APP, "revision": revision,
+        "containerDefinitions": containers}}, {"taskDefinition": td_arn(revision)})
+
+
+def awslogs(name: str, group: str, essential: bool = True) -> dict:
+    return {"name": name, "image": f"127.0.0.1:5000/{name}:stage", "essential": essential,
+            "logConfiguration": {"logDriver": "awslogs",
+                                 "options": {"awslogs-group": group, "awslogs-stream-prefix": name}}}
+
+
+@pytest.mark.parametrize("outputs,group", [
+    ({"LogGroupName": "/ecs/shop-stage"}, "/ecs/shop-stage"),
+    ({"loggroup": "shop-stage"}, "shop-stage"),  # ignoring case
+    ({"LogGroupArn": log_group_arn("/aws/ecs/shop")}, "/aws/ecs/shop"),  # an ARN gives its name
+    ({"LogGroup": "", "LogGroupName": "/best/first", "Url": "http://x"}, "/best/first"),
+])
+def test_log_group_from_the_app_stacks_outputs_costs_no_call(cfn, world, outputs, group):
+    assert discovery.log_group(world, info(APP, outputs), CLUSTER) == group
+    assert cfn.calls == []
+
+
+def test_log_group_from_the_app_stacks_log_group_resource(cfn, world):
+    """A template with no outputs at all that names its log group after the stack."""
+    expect_resources(cfn, APP, resource("LogGroup", "AWS::Logs::LogGroup", APP),
+                     resource("Service", "AWS::ECS::Service", service_arn("stage", "shop-stage-Service-1AB2C3")))
+    assert discovery.log_group(world, info(APP), CLUSTER) == APP
+    assert operations(cfn) == ["ListStackResources"]
+    # The resources read for the log group answer the service too: no second read.
+    _, service = discovery.service_names(world, info(APP, {"ClusterName": "stage"}), CLUSTER)
+    assert service == "shop-stage-Service-1AB2C3"
+    assert operations(cfn) == ["ListStackResources"]
+
+
+def test_log_group_from_the_running_task_definition(cfn, ecs, ecs_world):
+    """No output and no log group in the stack (made outside it): the awslogs-group the service's
+    running containers write to, the essential container's first."""
+    stack = info(APP, {"ClusterName": "stage", "ServiceName": APP})
+    expect_resources(cfn, APP, resource("Service", "AWS::ECS::Service", service_arn("stage", APP)))
+    expect_running(ecs, APP, 7, [awslogs("log-router", "/firelens/router", essential=False),
+                                 {"name": "sidecar", "image": "busybox", "essential": True},
+                                 awslogs("web", log_group_arn("/made/outside"))])
+    assert discovery.log_group(ecs_world, stack, CLUSTER) == "/made/outside"
+    assert operations(cfn) == ["ListStackResources", "DescribeServices", "DescribeTaskDefinition"]
+    # The task definition is kept for the run (status reads it too).
+    assert discovery.get_task_definition(ecs_world, td_arn(7))["revision"] == 7
+    assert operations(cfn).count("DescribeTaskDefinition") == 1
+
+
+def test_several_log_groups_the_one_the_containers_write_to_else_refused(cfn, ecs, ecs_world):
+    stack = info(APP, {"ClusterName": "stage", "ServiceName": APP})
+    expect_resources(cfn, APP, resource("Access", "AWS::Logs::LogGroup", "/shop/access"),
+                     resource("App", "AWS::Logs::LogGroup", "/shop/app"))
+    expect_running(ecs, APP, 3, [awslogs("web", "/shop/app")])
+    assert discovery.log_group(ecs_world, stack, CLUSTER) == "/shop/app"
+
+    two = info("two", {"ClusterName": "stage", "ServiceName": "two"})
+    expect_resources(cfn, "two", resource("A", "AWS::Logs::LogGroup", "/a"), resource("B", "AWS::Logs::LogGroup", "/b"))
+    expect_running(ecs, "two", 4, [awslogs("web", "/elsewhere")])
+    with pytest.raises(UsageError) as caught:
+        discovery.log_group(ecs_world, two, CLUSTER)
+    assert str(caught.value) == ("stack two holds 2 log groups (/a, /b): which one is the app's is not clear "
+                                 "(give its template a LogGroupName output naming it)")
+
+
+def test_no_log_group_anywhere_is_one_line_with_the_fix(cfn, ecs, ecs_world):
+    stack = info(APP, {"ClusterName": "stage", "ServiceName": APP})
+    expect_resources(cfn, APP, *NETWORK)
+    expect_running(ecs, APP, 1, [{"name": "web", "image": "nginx", "essential": True,
+                                  "logConfiguration": {"logDriver": "json-file", "options": {}}}])
+    with pytest.raises(UsageError) as caught:
+        discovery.log_group(ecs_world, stack, CLUSTER)
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith(f"cannot find the log group of stack {APP}: no LogGroupName output")
+    assert caught.value.hint == "give its template a LogGroupName output naming it"
+
+
+@pytest.mark.parametrize("value,name", [
+    ("/ecs/shop-stage", "/ecs/shop-stage"),
+    (log_group_arn("/aws/ecs/shop"), "/aws/ecs/shop"),
+    (f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:plain", "plain"),
+    ("arn:aws:s3:::bucket", ""),
+    ("has space", ""),
+    ("", ""),
+])
+def test_log_group_name_of_a_name_or_an_arn(value, name):
+    assert discovery.log_group_name(value) == name

@@ -1,4 +1,4 @@
-"""`app.status`'s facts and table (mvp_tasks/tasks/status.py), against botocore's Stubber for ECS
+"""`app.status`'s facts and table (mvp_tasks/status/model.py and table.py), against botocore's Stubber for ECS
 with responses shaped like AWS's: what moto cannot show (DescribeTasks of a service's running
 tasks, with the digest each container resolved; moto lists no task for a service), the fallback
 to the history where ECS lists none, a history that cannot be read, and the table's layouts at
@@ -18,7 +18,7 @@ from mvp_tasks.errors import UsageError
 from mvp_tasks.memo import Memo
 from mvp_tasks.report import Reporter
 from mvp_tasks.state.store import Record
-from mvp_tasks.tasks import status
+from mvp_tasks.status import model, table
 from stubs import isolate_from_aws, make_client
 
 ACCOUNT = "123456789012"
@@ -133,14 +133,14 @@ def test_the_digest_comes_from_the_running_tasks_of_the_primary_deployment(ecs):
     history = FakeHistory([record("2026-12-01T10:00:00+00:00", "deploy", "succeeded", OLD, D_OLD)])
     world = make_world(client, FakeRegistry({CLUSTER: (D_NEW, NEW)}), history)
 
-    row = status.read_row(world, PROJECT, TARGET, {"commit": NEW, "dirty": set()})
+    row = model.read_row(world, PROJECT, TARGET, {"commit": NEW, "dirty": set()})
 
     assert (row["task_definition"], row["task_definition_arn"], row["image"]) == (f"{SERVICE}:5", td_arn(5), REF)
     assert (row["digest"], row["digest_source"], row["commit"]) == (D_NEW, "ecs", NEW)
     assert (row["tag_digest"], row["tag_commit"], row["tag_moved"]) == (D_NEW, NEW, False)
     assert row["live"] is True and row["rollout"] == "IN_PROGRESS" and (row["running"], row["desired"]) == (2, 2)
     assert (row["deployed_at"], row["last_action"]) == ("2026-12-01T10:00:00+00:00", "deploy")
-    assert row["errors"] == [] and status.notes(row) == []
+    assert row["errors"] == [] and table.notes(row) == []
 
 
 def test_without_tasks_the_digest_is_the_last_successful_rollouts_and_a_moved_tag_is_said(ecs):
@@ -156,11 +156,11 @@ def test_without_tasks_the_digest_is_the_last_successful_rollouts_and_a_moved_ta
     ])
     world = make_world(client, FakeRegistry({CLUSTER: (D_NEW, NEW)}), history)
 
-    row = status.read_row(world, PROJECT, TARGET, {"commit": NEW, "dirty": {APP}})
+    row = model.read_row(world, PROJECT, TARGET, {"commit": NEW, "dirty": {APP}})
 
     assert (row["digest"], row["digest_source"], row["commit"]) == (D_OLD, "history", OLD)
     assert row["tag_moved"] is True and row["live"] is False and row["head_dirty"] is True
-    assert status.notes(row) == [f"{status.TAG_MOVED}: tag stage is {NEW[:12]}, the service runs {OLD[:12]} (history)"]
+    assert table.notes(row) == [f"{model.TAG_MOVED}: tag stage is {NEW[:12]}, the service runs {OLD[:12]} (history)"]
 
 
 def test_a_history_that_cannot_be_read_leaves_its_facts_empty(ecs):
@@ -172,28 +172,28 @@ def test_a_history_that_cannot_be_read_leaves_its_facts_empty(ecs):
     missing = UsageError("there is no deploy store in this account and region yet (stack mvp-deploy-state)")
     world = make_world(client, FakeRegistry({CLUSTER: (D_NEW, NEW)}), missing)
 
-    row = status.read_row(world, PROJECT, TARGET, {"commit": "", "dirty": set()})
+    row = model.read_row(world, PROJECT, TARGET, {"commit": "", "dirty": set()})
 
     assert (row["digest"], row["digest_source"], row["commit"], row["deployed_at"]) == ("", "", "", "")
     assert row["tag_moved"] is False and row["live"] is None  # HEAD unknown: no answer
     assert row["errors"] == [f"history: {missing}"]
-    assert status.notes(row) == [f"could not read the history: {missing}"]
-    assert status._live(row) == "-"
+    assert table.notes(row) == [f"could not read the history: {missing}"]
+    assert table._live(row) == "-"
 
 
 def test_an_app_not_deployed_has_no_service_and_no_history_note(ecs):
     client, _ = ecs
     world = make_world(client, FakeRegistry({}), UsageError("cluster stage does not exist"), stack_status="")
 
-    row = status.read_row(world, PROJECT, TARGET, {"commit": NEW, "dirty": set()})
+    row = model.read_row(world, PROJECT, TARGET, {"commit": NEW, "dirty": set()})
 
     assert (row["stack_status"], row["service"], row["digest"], row["live"]) == ("NOT_DEPLOYED", "", "", False)
-    assert row["errors"] == ["history: cluster stage does not exist"] and status.notes(row) == []
+    assert row["errors"] == ["history: cluster stage does not exist"] and table.notes(row) == []
 
 
 def test_head_outside_git_is_no_commit(tmp_path):
     settings = types.SimpleNamespace(root=tmp_path, projects={})
-    assert status.read_head(settings) == {"commit": "", "dirty": set()}
+    assert model.read_head(settings) == {"commit": "", "dirty": set()}
 
 
 # --- the table at every width ----------------------------------------------------------------------
@@ -226,18 +226,18 @@ def shown(monkeypatch, columns: str | None, *, interactive: bool = False, data=N
         monkeypatch.setenv("COLUMNS", columns)
     stream = io.StringIO()
     run = types.SimpleNamespace(reporter=Reporter(stream=stream, interactive=interactive), settings=None)
-    status.show(run, rows() if data is None else data)
+    table.show(run, rows() if data is None else data)
     return stream.getvalue().splitlines()
 
 
 def test_no_width_to_fit_shows_every_column(monkeypatch):
     lines = shown(monkeypatch, None)
     header = next(line for line in lines if line.startswith("app "))
-    for column in status.WIDE:
+    for column in table.WIDE:
         assert column in header
     assert any(f"{OLD[:12]}" in line and f"{NEW[:12]}" in line and "museum-adventure-stage:12" in line
                for line in lines), lines
-    assert any(status.TAG_MOVED in line for line in lines)
+    assert any(model.TAG_MOVED in line for line in lines)
 
 
 @pytest.mark.parametrize("interactive", [False, True], ids=["plain", "terminal"])
@@ -251,13 +251,13 @@ def test_every_line_fits_the_terminal(monkeypatch, columns, interactive):
     text = "\n".join(lines)
     # Whatever the layout, what runs, where the tag points, live and the moved tag are all there.
     assert OLD[:7] in text and NEW[:7] in text and " no" in text
-    assert status.TAG_MOVED in " ".join(text.split())
+    assert model.TAG_MOVED in " ".join(text.split())
 
 
 def test_eighty_columns_is_the_short_table(monkeypatch):
     lines = shown(monkeypatch, "80")
     header = next(line for line in lines if line.startswith("app "))
-    assert header.split() == status.SHORT
+    assert header.split() == table.SHORT
     row = next(line for line in lines if line.startswith("museum-adventure ") and " stage " in line)
     assert row.split() == ["museum-adventure", "stage", OLD[:7], NEW[:7], "no", "1/1", "COMPLETED"]
 
@@ -266,3 +266,25 @@ def test_narrower_than_the_short_table_is_one_block_per_row(monkeypatch):
     lines = shown(monkeypatch, "40")
     assert not any(line.startswith("app ") for line in lines)
     assert any(line.strip().startswith("museum-adventure@stage") for line in lines), lines
+
+
+def test_the_url_is_a_column_of_the_wide_table_and_a_note_where_the_table_has_none(monkeypatch):
+    data = rows()
+    data[0]["url"] = "http://museum-adventure-stage-1234567890.us-east-1.elb.amazonaws.com"
+    lines = shown(monkeypatch, None, data=data)
+    header = next(line for line in lines if line.startswith("app "))
+    assert header.split()[-1] == "url"
+    row = next(line for line in lines if line.startswith("museum-adventure ") and " stage " in line)
+    assert row.split()[-1] == data[0]["url"]
+    assert next(line for line in lines if line.startswith("museum-adventure ") and " prod " in line).split()[-1] == "-"
+    assert not any("url http" in line for line in lines)  # the column says it
+
+    for columns in ("80", "40"):
+        lines = shown(monkeypatch, columns, data=data)
+        assert max(len(line) for line in lines) <= int(columns), "\n".join(lines)
+        # Wrapped to the width (at 40 columns the URL itself is cut): read without the line breaks.
+        text = "".join("".join(lines).split())
+        assert f"museum-adventure@stage:url{data[0]['url']}" in text, lines
+        assert text.count(":urlhttp") == 1  # only the row that has one
+    # At 80 columns the URL moves whole to a line of its own, where a person can copy it.
+    assert any(line.strip() == data[0]["url"] for line in shown(monkeypatch, "80", data=data))

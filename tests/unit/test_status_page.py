@@ -1,4 +1,4 @@
-"""The status page (`app.status --html FILE`, mvp_tasks/status_page.py) on fixed data: what headless
+"""The status page (`app.status --html FILE`, mvp_tasks/status/page.py) on fixed data: what headless
 Chromium renders of it (a screenshot read with Pillow, and the DOM after its inline script ran),
 how every value is escaped, how the file's path is checked, and that it is written atomically.
 
@@ -19,8 +19,8 @@ import pytest
 
 from conftest import need
 from mvp_tasks.errors import MvpError, UsageError
-from mvp_tasks import status_page
-from mvp_tasks.status_page import (
+from mvp_tasks.status import page as status_page
+from mvp_tasks.status.page import (
     HEADER_COLOUR, LANE_COLOUR, MOVED_COLOUR, OUTCOME_COLOURS, TAG_MOVED, check_path, render, write,
 )
 

@@ -24,7 +24,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .errors import MvpError, UsageError
+from ..errors import MvpError, UsageError
 
 # Outcome colours of the timeline's marks (the tests look for them in a screenshot).
 OUTCOME_COLOURS = {"succeeded": "#2e7d32", "failed": "#c62828", "interrupted": "#ef6c00"}
