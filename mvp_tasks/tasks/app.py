@@ -299,8 +299,10 @@ def history(ctx, name=None, cluster=None, limit=None, json=False):
 @mvp_task(help={"name": "project whose deploy lock to break", "cluster": CLUSTER_HELP,
                 "yes": "break it without asking (needed without a terminal)"})
 def unlock(ctx, name, cluster=None, yes=False):
-    """Break an app's deploy lock in a cluster after confirmation (a run that died holding it);
-    the history records who broke it and whose it was."""
+    """Break an app's deploy lock in a cluster (left by a run that died holding it), after confirmation.
+
+    The history records who broke it and whose it was.
+    """
     from ..world import World
 
     run = start(ctx, f"app.unlock {name}", yes=yes)

@@ -64,8 +64,10 @@ def _record(world, target, project: str, message: str) -> None:
 @mvp_task(name="set", help={"name": "project the secret is for", "key": "the secret's name, e.g. DATABASE_URL",
                             "cluster": CLUSTER_HELP})
 def set_(ctx, name, key, cluster=None):
-    """Set an app's secret in a cluster from stdin (or a prompt that does not echo); the value is
-    never shown, logged or kept anywhere else."""
+    """Set an app's secret in a cluster from stdin, or from a prompt that does not echo.
+
+    The value is never shown, logged or kept anywhere else.
+    """
     from ..aws.secrets import MAX_VALUE
     from ..settings import check_env_name
     from ..world import World
@@ -96,8 +98,10 @@ def set_(ctx, name, key, cluster=None):
 @mvp_task(name="list", help={"name": "project whose secrets to list", "cluster": CLUSTER_HELP,
                              "json": "print JSON for scripts"})
 def list_(ctx, name, cluster=None, json=False):
-    """List an app's secrets in a cluster: names and when each last changed, never values; the
-    configured ones not set yet are listed as missing."""
+    """List an app's secrets in a cluster: names and when each last changed, never values.
+
+    The configured ones not set yet are listed as missing.
+    """
     from ..aws.secrets import secret_path
     from ..world import World
 
