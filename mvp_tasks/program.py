@@ -247,6 +247,16 @@ class MvpProgram(Program):
                 shown = " ".join([to_flag(argument.names[0])] + [f"({to_flag(n)})" for n in argument.nicknames])
                 raise Exit(f"error: {shown} is an Invoke option that does nothing in this program: {instead}")
 
+    def parse_core(self, argv: Any) -> None:
+        super().parse_core(argv)
+        import logging
+
+        if logging.getLogger().isEnabledFor(logging.DEBUG):  # -d/--debug or INVOKE_DEBUG
+            # botocore logs whole request bodies at DEBUG (an SSM PutParameter's secret value
+            # included); no secret may reach any output, debug output included.
+            for name in ("botocore", "boto3", "urllib3", "s3transfer"):
+                logging.getLogger(name).setLevel(logging.INFO)
+
     def _make_parser(self) -> Parser:
         # After a task name only --help/-h of the core flags is understood: Invoke would otherwise take
         # `-c prod` (core --collection) or `-f x.yaml` as its own option, after it could matter.

@@ -189,3 +189,17 @@ def test_promote_takes_an_optional_positional_name(aws, studio):
     # Tasks whose positional is required still say so.
     required = run_inv(studio, "app.deploy", env=env)
     assert_one_line_error(required, "app.deploy needs NAME", "inv --help app.deploy")
+
+
+@pytest.mark.parametrize("debug", [("-d",), ("--debug",)])
+def test_debug_output_never_shows_a_secret_value(aws, studio, debug):
+    """`-d` is kept (Invoke's own debug lines), but botocore's request bodies are not logged: an SSM
+    PutParameter body holds the secret's value."""
+    value = "s3cr3t-debug-value"
+    result = run_inv(studio, *debug, "app.secret.set", "museum-adventure", "DEBUG_CHECK",
+                     env=inv_env(aws.endpoint), input=value)
+    assert result.returncode == 0, result.stderr
+    assert "invoke.parser" in result.stderr  # the debug output is there
+    assert value not in result.stdout + result.stderr
+    stored = aws.client("ssm").get_parameter(Name="/mvp/stage/museum-adventure/DEBUG_CHECK", WithDecryption=True)
+    assert stored["Parameter"]["Value"] == value
