@@ -8,7 +8,6 @@ boto3, rich and moto are imported only when a task runs.
 from invoke import Collection
 
 from .defaults import DEFAULTS
-from .program import adopt_running_program
 from .tasks import app, ci, cluster, fleet, project, sandbox, secret
 
 ns = Collection()
@@ -21,6 +20,3 @@ ns.add_collection(Collection.from_module(fleet), name="fleet")
 ns.add_collection(Collection.from_module(project), name="project")
 ns.add_collection(Collection.from_module(sandbox), name="sandbox")
 ns.configure({"mvp": DEFAULTS})
-
-# Another install's `inv` loading this collection gets our strict command line too.
-adopt_running_program()

@@ -4,12 +4,17 @@ Invoke's parser is generous where a deploy tool must not be:
 - a core flag after a task name (`inv app.deploy x -c prod`) is taken as Invoke's own option
   (`-c` is `--collection`), which by then has no effect: the flag is swallowed and the task runs
   with its defaults. Here only `--help`/`-h` may follow a task name; anything else is refused;
+- core options for Invoke's command runner (`--dry`, `--echo`, `--pty`, ...) do nothing here (no
+  task runs commands through `ctx.run`): they are left out of `inv --help` and refused when given;
 - `-f missing.yaml` is skipped without a word, `-f folder` and a YAML error are tracebacks;
-- outside the repository it says "Can't find any collection named 'tasks'!".
+- outside the repository it says "Can't find any collection named 'tasks'!";
+- every positional argument is required; here a positional declared `=None` may be left out
+  (`inv app.promote [NAME] --tag prod`).
 
-`MvpProgram` fixes these once, for every task. It is the program behind the `inv` and `mvp`
-scripts this package installs; an `inv` of another install that loads our tasks.py is switched to
-it as well (`adopt_running_program`). Importing this module must stay cheap (no boto3, no rich).
+`MvpProgram` fixes these once, for every task, by subclassing only (`MvpParser`,
+`MvpParserContext`, `MvpConfig`, `MvpLoader`); nothing of Invoke's is changed. It is the program
+behind the `inv` and `mvp` scripts this package installs. Importing this module must stay cheap
+(no boto3, no rich).
 """
 
 from __future__ import annotations
@@ -24,9 +29,122 @@ from typing import Any, Iterable
 
 from invoke import Config, Exit, FilesystemLoader, ParseError, Program
 from invoke.exceptions import CollectionNotFound
-from invoke.parser import Parser, ParserContext
+from invoke.parser import Argument, Parser, ParserContext
+from invoke.parser.context import to_flag
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".py")
+
+# Invoke's core options that do nothing in this program, with why and what to do instead. Most
+# configure Invoke's command runner (`ctx.run`), which no task here uses (commands go through
+# mvp_tasks/image/runner.py). They stay known to the parser (Program.update_config reads them) but
+# are not shown by `inv --help` and are refused, before anything runs, when given.
+UNUSED_CORE_OPTIONS = {
+    "dry": "to see what a task would change without changing anything, give it --check "
+           "(e.g. `inv app.update NAME --check`)",
+    "echo": "tasks do not run commands through Invoke's runner; leave it out",
+    "hide": "tasks do not run commands through Invoke's runner; leave it out",
+    "pty": "tasks do not run commands through Invoke's runner; leave it out",
+    "warn-only": "tasks do not run commands through Invoke's runner, and a failure always fails; leave it out",
+    "command-timeout": "tasks do not run commands through Invoke's runner; for AWS waits set mvp.wait_timeout",
+    "prompt-for-sudo-password": "no task runs sudo; leave it out",
+    "write-pyc": "it only makes Python write bytecode caches; leave it out",
+}
+
+# An unknown flag of a task that has a flag for the same purpose under another name.
+FLAG_HINTS = {
+    ("app.promote", "--cluster"): "app.promote takes --tag CLUSTER_TAG, the cluster to promote to "
+                                  "(and --from for the source)",
+    ("app.promote", "--to"): "app.promote takes --tag CLUSTER_TAG, the cluster to promote to "
+                             "(and --from for the source)",
+    ("ci.release", "--tag"): "ci.release takes --cluster NAME, the cluster to release to",
+}
+
+
+class MvpParserContext(ParserContext):
+    """A task's parser context whose optional positionals (`optional`, argument names) may be left
+    out: they are not in `positional_args`, so Invoke's parser neither waits for nor requires them,
+    and `MvpParser` turns a bare word meant for one into its flag (`cluster.up stage` ->
+    `cluster.up --name=stage`)."""
+
+    def __init__(self, name: str | None = None, aliases: Iterable[str] = (), args: Iterable[Argument] = (),
+                 optional: Iterable[str] = ()) -> None:
+        super().__init__(name=name, aliases=aliases, args=args)
+        optional = set(optional)
+        self.optional_positionals = [a for a in self.positional_args if a.names[0] in optional]
+        self.positional_args = [a for a in self.positional_args if a.names[0] not in optional]
+
+
+class MvpParser(Parser):
+    """Invoke's parser, strict about flags after a task name, with optional positionals.
+
+    One pass over the tokens before Invoke's own, with the same precedence as Invoke's parse
+    machine (a task's flag, then a flag's value, then a positional, then a task name):
+    - a dash token after a task that is neither its flag, nor a flag's value, nor `--help`/`-h` is
+      refused, before Invoke could take it as a core option or as the task's NAME;
+    - a bare word meant for an optional positional becomes that flag with the word as its value;
+      a word for a required positional is left to Invoke;
+    - a positional given twice (as a word and as its flag) is refused: nothing typed is ignored.
+    """
+
+    def parse_argv(self, argv: list[str]) -> Any:
+        return super().parse_argv(self.with_optional_positionals(argv))
+
+    def with_optional_positionals(self, argv: list[str]) -> list[str]:
+        out: list[str] = []
+        context: Any = None
+        given: dict[str, str] = {}  # argument name -> how it was given
+        waiting = False  # the previous token was a flag that takes a value
+        for index, token in enumerate(argv):
+            if token == "--":
+                return out + argv[index:]
+            if context is not None and token.startswith("-") and len(token) > 1:
+                flag = token.split("=", 1)[0]
+                inverse = flag in context.inverse_flags
+                name = context.inverse_flags[flag] if inverse else flag
+                argument = context.flags[name] if name in context.flags else None
+                if argument is not None:
+                    self._note(context, given, argument)
+                    waiting = argument.takes_value and "=" not in token and not inverse
+                    out.append(token)
+                    continue
+                if waiting:  # `--parallel -3`: a value, for the task to judge
+                    waiting = False
+                    out.append(token)
+                    continue
+                if self.initial is not None and flag in self.initial.flags:  # --help, -h
+                    out.append(token)
+                    continue
+                raise ParseError(f"No idea what {flag!r} is!", context)
+            if waiting:
+                waiting = False
+                out.append(token)
+                continue
+            if context is not None:
+                wanted = next((a for a in context.positional_args if a.name not in given), None)
+                if wanted is not None:
+                    given[wanted.name] = repr(token)
+                    out.append(token)
+                    continue
+                optional = next((a for a in context.optional_positionals if a.name not in given), None)
+                if optional is not None:
+                    given[optional.name] = repr(token)
+                    out.append(f"{to_flag(optional.names[0])}={token}")
+                    continue
+            if token in self.contexts:
+                context, given = self.contexts[token], {}
+            out.append(token)
+        return out
+
+    @staticmethod
+    def _note(context: Any, given: dict[str, str], argument: Argument) -> None:
+        positionals = context.positional_args + context.optional_positionals
+        if not any(argument is a for a in positionals):
+            return
+        flag = to_flag(argument.names[0])
+        if argument.name in given:
+            raise ParseError(f"{argument.names[0].upper()} was given twice ({given[argument.name]} and {flag}); "
+                             "give it once", context)
+        given[argument.name] = flag
 
 
 def _shown(path: Any) -> str:
@@ -117,14 +235,44 @@ class MvpProgram(Program):
 
     # --- parsing ----------------------------------------------------------------------------
 
+    def parse_core_args(self) -> None:
+        try:
+            super().parse_core_args()
+        except ValueError as exc:  # `-D abc`: Invoke casts core values to int as it parses them
+            raise Exit(f"error: a core option was given a value it cannot take ({exc}); "
+                       "see `inv --help`") from None
+        for name, instead in UNUSED_CORE_OPTIONS.items():
+            argument = self.core[0].args[name]
+            if argument.got_value:
+                shown = " ".join([to_flag(argument.names[0])] + [f"({to_flag(n)})" for n in argument.nicknames])
+                raise Exit(f"error: {shown} is an Invoke option that does nothing in this program: {instead}")
+
+    def parse_core(self, argv: Any) -> None:
+        super().parse_core(argv)
+        import logging
+
+        if logging.getLogger().isEnabledFor(logging.DEBUG):  # -d/--debug or INVOKE_DEBUG
+            # botocore logs whole request bodies at DEBUG (an SSM PutParameter's secret value
+            # included); no secret may reach any output, debug output included.
+            for name in ("botocore", "boto3", "urllib3", "s3transfer"):
+                logging.getLogger(name).setLevel(logging.INFO)
+
     def _make_parser(self) -> Parser:
         # After a task name only --help/-h of the core flags is understood: Invoke would otherwise take
         # `-c prod` (core --collection) or `-f x.yaml` as its own option, after it could matter.
         helps = [arg for arg in self.core_args() if "help" in arg.names]
-        return Parser(
-            initial=ParserContext(args=helps),
-            contexts=self.collection.to_contexts(ignore_unknown_help=self.config.tasks.ignore_unknown_help),
-        )
+        return MvpParser(initial=ParserContext(args=helps), contexts=self._task_contexts())
+
+    def _task_contexts(self) -> list[MvpParserContext]:
+        """Collection.to_contexts, with contexts that know their task's optional positionals."""
+        ignore = self.config.tasks.ignore_unknown_help
+        contexts = []
+        for name, aliases in self.collection.task_names.items():
+            task = self.collection[name]
+            contexts.append(MvpParserContext(
+                name=name, aliases=aliases, args=task.get_arguments(ignore_unknown_help=ignore),
+                optional=getattr(task, "optional_positionals", ())))
+        return contexts
 
     def parse_tasks(self) -> None:
         tokens = self.core.unparsed
@@ -136,38 +284,10 @@ class MvpProgram(Program):
                     self.parser = self._make_parser()
                     self.print_task_help(task)
                     raise Exit
-        self._refuse_foreign_flags(tokens)
         try:
             super().parse_tasks()
         except ParseError as exc:
             raise Exit(f"error: {self._explain(exc)}") from None
-
-    def _refuse_foreign_flags(self, tokens: list[str]) -> None:
-        """A dash token after a task that is not one of its flags is refused as a flag, before
-        Invoke's parser could take it as the task's optional NAME (`inv app.status --echo`)."""
-        contexts = {c.name: c for c in self.collection.to_contexts(
-            ignore_unknown_help=self.config.tasks.ignore_unknown_help)}
-        for alias_owner in list(contexts.values()):
-            for alias in alias_owner.aliases:
-                contexts[alias] = alias_owner
-        context = None
-        wants_value = False
-        for token in tokens:
-            if wants_value:
-                wants_value = False
-                continue
-            if token in contexts:
-                context = contexts[token]
-                continue
-            if token == "--":
-                return
-            if context is None or not token.startswith("-") or token in ("-h", "--help"):
-                continue
-            flag = token.split("=", 1)[0]
-            argument = context.flags.get(flag) or context.inverse_flags.get(flag)
-            if argument is None:
-                raise Exit(f"error: {self._unknown_flag(flag, context, f'see `inv --help {context.name}`')}")
-            wants_value = "=" not in token and getattr(argument, "takes_value", False) and flag not in context.inverse_flags
 
     def _explain(self, exc: ParseError) -> str:
         """Invoke's parse errors, each with the way out. The one place that reads their text."""
@@ -201,6 +321,11 @@ class MvpProgram(Program):
         if context is None or not context.name:
             return f"unknown option {token}; Invoke's own options are listed by `inv --help`"
         flag = token.split("=", 1)[0]
+        hint = FLAG_HINTS.get((context.name, flag))
+        if hint is None and flag in ("--dry", "-R") and "--check" in context.flags:
+            hint = f"to see what {context.name} would change without changing anything, give it --check"
+        if hint:
+            return f"{flag} is not a flag of {context.name}: {hint}; {help_hint}"
         long_flags = [f for f in context.flags if f.startswith("--")]
         if flag.startswith("--"):
             close = difflib.get_close_matches(flag, long_flags, n=2, cutoff=0.6)
@@ -236,7 +361,40 @@ class MvpProgram(Program):
                 reader(os.path.expanduser(path))  # a syntax error is one line now, not after --list
         super().parse_collection()
 
-    # --- help and completion ----------------------------------------------------------------
+    # --- help, --list and completion ---------------------------------------------------------
+
+    def shown_core_context(self) -> ParserContext:
+        """The core options that work here: what `inv --help` lists and `inv --<TAB>` completes."""
+        args = self.core_args() + (self.task_args() if self.namespace is None else [])
+        return ParserContext(args=[a for a in args if a.names[0] not in UNUSED_CORE_OPTIONS])
+
+    def print_help(self) -> None:
+        print(f"Usage: {self.binary} [--core-opts] task1 [--task1-opts] ... taskN [--taskN-opts]")
+        print("")
+        print("Core options:")
+        print("")
+        self.print_columns(self.shown_core_context().help_tuples())
+
+    def display_with_columns(self, pairs: Any, extra: str = "") -> None:
+        """`inv --list`: one line per task, its description a whole sentence (Invoke wraps it over
+        several lines); on a terminal too narrow for it, shortened at a word and marked with `…`."""
+        print(f"{self.task_list_opener(extra=extra)}:\n")
+        sentences = _first_sentences(self.scoped_collection)
+        pairs = [(name, sentences.get(text, text)) for name, text in pairs]
+        name_width = max((len(name) for name, _ in pairs), default=0)
+        room = None
+        if sys.stdout.isatty():
+            from invoke.terminals import pty_size
+
+            room = pty_size()[0] - name_width - self.leading_indent_width - self.col_padding - 1
+        for name, text in pairs:
+            line = f"{self.leading_indent}{name.ljust(name_width)}{' ' * self.col_padding}{fit_sentence(text or '', room)}"
+            print(line.rstrip())
+        print("")
+        default = self.scoped_collection.default
+        if default:
+            root = self.list_root
+            print(f"Default '{root}' task: .{default}\n" if root else f"Default task: {default}\n")
 
     def print_task_help(self, name: str) -> None:
         try:
@@ -254,11 +412,9 @@ class MvpProgram(Program):
 
     def _print_task_help(self, name: str) -> None:
         context = self.parser.contexts[name]
-        positionals = " ".join(
-            f"[{a.name.upper()}]" if getattr(a, "mvp_optional", False) or a.default is not None
-            else a.name.upper()
-            for a in context.positional_args
-        )
+        optional = getattr(context, "optional_positionals", [])
+        positionals = " ".join([a.name.upper() for a in context.positional_args]
+                               + [f"[{a.name.upper()}]" for a in optional])
         usage = " ".join(part for part in (f"inv {name}", positionals, "[--options]" if context.flags else "") if part)
         print(f"Usage: {usage}")
         print("")
@@ -266,11 +422,11 @@ class MvpProgram(Program):
         for line in doc.strip().splitlines() or ["(no description)"]:
             print(self.leading_indent + line.strip())
         print("")
-        if context.positional_args:
+        if context.positional_args or optional:
             print("Arguments:")
             self.print_columns([
-                (a.name.upper(), f"or --{a.name.replace('_', '-')}; " + (context.help_for(f"--{a.name.replace('_', '-')}")[1] or ""))
-                for a in context.positional_args
+                (a.name.upper(), f"or {to_flag(a.names[0])}; " + (context.help_for(to_flag(a.names[0]))[1] or ""))
+                for a in context.positional_args + optional
             ])
         print("Options:")
         tuples = context.help_tuples()
@@ -301,7 +457,7 @@ class MvpProgram(Program):
         if tokens and tokens[-1].startswith("-"):
             for word in self._wanted_names(tokens):  # `--cluster <TAB>`
                 print(word)
-            invoke_complete(names=self.binary_names, core=self.core, initial_context=self.initial_context,
+            invoke_complete(names=self.binary_names, core=self.core, initial_context=self.shown_core_context(),
                             collection=self.collection, parser=self._make_parser())
         # The shell filters by the word being typed, which may or may not be the last token.
         words: set[str] = set(self.collection.task_names)
@@ -335,6 +491,37 @@ class MvpProgram(Program):
         return {"cluster": clusters, "project": sorted(projects), "tag": tags}
 
 
+def _first_sentences(collection: Any) -> dict[str, str]:
+    """Invoke's help line of each task (its docstring's first line) -> its docstring's first sentence,
+    so a description that goes on to a second line is not shown cut where the line ends."""
+    import re
+
+    from invoke.util import helpline
+
+    sentences: dict[str, str] = {}
+    for task in collection.tasks.values():
+        line = helpline(task)
+        if line:
+            paragraph = " ".join(task.__doc__.strip().split("\n\n", 1)[0].split())
+            first = re.match(r"(.+?[.!?])(?=\s+[A-Z(`]|$)", paragraph)
+            sentences[line] = first.group(1) if first else paragraph
+    for sub in collection.collections.values():
+        sentences.update(_first_sentences(sub))
+    return sentences
+
+
+def fit_sentence(text: str, width: int | None) -> str:
+    """`text` whole when it fits in `width` (or no width is given), else cut at a word with `…`."""
+    text = " ".join(text.split())
+    if width is None or len(text) <= width:
+        return text
+    width = max(width, 20)  # a terminal narrower than that is unreadable anyway
+    cut = text[:width - 1]
+    if " " in cut and not text[width - 1].isspace():
+        cut = cut[:cut.rindex(" ")]
+    return cut.rstrip(" ,;:(-") + "…"
+
+
 def _quiet_stdout() -> None:
     """`inv --help TASK | head`: the reader has gone; no flush error at exit either."""
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -354,24 +541,6 @@ def check_config_file(path: str, source: str) -> None:
         raise Exit(f"error: config file {path} ({source}) is a folder; give a .yaml, .yml or .json file")
     if where.suffix not in CONFIG_SUFFIXES:
         raise Exit(f"error: config file {path} ({source}) is not .yaml, .yml or .json; rename it or give another")
-
-
-def adopt_running_program() -> None:
-    """Make a plain Invoke `Program` that is loading our tasks.py behave as `MvpProgram`.
-
-    Another install's `inv` (or `python -m invoke`) imports tasks.py from inside
-    `Program.load_collection`; switching that instance's class (and its config's) there means the
-    rest of its run, project config included, gets the same strict parsing as our own `inv`.
-    """
-    frame = sys._getframe(1)
-    while frame is not None:
-        candidate = frame.f_locals.get("self")
-        if type(candidate) is Program:
-            candidate.__class__ = MvpProgram
-            if type(getattr(candidate, "config", None)) is Config:
-                candidate.config.__class__ = MvpConfig
-            return
-        frame = frame.f_back
 
 
 def main() -> None:

@@ -139,7 +139,8 @@ class Settings:
         if name not in self.clusters:
             known = ", ".join(sorted(self.clusters)) or "none"
             raise ConfigError(
-                f"unknown cluster '{name}' (configured: {known}); add it under mvp.clusters in invoke.yaml"
+                f"unknown cluster '{name}' ({did_you_mean(name, self.clusters)}configured: {known}); "
+                "add it under mvp.clusters in invoke.yaml"
             )
         return self.clusters[name]
 
@@ -148,7 +149,8 @@ class Settings:
         if name not in self.projects:
             known = ", ".join(sorted(self.projects)) or "none"
             raise ConfigError(
-                f"unknown project '{name}' (configured: {known}); add it under mvp.projects in invoke.yaml"
+                f"unknown project '{name}' ({did_you_mean(name, self.projects)}configured: {known}); "
+                "add it under mvp.projects in invoke.yaml"
             )
         return self.projects[name]
 
@@ -158,8 +160,11 @@ class Settings:
         if name in self.projects:
             return self.projects[name]
         if not (self.root / "projects" / name).is_dir():
-            known = ", ".join(sorted(p.name for p in (self.root / "projects").glob("*") if p.is_dir())) or "none"
-            raise ConfigError(f"unknown project '{name}': there is no folder projects/{name}/ (projects: {known})")
+            folders = sorted(p.name for p in (self.root / "projects").glob("*") if p.is_dir())
+            maybe = did_you_mean(name, set(folders) | set(self.projects))
+            raise ConfigError(f"unknown project '{name}': there is no folder projects/{name}/ "
+                              f"({maybe}projects: {', '.join(folders) or 'none'}; configured ones are listed under "
+                              "mvp.projects in invoke.yaml)")
         return ProjectSettings(name=name, clusters=(), template=PROJECT_DEFAULTS["template"], parameters={},
                                build_args={}, repository=name)
 
@@ -171,6 +176,14 @@ class Settings:
         # load_settings keeps `dir` a relative path without `..`: inside the repository, or a link
         # the user made there (to share one sandbox between clones).
         return (self.root / self.sandbox.dir).resolve()
+
+
+def did_you_mean(name: str, known: Any) -> str:
+    """`did you mean 'prod'? ` for a name close to a known one, else nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(known), n=2, cutoff=0.6)
+    return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
 
 
 def check_cluster_name(name: object, where: str = "cluster name") -> str:

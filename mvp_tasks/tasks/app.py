@@ -271,7 +271,7 @@ def history(ctx, name=None, cluster=None, limit=None, json=False):
                 "yes": "break it without asking (needed without a terminal)", "json": JSON_HELP},
           positional=["name"])
 def unlock(ctx, name=None, cluster=None, check=False, yes=False, json=False):
-    """Break an app's deploy lock in a cluster, after confirmation (a run that died holding it).
+    """Break an app's deploy lock in a cluster (left by a run that died holding it), after confirmation.
 
     The history records who broke it and whose it was."""
     from ..plan.planner import plan_unlock

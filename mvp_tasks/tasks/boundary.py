@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from invoke import Exit, task
+from invoke import Exit, Task, task
+from invoke.parser.context import translate_underscores
 
 from ..errors import MvpError, UsageError
 
@@ -55,8 +56,9 @@ def mvp_task(*args: Any, **kwargs: Any) -> Callable:
 
         # Long flags only: `-h` meaning --check (Invoke's automatic short flag) would surprise.
         kwargs.setdefault("auto_shortflags", False)
-        # A positional whose default is None may be left out (`inv cluster.up [NAME]`).
-        return mark_optional_positionals(task(*args, **kwargs)(wrapper))
+        # A positional whose default is None may be left out (`inv cluster.up [NAME]`): MvpTask.
+        kwargs.setdefault("klass", MvpTask)
+        return task(*args, **kwargs)(wrapper)
 
     if len(args) == 1 and callable(args[0]) and not kwargs:
         body, args = args[0], ()
@@ -274,50 +276,25 @@ def say_errors(lines: list[str]) -> None:
 
 # --- optional positional arguments ------------------------------------------------------------
 # `inv app.promote [NAME] --tag prod`: Invoke 2.2 has positional arguments, but each is required.
-# One property, `ParserContext.missing_positional_args`, decides both whether a bare token is taken
-# as the positional (wanted) and whether the task fails when none came (not wanted for a positional
-# whose default is None). Invoke builds parser contexts with its own classes (the loader copies the
-# namespace into a plain Collection), so the property itself is narrowed, for our tasks' arguments
-# only: when the parser wraps up a context, an optional positional is not "missing".
-
-from invoke.parser import ParserContext  # noqa: E402
-
-_missing = ParserContext.missing_positional_args.fget
+# The task says which of its positionals may be left out; MvpProgram's parser (mvp_tasks/program.py)
+# acts on it. Nothing of Invoke's is changed: this is a subclass, used through `task(klass=...)`.
 
 
-def _missing_positional_args(self):
-    missing = _missing(self)
-    if sys._getframe(1).f_code.co_name == "complete_context":
-        return [a for a in missing if not getattr(a, "mvp_optional", False)]
-    return missing
+class MvpTask(Task):
+    """Invoke's Task, with its help texts kept and its optional positionals named."""
 
+    @property
+    def optional_positionals(self) -> tuple[str, ...]:
+        """The argument names of the positionals declared `=None` (not those with no default)."""
+        parameters = self.argspec(self.body).parameters
+        return tuple(translate_underscores(name) for name in self.positional
+                     if name in parameters and parameters[name].default is None)
 
-if not getattr(ParserContext, "_mvp_patched", False):
-    ParserContext.missing_positional_args = property(_missing_positional_args)
-    ParserContext._mvp_patched = True
-
-
-def mark_optional_positionals(task_obj):
-    """Let the positional arguments of `task_obj` declared `=None` be left out (not those with no default)."""
-    import inspect
-
-    get_arguments = task_obj.get_arguments
-    signature = inspect.signature(task_obj.body)
-    optional = {name.rstrip("_").replace("_", "-") for name, p in signature.parameters.items()
-                if p.default is None}
-
-    def arguments(*args, **kwargs):
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list:
         # Invoke's get_arguments *pops* each help text it uses (Task.arg_opts), so only its first
-        # call has them; the strict parser, completion and `--help TASK` each build contexts.
-        saved = dict(task_obj.help)
+        # call would have them; the parser, completion and `--help TASK` each build contexts.
+        saved = dict(self.help)
         try:
-            result = get_arguments(*args, **kwargs)
+            return super().get_arguments(ignore_unknown_help=ignore_unknown_help)
         finally:
-            task_obj.help = saved
-        for argument in result:
-            if argument.positional and argument.name in optional:
-                argument.mvp_optional = True
-        return result
-
-    task_obj.get_arguments = arguments
-    return task_obj
+            self.help = saved

@@ -51,9 +51,10 @@ JSON_HELP = "print the outcome as JSON for scripts"
 @mvp_task(name="set", help={"name": "project the secret is for", "key": "the secret's name, e.g. DATABASE_URL",
                             "cluster": CLUSTER_HELP, "json": JSON_HELP})
 def set_(ctx, name, key, cluster=None, json=False):
-    """Set an app's secret in a cluster from stdin or a prompt that does not echo.
+    """Set an app's secret in a cluster from stdin, or from a prompt that does not echo.
 
-    The value is never shown, logged or kept anywhere else."""
+    The value is never shown, logged or kept anywhere else.
+    """
     from ..aws.secrets import MAX_VALUE
     from ..plan.planner import plan_secret_set
     from ..settings import check_env_name
@@ -77,7 +78,9 @@ def set_(ctx, name, key, cluster=None, json=False):
 def list_(ctx, name, cluster=None, json=False):
     """List an app's secrets in a cluster: names and when each last changed, never values.
 
-    The configured ones not set yet are listed as missing."""
+
+    The configured ones not set yet are listed as missing.
+    """
     from ..aws.secrets import secret_path
 
     world = start(ctx, f"app.secret.list {name}", json_output=json)

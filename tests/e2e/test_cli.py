@@ -21,8 +21,8 @@ def test_list_and_help_do_not_import_heavy_modules(argv):
     code = (
         "import sys\n"
         f"sys.argv = {argv!r}\n"
-        "from invoke.main import program\n"
-        "try:\n    program.run()\nexcept SystemExit:\n    pass\n"
+        "from mvp_tasks.program import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
         f"print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -55,6 +55,54 @@ def test_help_of_a_task_shows_every_flag_with_its_help_text(task):
         flag = "--" + param.rstrip("_").replace("_", "-")
         assert flag in result.stdout, (flag, result.stdout)
         assert " ".join(help_text.split()) in text, (flag, result.stdout)
+
+
+# Invoke's core options for its command runner, which no task here uses (issue 16 item 7).
+DROPPED = ("--dry", "-R", "--echo", "-e,", "--hide", "--pty", "-p,", "--warn-only", "-w,", "--command-timeout",
+           "-T", "--prompt-for-sudo-password", "--write-pyc")
+KEPT = ("--list", "--help", "--version", "--complete", "--print-completion-script", "--config", "--debug",
+        "--collection", "--list-format")
+
+
+def test_help_lists_only_the_core_options_that_work_here():
+    result = subprocess.run([str(BIN / "inv"), "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    for option in DROPPED:
+        assert option not in result.stdout, (option, result.stdout)
+    for option in KEPT:
+        assert option in result.stdout, (option, result.stdout)
+
+
+def test_list_shows_one_whole_sentence_per_task():
+    """Not a terminal: nothing to fit, so each description is its task's first sentence, whole, on
+    the task's own line (Invoke showed the docstring's first line, wrapped or cut where it ended)."""
+    from mvp_tasks import ns
+
+    result = subprocess.run([str(BIN / "inv"), "--list"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines()[1:] if line.strip()]
+    assert len(lines) == len(ns.task_names), result.stdout
+    for line in lines:
+        name, description = line.split(None, 1)
+        assert name in ns.task_names, line
+        assert description.endswith("."), line
+        docstring = " ".join(ns[name].__doc__.split())
+        assert docstring.startswith(description), (description, docstring)
+        rest = docstring[len(description):]
+        assert rest == "" or rest.startswith(" ") and rest[1:2].isupper(), (line, rest)
+
+
+def test_completion_offers_task_flags_and_names(studio):
+    def complete(*words: str) -> list[str]:
+        result = run_inv(studio, "--complete", "--", "inv", *words)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()
+
+    assert {"--tag", "--from", "--check"} <= set(complete("app.promote", "--"))
+    assert {"stage", "prod"} <= set(complete("cluster.up", ""))
+    # After an optional NAME given as a word, the task's flags still complete.
+    assert "--check" in complete("cluster.up", "stage", "--")
+    assert {"stage", "prod"} <= set(complete("app.deploy", "museum-adventure", "--cluster"))
 
 
 def test_sandbox_up_status_down(studio):
@@ -141,3 +189,17 @@ def test_promote_takes_an_optional_positional_name(aws, studio):
     # Tasks whose positional is required still say so.
     required = run_inv(studio, "app.deploy", env=env)
     assert_one_line_error(required, "app.deploy needs NAME", "inv --help app.deploy")
+
+
+@pytest.mark.parametrize("debug", [("-d",), ("--debug",)])
+def test_debug_output_never_shows_a_secret_value(aws, studio, debug):
+    """`-d` is kept (Invoke's own debug lines), but botocore's request bodies are not logged: an SSM
+    PutParameter body holds the secret's value."""
+    value = "s3cr3t-debug-value"
+    result = run_inv(studio, *debug, "app.secret.set", "museum-adventure", "DEBUG_CHECK",
+                     env=inv_env(aws.endpoint), input=value)
+    assert result.returncode == 0, result.stderr
+    assert "invoke.parser" in result.stderr  # the debug output is there
+    assert value not in result.stdout + result.stderr
+    stored = aws.client("ssm").get_parameter(Name="/mvp/stage/museum-adventure/DEBUG_CHECK", WithDecryption=True)
+    assert stored["Parameter"]["Value"] == value
