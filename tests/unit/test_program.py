@@ -97,8 +97,9 @@ def test_an_optional_positional_may_be_given_as_a_word_or_left_out(parse):
 
 def test_a_required_positional_is_still_required(parse):
     assert parse("app.deploy", "museum-adventure")["app.deploy"]["name"] == "museum-adventure"
+    assert parse("app.deploy")["app.deploy"]["name"] is None  # optional: the project folder you are in
     with pytest.raises(ParseError, match="did not receive required positional arguments"):
-        parse("app.deploy")
+        parse("app.secret.set", "museum-adventure")
     secret = parse("app.secret.set", "museum-adventure", "API_KEY")["app.secret.set"]
     assert (secret["name"], secret["key"]) == ("museum-adventure", "API_KEY")
 

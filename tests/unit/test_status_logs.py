@@ -10,6 +10,8 @@ import io
 import time
 import types
 
+from mvp_tasks.aws.logs import Logs
+
 import pytest
 from botocore.stub import ANY, Stubber
 
@@ -41,7 +43,8 @@ def make_world(client) -> tuple[types.SimpleNamespace, io.StringIO]:
     stream = io.StringIO()
     world = types.SimpleNamespace(settings=settings, memo=Memo(), aws=types.SimpleNamespace(logs=client),
                                   reporter=Reporter(stream=stream, interactive=False),
-                                  stacks=lambda: types.SimpleNamespace(get_stack=lambda name: stack))
+                                  stacks=lambda: types.SimpleNamespace(get_stack=lambda name: stack),
+                                  logs=lambda: Logs(client))
     return world, stream
 
 
