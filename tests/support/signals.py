@@ -25,11 +25,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from typing import Any, Callable, Sequence
 
-__all__ = ["Child", "dispositions", "spawn", "stop"]
+__all__ = ["Child", "as_background_job", "dispositions", "spawn", "stop"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -39,6 +40,13 @@ def _defaults_in_child() -> None:
     for signum in SIGNALS:
         signal.signal(signum, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+
+
+def as_background_job(args: Sequence[Any]) -> list[str]:
+    """`args` run as a script runs a background job (`cmd &`): with SIGINT ignored, which exec keeps.
+    For `spawn` or `Child`, which would otherwise give the child SIGINT back."""
+    return [sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                                  "os.execv(sys.argv[1], sys.argv[1:])", *[str(a) for a in args]]
 
 
 def spawn(args: Sequence[Any], **popen: Any) -> subprocess.Popen:
@@ -108,9 +116,22 @@ class Child:
                             return line.rstrip("\n")
                 left = deadline - time.monotonic()
                 if self._ended() or left <= 0:
-                    raise AssertionError(f"{text!r} not seen ({'the child ended' if self._ended() else 'timed out'}); "
+                    why = "the child ended" if self._ended() else f"timed out; the child: {self._state()}"
+                    raise AssertionError(f"{text!r} not seen ({why}); "
                                          f"stdout: {self._text['stdout']!r}; stderr: {self._text['stderr']!r}")
                 self._changed.wait(min(left, 0.5))
+
+    def _state(self) -> str:
+        """The child's state and signal masks (pending, blocked, ignored, caught), from /proc."""
+        try:
+            with open(f"/proc/{self.proc.pid}/status", encoding="ascii") as fh:
+                wanted = ("State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt", "Threads")
+                lines = [" ".join(line.split()) for line in fh if line.startswith(wanted)]
+            with open(f"/proc/{self.proc.pid}/wchan", encoding="ascii") as fh:
+                lines.append(f"wchan: {fh.read()}")
+        except OSError as exc:
+            return str(exc)
+        return "; ".join(lines)
 
     def wait_until(self, predicate: Callable[[], Any], what: str, timeout: float = 30) -> None:
         """Block until `predicate()` holds (checked every 10 ms: for state outside the child's

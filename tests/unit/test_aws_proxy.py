@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:  # `tests` is no package: bare `pytest` does not p
     sys.path.insert(0, str(ROOT))
 
 from tests.support.aws_proxy import AwsProxy, Call, identify, is_mutating  # noqa: E402
-from tests.support.signals import Child, dispositions  # noqa: E402
+from tests.support.signals import Child, as_background_job, dispositions  # noqa: E402
 
 TEMPLATE = json.dumps({"Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}})
 ECS = "AmazonEC2ContainerServiceV20141113"
@@ -446,7 +446,7 @@ CLI = [sys.executable, "-m", "tests.support.aws_proxy", "--latency", "0.01", "--
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_cli_prints_its_url_serves_and_reports_on_ctrl_c(aws, signum):
-    # spawn: SIGINT at its default in the proxy even when this test run inherited it ignored.
+    # Child starts it with SIGINT at its default, even when this test run inherited it ignored.
     with Child([*CLI, "--upstream", aws.endpoint], cwd=ROOT) as proxy:
         url = proxy.wait_for_output("http://")
         assert url.startswith("http://127.0.0.1:"), url
@@ -458,10 +458,7 @@ def test_cli_prints_its_url_serves_and_reports_on_ctrl_c(aws, signum):
 
 
 def test_cli_started_with_sigint_ignored_keeps_it_ignored_and_stops_on_sigterm(aws):
-    # As a background job of a script starts it: SIGINT ignored, which exec keeps.
-    ignoring = [sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
-                                      "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"]
-    with Child([*ignoring, *CLI[1:], "--upstream", aws.endpoint], cwd=ROOT) as proxy:
+    with Child(as_background_job([*CLI, "--upstream", aws.endpoint]), cwd=ROOT) as proxy:
         url = proxy.wait_for_output("http://")
         assert dispositions(proxy.proc.pid) == {"SIGINT": "ignored", "SIGTERM": "caught"}
         proxy.send(signal.SIGINT)
