@@ -40,6 +40,12 @@ def handle_interrupts(on_first: Callable[[str], None],
     (the work goes on and is expected to stop itself). Every later one, of either kind, calls
     `on_again(name)`; without `on_again` the process exits at once with 130 (`exit_at_once`).
 
+    The callbacks run as Python runs any signal handler: in the main thread, between two of its
+    bytecodes, wherever it is (inside a `print`, holding a lock), and a second signal's inside the
+    first's. So keep them short: set an event, raise, write with a guard; never wait for a lock the
+    main thread may hold. A main thread blocked in one call without a timeout may notice a signal
+    only when that call returns: wait in steps (the engine's 0.2 s) or on `signal.set_wakeup_fd`.
+
     Outside the main thread (where Python cannot set handlers) it does nothing. On leaving, the
     handlers found on entry are put back; nesting works the same way.
 

@@ -25,7 +25,7 @@ from tests.support.signals import Child, as_background_job, dispositions  # noqa
 # second one inside the first: so every line is written with os.write (no buffer, no lock), but for
 # on_first's "first NAME", left in sys.stdout's buffer for exit_at_once or the exit to flush.
 CHILD = r"""
-import os, signal, sys
+import os, select, signal, sys
 from mvp_tasks.interrupts import handle_interrupts
 
 mode = sys.argv[1]
@@ -42,10 +42,25 @@ def first(name):
 def again(name):
     say("again", name, fd=2)
 
+# Python runs a handler between bytecodes: a signal that lands just before a blocking read would
+# wait for that read to end. The wakeup fd ends the wait instead.
+woken, wake = os.pipe()
+os.set_blocking(wake, False)
+signal.set_wakeup_fd(wake)
+received = b""
+
 def wait_for(command):
-    for line in sys.stdin:
-        if line.strip() == command:
-            return
+    global received
+    while True:
+        while b"\n" in received:
+            line, received = received.split(b"\n", 1)
+            if line.decode().strip() == command:
+                return
+        ready, _, _ = select.select([0, woken], [], [])
+        if woken in ready:
+            os.read(woken, 512)
+        if 0 in ready:
+            received += os.read(0, 512) or sys.exit("stdin closed")
 
 before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 try:
