@@ -340,19 +340,16 @@ def check_made(settings: Any, new: NewProject, folder: Path) -> None:
 
 @contextlib.contextmanager
 def interrupts_as_errors() -> Iterator[None]:
-    """SIGTERM as Ctrl-C while files are being made, so cleanup runs for either."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    """The first Ctrl-C or SIGTERM raises KeyboardInterrupt within, so the cleanup of half-made
+    files runs for either. Later ones are let pass: raised again they could cut short that cleanup
+    (it takes milliseconds), and exiting at once would skip it."""
+    from .interrupts import handle_interrupts
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
+    def stop(name: str) -> None:
+        raise KeyboardInterrupt(name)
 
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
+    with handle_interrupts(stop, on_again=lambda name: None):
         yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
@@ -375,9 +372,13 @@ def create_project(root: Path, new: NewProject, verify: Callable[[Path], None] |
     root = Path(root)
     projects = root / "projects"
     config = root / CONFIG_FILE
-    staging = Path(tempfile.mkdtemp(prefix=f".{new.name}.new-", dir=projects))
+    staging: Path | None = None
     config_tmp: Path | None = None
     try:
+        # Interrupts are held back from the moment a temporary file exists until the `finally`
+        # below knows its name (here and at _write_beside).
+        with interrupts_held():
+            staging = Path(tempfile.mkdtemp(prefix=f".{new.name}.new-", dir=projects))
         for path, text in new.files.items():
             target = staging / path
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -385,9 +386,9 @@ def create_project(root: Path, new: NewProject, verify: Callable[[Path], None] |
         os.chmod(staging, 0o777 & ~_umask())
         if verify is not None:
             verify(staging)
-        config_tmp = _write_beside(config, new.config_after)
         final = projects / new.name
         with interrupts_held():
+            config_tmp = _write_beside(config, new.config_after)
             if config.read_text(encoding="utf-8") != new.config_before:
                 raise ScaffoldError(f"{CONFIG_FILE} changed while project.new ran", "run it again")
             if final.exists() or final.is_symlink():
@@ -402,9 +403,19 @@ def create_project(root: Path, new: NewProject, verify: Callable[[Path], None] |
     except OSError as exc:
         raise ScaffoldError(f"cannot make projects/{new.name}/: {exc}", "nothing was created") from None
     finally:
-        if config_tmp is not None:
-            config_tmp.unlink(missing_ok=True)
-        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            _remove(config_tmp, staging)
+        except KeyboardInterrupt:  # the one interrupt came while cleaning up: finish, then stop
+            _remove(config_tmp, staging)
+            raise
+
+
+def _remove(*paths: Path | None) -> None:
+    for path in paths:
+        if path is not None and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path is not None:
+            path.unlink(missing_ok=True)
 
 
 def _umask() -> int:

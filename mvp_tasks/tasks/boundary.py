@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -176,7 +177,7 @@ def run_plan(world: Any, title: str, planners: list, *, confirm: str = "", paral
     The first Ctrl-C or SIGTERM sets `world.stop` (at the prompt it is a "no"); the engine then
     starts nothing new and undoes what is half-done. A second one exits at once."""
     from ..apply.executor import Engine
-    from ..interrupts import handle_interrupts
+    from ..interrupts import exit_at_once, handle_interrupts
     from ..report import Results
     from ..world import Interrupted
 
@@ -189,14 +190,16 @@ def run_plan(world: Any, title: str, planners: list, *, confirm: str = "", paral
             # At the prompt nothing was applied: abort the question (a "no"); the change sets
             # planning made are deleted on the way out.
             raise KeyboardInterrupt
-        reporter.warn(("interrupted" if by == "Ctrl-C" else f"interrupted by {by}") + ": nothing new starts; the "
-                      "targets in flight undo what they left half-done (Ctrl-C again to exit at once)")
+        # Said from a thread of its own: this handler runs between any two bytecodes of the main
+        # thread, which may be inside a write to the same stream.
+        threading.Thread(target=reporter.warn, daemon=True, args=(
+            ("interrupted" if by == "Ctrl-C" else f"interrupted by {by}") + ": nothing new starts; the targets "
+            "in flight undo what they left half-done (Ctrl-C again to exit at once)",)).start()
 
     def again(signal_name: str) -> None:
-        sys.stderr.write("interrupted again: exiting at once; AWS may still be working "
-                         "(check with `inv app.status`)\n")
-        sys.stderr.flush()
-        os._exit(130)
+        os.write(2, b"interrupted again: exiting at once; AWS may still be working "
+                    b"(check with `inv app.status`)\n")
+        exit_at_once()
 
     with handle_interrupts(first, again), Engine(world, parallel=parallel, host=host) as engine:
         try:

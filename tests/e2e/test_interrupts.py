@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from test_lifecycle import BUILD_TIMEOUT, new_lab, shipped_everywhere
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.support.aws_proxy import AwsProxy  # noqa: E402
+from tests.support.signals import Child  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -48,17 +48,13 @@ def interrupt(lab, proxy, args: list[str], when: str, *, slow: float = 0.4, serv
     the `when` call arrives."""
     env = link_sandbox(lab.work, dict(lab.env, AWS_ENDPOINT_URL=proxy.url))
     proxy.slow = slow
-    proc = subprocess.Popen([str(BIN / "inv"), *args], cwd=lab.work, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        proxy.wait_for(when, service=service, timeout=timeout)
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=timeout)
+        with Child([BIN / "inv", *args], cwd=lab.work, env=env) as child:
+            proxy.wait_for(when, service=service, timeout=timeout)
+            child.send(sig)
+            return child.finish(timeout=timeout)
     finally:
-        if proc.poll() is None:
-            proc.kill()
         proxy.slow = 0
-    return proc.returncode, out, err
 
 
 def extra_config(tmp_path: Path, count: int) -> str:
@@ -138,19 +134,17 @@ def test_ctrl_c_during_a_promote_rollout_points_the_tag_back(lab, proxy):
 def test_a_second_ctrl_c_exits_at_once(lab, proxy):
     env = link_sandbox(lab.work, dict(lab.env, AWS_ENDPOINT_URL=proxy.url))
     proxy.slow = 2.0
-    proc = subprocess.Popen([str(BIN / "inv"), "app.update", PROJECT], cwd=lab.work, env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        proxy.wait_for("DescribeStacks", timeout=30)
-        proc.send_signal(signal.SIGINT)
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
+        with Child([BIN / "inv", "app.update", PROJECT], cwd=lab.work, env=env) as child:
+            proxy.wait_for("DescribeStacks", timeout=30)
+            child.send(signal.SIGINT)
+            # The first one was handled (two sent at once may arrive as one).
+            child.wait_for_output("Ctrl-C again", timeout=30)
+            child.send(signal.SIGINT)
+            code, out, err = child.finish(timeout=10)
     finally:
-        if proc.poll() is None:
-            proc.kill()
         proxy.slow = 0
-    assert proc.returncode == 130, out + err
+    assert code == 130, out + err
     assert "Traceback" not in err
     assert "exiting at once" in err, err
     lab.ok("app.update", PROJECT)

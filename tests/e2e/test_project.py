@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import difflib
 import signal
-import subprocess
-import time
 
 import pytest
 import yaml
@@ -15,6 +13,8 @@ import yaml
 from conftest import (BIN, PROJECT, ROOT, assert_one_line_error, git, inv_env, link_sandbox, make_studio_repo,
                       run_inv)
 from test_lifecycle import BUILD_TIMEOUT, clusters_up, new_lab
+
+from tests.support.signals import Child, as_background_job, dispositions
 
 pytestmark = pytest.mark.e2e
 
@@ -148,26 +148,49 @@ def test_new_from_an_example_that_fails_the_checks_makes_nothing(tmp_path, git_e
     assert git_status(repo.work, git_env) == ""
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_new_interrupted_while_making_the_files_leaves_nothing(repo, git_env, signum):
+def interrupt_new(repo, git_env, *signums: int, background: bool = False) -> tuple[int, str, str]:
+    """`inv project.new NEW`, sent `signums` one after the other while the made files are checked;
+    with `background`, started as a script's background job starts it (SIGINT ignored)."""
     env = link_sandbox(repo.work, inv_env(**git_env))
-    proc = subprocess.Popen([str(BIN / "inv"), "project.new", NEW], cwd=repo.work, env=env, text=True,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    args = [BIN / "inv", "project.new", NEW]
+    with Child(as_background_job(args) if background else args, cwd=repo.work, env=env) as child:
         # The hidden folder the files are made in: from then on, until the checks of the made files
         # (cfn-lint, seconds) are done, nothing is in place yet.
-        deadline = time.monotonic() + 30
-        while not list((repo.work / "projects").glob(f".{NEW}.new-*")):
-            assert proc.poll() is None and time.monotonic() < deadline, "project.new ended before making its files"
-            time.sleep(0.02)
-        proc.send_signal(signum)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, stdout + stderr
-    assert stderr.strip() == "interrupted: nothing was made", stderr
+        child.wait_until(lambda: list((repo.work / "projects").glob(f".{NEW}.new-*")),
+                         "project.new made its hidden folder")
+        assert dispositions(child.proc.pid) == {"SIGINT": "ignored" if background else "caught", "SIGTERM": "caught"}
+        for signum in signums:
+            child.send(signum)
+        return child.finish(timeout=60)
+
+
+def assert_nothing_made(repo, git_env) -> None:
     assert git_status(repo.work, git_env) == ""
+    left = [p.name for p in (repo.work / "projects").iterdir() if p.name.startswith(".")]
+    left += [p.name for p in repo.work.glob(".invoke.yaml.*")]
+    assert left == [], left
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_new_interrupted_while_making_the_files_leaves_nothing(repo, git_env, signum):
+    code, stdout, stderr = interrupt_new(repo, git_env, signum)
+    assert code == 130, stdout + stderr
+    assert stderr.strip() == "interrupted: nothing was made", stderr
+    assert_nothing_made(repo, git_env)
+
+
+def test_new_interrupted_twice_at_once_still_leaves_nothing(repo, git_env):
+    code, stdout, stderr = interrupt_new(repo, git_env, signal.SIGINT, signal.SIGTERM)
+    assert code == 130, stdout + stderr
+    assert "Traceback" not in stdout + stderr
+    assert_nothing_made(repo, git_env)
+
+
+def test_new_in_the_background_of_a_script_ignores_ctrl_c_and_stops_on_sigterm(repo, git_env):
+    code, stdout, stderr = interrupt_new(repo, git_env, signal.SIGINT, signal.SIGTERM, background=True)
+    assert code == 130, stdout + stderr
+    assert stderr.strip() == "interrupted: nothing was made", stderr
+    assert_nothing_made(repo, git_env)
 
 
 # --- project.new, a commit, ci.release: the new app runs in stage -------------------------------------

@@ -100,7 +100,9 @@ AWS_ENDPOINT_URL=proxy.url for the commands, or run the CLI beside the benchmark
         [--upstream-host]
 
 (run from the repository root). It prints its URL on the first line of stdout, serves until
-Ctrl-C (or SIGTERM), then prints the counts to stderr.
+Ctrl-C (or SIGTERM), then prints the counts to stderr. Started in the background of a script, it
+inherits SIGINT ignored and keeps it so: stop it with SIGTERM (a test starts it with
+tests/support/signals.py's `spawn`, which gives it SIGINT back).
 """
 
 from __future__ import annotations
@@ -651,13 +653,16 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    # Set before the URL is printed: whoever read it may signal at once. SIGINT that is ignored
+    # at start (a background job of a script) stays ignored, as in the tool.
+    stopping = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        stopping.append(signal.SIGINT)
+    for signum in stopping:
+        signal.signal(signum, lambda *_: done.set())
     with proxy:
         print(proxy.url, flush=True)
-        try:
-            while not done.wait(0.5):
-                pass
-        except KeyboardInterrupt:
+        while not done.wait(0.5):
             pass
     calls = proxy.calls
     faults = Counter(c.fault for c in calls if c.fault)

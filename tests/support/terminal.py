@@ -6,10 +6,11 @@ import os
 import pty
 import select
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from .signals import spawn, stop
 
 BIN = Path(sys.executable).parent
 
@@ -22,8 +23,9 @@ def run_on_a_terminal(cwd, args, env, timeout=120.0, interrupt_at: str = "",
     master, slave = pty.openpty()
     env = {k: v for k, v in env.items() if k != "CI"}  # a person, not CI
     env.update(TERM="xterm-256color", COLUMNS="120", LINES="40")
-    proc = subprocess.Popen([str(BIN / "inv"), *args], cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave,
-                            close_fds=True)
+    # spawn: SIGINT at its default whatever the test run inherited; a session of its own, so the
+    # terminal the tests run in is not its controlling terminal (getpass falls back to the pty).
+    proc = spawn([BIN / "inv", *args], cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
     os.close(slave)
     chunks = []
     deadline = time.monotonic() + timeout
@@ -48,7 +50,6 @@ def run_on_a_terminal(cwd, args, env, timeout=120.0, interrupt_at: str = "",
                 break
         code = proc.wait(timeout=10)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        stop(proc)
         os.close(master)
     return code, b"".join(chunks).decode("utf-8", "replace")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.client
 import json
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -31,6 +30,7 @@ if str(ROOT) not in sys.path:  # `tests` is no package: bare `pytest` does not p
     sys.path.insert(0, str(ROOT))
 
 from tests.support.aws_proxy import AwsProxy, Call, identify, is_mutating  # noqa: E402
+from tests.support.signals import Child, as_background_job, dispositions  # noqa: E402
 
 TEMPLATE = json.dumps({"Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}})
 ECS = "AmazonEC2ContainerServiceV20141113"
@@ -441,20 +441,29 @@ def test_held_call_whose_client_gives_up_is_not_forwarded(aws):
 
 # --- CLI ------------------------------------------------------------------------------------------
 
-def test_cli_prints_its_url_serves_and_reports_on_ctrl_c(aws):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.aws_proxy", "--upstream", aws.endpoint, "--latency", "0.01",
-         "--fault-rate", "0", "--seed", "1"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        url = proc.stdout.readline().strip()
+CLI = [sys.executable, "-m", "tests.support.aws_proxy", "--latency", "0.01", "--fault-rate", "0", "--seed", "1"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_cli_prints_its_url_serves_and_reports_on_ctrl_c(aws, signum):
+    # Child starts it with SIGINT at its default, even when this test run inherited it ignored.
+    with Child([*CLI, "--upstream", aws.endpoint], cwd=ROOT) as proxy:
+        url = proxy.wait_for_output("http://")
         assert url.startswith("http://127.0.0.1:"), url
         assert client(url, "sts").get_caller_identity()["Account"] == "123456789012"
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
+        proxy.send(signum)
+        code, _, err = proxy.finish(timeout=30)
+    assert code == 0, err
     assert "1 calls" in err and "sts:GetCallerIdentity" in err
+
+
+def test_cli_started_with_sigint_ignored_keeps_it_ignored_and_stops_on_sigterm(aws):
+    with Child(as_background_job([*CLI, "--upstream", aws.endpoint]), cwd=ROOT) as proxy:
+        url = proxy.wait_for_output("http://")
+        assert dispositions(proxy.proc.pid) == {"SIGINT": "ignored", "SIGTERM": "caught"}
+        proxy.send(signal.SIGINT)
+        assert client(url, "sts").get_caller_identity()["Account"] == "123456789012"  # still serving
+        proxy.send(signal.SIGTERM)
+        code, _, err = proxy.finish(timeout=30)
+    assert code == 0, err
+    assert "1 calls" in err
