@@ -391,7 +391,16 @@ def test_interrupt_while_planning_changes_nothing_and_exits_130(engine, cfn):
     assert "interrupted while planning; nothing was changed" in engine.reporter.stream.getvalue()
 
 
-def test_ctrl_c_reaches_the_target_waiting_in_another_thread(monkeypatch, engine):
+@pytest.fixture
+def python_sigint():
+    """SIGINT handled as Python does by default, whatever the suite's parent did with it (a
+    background job of a script starts with SIGINT ignored, and an ignored SIGINT stays ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_reaches_the_target_waiting_in_another_thread(monkeypatch, engine, python_sigint):
     assert threading.current_thread() is threading.main_thread()
     before = signal.getsignal(signal.SIGINT)
     # A real World: its waits sleep on the stop event that the SIGINT handler sets.
