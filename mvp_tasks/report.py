@@ -242,7 +242,9 @@ class Reporter:
         if self.check and outcome is Outcome.CHANGED:
             message = f"{message} (check: nothing was changed)" if message else "(check: nothing was changed)"
         result = Result(target, outcome, message, commit, duration)
-        text = f"{outcome.value}: {target}"
+        # In check mode nothing changed: what would is never labelled "changed".
+        label = "would change" if self.check and outcome is Outcome.CHANGED else outcome.value
+        text = f"{label}: {target}"
         if message:
             text += f"  {message}"
         with self._lock:

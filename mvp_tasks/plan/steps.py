@@ -310,9 +310,10 @@ class TargetPlan:
         return [line for step in self.steps for line in step.lines()]
 
     def would(self) -> str:
+        """What applying it would do, in a few words (check mode's outcome line)."""
         if self.deferred is not None and not self.steps:
-            return f"would be planned once {', '.join(self.depends_on)} is applied"
-        return "would " + ", ".join(step.summary() for step in self.steps)
+            return f"planned once {', '.join(self.depends_on)} is applied"
+        return ", ".join(step.summary() for step in self.steps)
 
     def change_sets(self) -> list[tuple[str, str]]:
         return [(s.stack, s.change_set) for s in self.steps if isinstance(s, EnsureStack) and s.change_set]

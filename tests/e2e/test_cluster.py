@@ -143,7 +143,8 @@ def test_cluster_down_check_deletes_nothing(aws, studio):
     assert run_inv(studio, "cluster.up", "--name", "stage", env=env).returncode == 0
     result = run_inv(studio, "cluster.down", "--name", "stage", "--check", env=env)
     assert result.returncode == 0, result.stderr
-    assert "would delete" in result.stdout
+    assert "would change: stage  delete stack stage (check: nothing was changed)" in result.stdout
+    assert "changed: stage" not in result.stdout.replace("would change: stage", "")
     assert aws.client("cloudformation").describe_stacks(StackName="stage")["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
 
 

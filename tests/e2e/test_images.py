@@ -91,7 +91,7 @@ def test_repository_without_lfs_passes_even_without_git_lfs(tmp_path, git_env, i
     result = run_inv(repo.work, "app.build", PROJECT, "--check", env=env)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "would build" in result.stdout, result.stdout
+    assert "would change: " in result.stdout and "  build the image" in result.stdout, result.stdout
     # Check mode built nothing.
     assert image_services.image(image_services.ref(PROJECT, repo.commit)) is None
 

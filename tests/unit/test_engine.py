@@ -306,7 +306,7 @@ def test_check_mode_plans_and_shows_only_and_discards_the_change_sets(engine, cf
 
     cfn.stub.assert_no_pending_responses()
     assert engine.log == []
-    assert results(engine) == {"a@stage": (Outcome.CHANGED, "would touch a (check: nothing was changed)")}
+    assert results(engine) == {"a@stage": (Outcome.CHANGED, "touch a (check: nothing was changed)")}
     assert "a@stage: would:" in engine.reporter.stream.getvalue()
     assert engine.worlds[0].change_sets.pending() == []
 

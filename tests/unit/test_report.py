@@ -97,7 +97,7 @@ def test_check_mode_marks_changed_results():
         "(check: nothing was changed)",
         "up to date",
     ]
-    assert lines(stream)[0] == "changed: prod  stack updated (check: nothing was changed)"
+    assert lines(stream)[0] == "would change: prod  stack updated (check: nothing was changed)"
 
 
 def test_without_check_changed_results_have_no_note():

@@ -1111,7 +1111,7 @@ def test_app_stack_in_check_mode_previews_takes_no_lock_and_deletes_its_change_s
     assert not outcomes.failed
     out = output(world.reporter)
     assert f"{KEY}: would:" in out
-    assert f"changed: {KEY}  would update 2 resource(s) (check: nothing was changed)" in out
+    assert f"would change: {KEY}  update 2 resource(s) (check: nothing was changed)" in out
     app.cfn.add_response("delete_change_set", {}, CHANGE_SET_REF)
     world.discard_change_sets()  # what the engine's end does
     assert_all_answered(app)
@@ -1154,7 +1154,7 @@ def test_new_app_stack_in_check_mode_takes_no_lock(app):
 
     assert_all_answered(app)
     assert names(app) == ["DescribeStacks", "DescribeStacks"]
-    assert (f"changed: {KEY}  would create stack (2 resources) (check: nothing was changed)"
+    assert (f"would change: {KEY}  create stack (2 resources) (check: nothing was changed)"
             in output(world.reporter))
 
 

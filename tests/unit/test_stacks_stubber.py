@@ -457,7 +457,7 @@ def test_unchanged_protected_stack_gets_a_protect_step_that_turns_protection_on(
     step = target.steps[0]
     assert (step.action, step.protect, step.change_set) == ("protect", True, "")
     assert step.lines() == ["~ stack mvp-cluster: termination protection on"]
-    assert target.would() == "would turn termination protection on"
+    assert target.would() == "turn termination protection on"
     # It deletes nothing, but it changes a protected cluster: the plan asks.
     assert not step.destructive and step.needs_confirmation
     assert Plan("cluster.up", [target]).question() == "apply this plan to 1 target(s) (change protected cluster mvp-cluster)"
@@ -590,7 +590,7 @@ def test_rollback_complete_stack_in_check_mode_is_left_alone(stub, clocked_engin
     stub.assert_no_pending_responses()
     out = output(rep)
     assert "mvp-cluster: would:" in out and "- delete stack mvp-cluster" in out
-    assert ("changed: mvp-cluster  would delete and re-create the stack left by a failed create "
+    assert ("would change: mvp-cluster  delete and re-create the stack left by a failed create "
             "(check: nothing was changed)") in out
 
 
@@ -968,7 +968,7 @@ def test_check_mode_plan_notes_the_change_set_and_the_world_deletes_it(stub, wor
     assert world.change_sets.pending() == [(NAME, CHANGE_SET)]
     assert target.lines() == ["~ stack mvp-cluster", "  + AWS::Logs::LogGroup LogGroup",
                               "  ~ AWS::EC2::Subnet PrivateSubnet (replacement: True)"]
-    assert target.would() == "would update 2 resource(s)"
+    assert target.would() == "update 2 resource(s)"
     stub.add_response("delete_change_set", {}, CHANGE_SET_REF)
 
     world.discard_change_sets()
@@ -994,7 +994,7 @@ def test_check_mode_through_run_plan_shows_the_change_set_then_deletes_it(stub, 
     assert "mvp-cluster: would:" in out
     assert "+ AWS::Logs::LogGroup LogGroup" in out
     assert "~ AWS::EC2::Subnet PrivateSubnet (replacement: True)" in out
-    assert "changed: mvp-cluster  would update 2 resource(s) (check: nothing was changed)" in out
+    assert "would change: mvp-cluster  update 2 resource(s) (check: nothing was changed)" in out
 
 
 def test_a_change_set_that_cannot_be_deleted_is_a_warning(stub, world):
