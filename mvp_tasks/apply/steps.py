@@ -217,7 +217,7 @@ def apply_ensure_store(run: TargetRun, step: EnsureStore) -> None:
         return True
 
     run.world.memo.get(("deploy store", "ensured"), ensure)
-    store_made(run.world)
+    store_made(run.world.memo)
 
 
 def apply_migrate_history(run: TargetRun, step: MigrateHistory) -> None:

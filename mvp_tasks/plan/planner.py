@@ -14,8 +14,8 @@ from ..aws import discovery
 from ..errors import BuildError, ConfigError, UsageError
 from ..aws.secrets import secret_arn
 from ..templates import expand_all, fill_parameters, load_template, with_container_settings
-from ..state.location import plan_migration, plan_store
 from .stacks import NOT_READ, plan_stack
+from .store import plan_migration, plan_store
 from .steps import BuildImage, DeleteStack, EnsureStack, MoveTag, PushImage, RollService, TargetPlan
 
 SHA_PREFIX = re.compile(r"^[0-9a-f]{7,40}$")
