@@ -77,9 +77,6 @@ class ProjectSettings:
     def _overrides(self, cluster: str) -> ClusterOverrides:
         return self.per_cluster.get(cluster) or ClusterOverrides()
 
-    def environment_for(self, cluster: str) -> dict[str, str]:
-        return {**self.environment, **self._overrides(cluster).environment}
-
     def secrets_for(self, cluster: str) -> tuple[str, ...]:
         """The project's secrets and the cluster's own, each once, in order."""
         return tuple(dict.fromkeys((*self.secrets, *self._overrides(cluster).secrets)))
@@ -475,8 +472,9 @@ def load_settings(config: Any, root: Path | str) -> Settings:
         )
         project = projects[name]
         _check_no_clash(path, project.environment, project.secrets)
-        for cluster in project.per_cluster:
-            _check_no_clash(f"{path}.per_cluster.{cluster}", project.environment_for(cluster),
+        for cluster, overrides in project.per_cluster.items():
+            # Layered as plan/parameters.py layers them: the cluster's own over the project's.
+            _check_no_clash(f"{path}.per_cluster.{cluster}", {**project.environment, **overrides.environment},
                             project.secrets_for(cluster))
         if ".." in projects[name].template:
             raise ConfigError(f"config {path}.template: must stay inside projects/{name}/")

@@ -12,8 +12,8 @@ from typing import Any
 
 from ..aws import discovery
 from ..errors import BuildError, ConfigError, UsageError
-from ..aws.secrets import secret_arn
-from ..templates import expand_all, fill_parameters, load_template, with_container_settings
+from ..templates import load_template
+from . import parameters
 from .stacks import NOT_READ, plan_stack
 from .store import plan_migration, plan_store
 from .steps import BuildImage, DeleteStack, EnsureStack, MoveTag, PushImage, RollService, TargetPlan
@@ -89,18 +89,6 @@ def _planned_names(world: Any, stack: Any, cluster: Any, step: EnsureStack | Non
 # --- stacks ------------------------------------------------------------------------------------
 
 
-def app_well_known(project: Any, cluster: Any, image: str, commit: str) -> dict[str, str]:
-    """What every app template may take by name besides its config and the cluster stack's outputs
-    (and `ClusterName`, found from the cluster stack where the template declares it)."""
-    return {"ClusterStack": cluster.stack_name, "EnvironmentName": cluster.name, "ProjectName": project.name,
-            "Image": image, "ImageUri": image, "ImageTag": cluster.tag, "Commit": commit}
-
-
-def cluster_well_known(cluster: Any) -> dict[str, str]:
-    """What every cluster template may take by name besides its config."""
-    return {"ClusterName": cluster.name, "EnvironmentName": cluster.name}
-
-
 def check_clean_template(world: Any, path: str, cluster: Any, allow_dirty: bool, task: str,
                          project: Any = None) -> None:
     """A protected cluster gets only committed templates, and only committed settings of its own
@@ -119,76 +107,53 @@ def check_clean_template(world: Any, path: str, cluster: Any, allow_dirty: bool,
         )
 
 
-def app_stack_step(world: Any, project: Any, cluster: Any, commit: str,
-                   stack: Any = NOT_READ, allow_dirty: bool = False,
-                   task: str = "app.deploy") -> tuple[EnsureStack | None, Any]:
+def app_stack_step(world: World, project: ProjectSettings, cluster: ClusterSettings, commit: str,
+                   stack: StackInfo | None = NOT_READ, allow_dirty: bool = False,
+                   task: str = "app.deploy") -> tuple[EnsureStack | None, StackInfo | None]:
     """The step that brings the app's stack to its template and parameters, and the stack now
     (`stack`: as the caller has just read it, None where there is none; not given: read here)."""
     settings = world.settings
-    key = f"mvp.projects.{project.name}"
     path = f"projects/{project.name}/{project.template}"
-    template = load_template(settings.root / path, settings.root, f"{key}.template")
+    template = load_template(settings.root / path, settings.root, f"mvp.projects.{project.name}.template")
     check_clean_template(world, path, cluster, allow_dirty, task, project)
     cluster_stack = world.cluster_stack(cluster)
     image = world.registry.ref(project.repository, cluster.tag)
-    placeholders = {"project": project.name, "cluster": cluster.name, "image": image, "tag": cluster.tag,
-                    "commit": commit}
-    available = {**cluster_stack.outputs, **app_well_known(project, cluster, image, commit)}
-    # A per-cluster parameter the template lacks is named where it was written.
-    overrides = project.per_cluster.get(cluster.name)
-    for name in (overrides.parameters if overrides else {}):
-        if name not in template.parameters:
-            fill_parameters(template, {}, {name: ""}, f"{key}.per_cluster.{cluster.name}.parameters")
-    configured = layered(project, cluster, "parameters", placeholders)
-    if "ClusterName" in template.parameters and "ClusterName" not in configured:
-        # Only where the template takes it: finding it may read the cluster stack's resources.
-        available["ClusterName"] = discovery.cluster_ecs_cluster(world, cluster, cluster_stack)
-    parameters = fill_parameters(template, available, configured, f"{key}.parameters")
-    template = container_settings(world, template, project, cluster, placeholders)
+    placeholders = parameters.app_placeholders(project, cluster, image, commit)
+    available = {**cluster_stack.outputs, **parameters.app_well_known(project, cluster, image, commit)}
+    values = parameters.app_parameters(template, project, cluster, placeholders, available,
+                                       lambda: discovery.cluster_ecs_cluster(world, cluster, cluster_stack))
+    environment = parameters.layered(project, cluster, "environment", placeholders)
+    check_secrets_set(world, project, cluster)
+    template = parameters.with_app_container(template, project, cluster, environment)
     return plan_stack(world.stacks(), name=project.stack_name(cluster.name), template=template,
-                      parameters=parameters, tags={"mvp:cluster": cluster.name, "mvp:project": project.name},
+                      parameters=values, tags={"mvp:cluster": cluster.name, "mvp:project": project.name},
                       protected=cluster.protected, service=True, poll=settings.poll_interval,
                       change_sets=world.change_sets, stack=stack)
 
 
-def layered(project: Any, cluster: Any, what: str, placeholders: dict) -> dict[str, str]:
-    """The project's `what` (parameters, environment) with the cluster's own over them, each
-    value's placeholders filled and, when one is wrong, named at the key it was written under."""
-    key = f"mvp.projects.{project.name}"
-    overrides = project.per_cluster.get(cluster.name)
-    return {**expand_all(getattr(project, what), placeholders, f"{key}.{what}"),
-            **expand_all(getattr(overrides, what) if overrides else {}, placeholders,
-                         f"{key}.per_cluster.{cluster.name}.{what}")}
-
-
-def container_settings(world: Any, template: Any, project: Any, cluster: Any, placeholders: dict) -> Any:
-    """The template with the app's configured environment and secrets in its container; a secret
-    that is not set yet in this cluster is refused here, before anything changes."""
-    environment = layered(project, cluster, "environment", placeholders)
+def check_secrets_set(world: World, project: ProjectSettings, cluster: ClusterSettings) -> None:
+    """A secret configured for the app but not set yet in this cluster is refused here, before
+    anything changes."""
     names = project.secrets_for(cluster.name)
-    if names:
-        have = {s.key for s in world.secrets().list(cluster.name, project.name)}
-        missing = [n for n in names if n not in have]
-        if missing:
-            raise UsageError(
-                f"{project.name}@{cluster.name}: secret {', '.join(missing)} is configured but not set "
-                f"in {cluster.name}; nothing was changed",
-                f"set it: inv app.secret.set {project.name} {missing[0]} --cluster {cluster.name}",
-            )
-    secrets = {n: secret_arn(cluster.name, project.name, n) for n in names}
-    return with_container_settings(template, environment, secrets, f"mvp.projects.{project.name}")
+    if not names:
+        return
+    have = {s.key for s in world.secrets().list(cluster.name, project.name)}
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise UsageError(
+            f"{project.name}@{cluster.name}: secret {', '.join(missing)} is configured but not set "
+            f"in {cluster.name}; nothing was changed",
+            f"set it: inv app.secret.set {project.name} {missing[0]} --cluster {cluster.name}",
+        )
 
 
 def plan_cluster(world: Any, cluster: Any, allow_dirty: bool = False, task: str = "cluster.up") -> TargetPlan:
     """`cluster.up`: the cluster's stack, from its template (termination protection when protected)."""
     settings = world.settings
-    key = f"mvp.clusters.{cluster.name}"
-    template = load_template(settings.root / cluster.template, settings.root, f"{key}.template")
+    template = load_template(settings.root / cluster.template, settings.root, f"mvp.clusters.{cluster.name}.template")
     check_clean_template(world, cluster.template, cluster, allow_dirty, task)
-    placeholders = {"cluster": cluster.name, "tag": cluster.tag}
-    configured = expand_all(cluster.parameters, placeholders, f"{key}.parameters")
-    parameters = fill_parameters(template, cluster_well_known(cluster), configured, f"{key}.parameters")
-    step, stack = plan_stack(world.stacks(), name=cluster.stack_name, template=template, parameters=parameters,
+    values = parameters.cluster_parameters(template, cluster)
+    step, stack = plan_stack(world.stacks(), name=cluster.stack_name, template=template, parameters=values,
                              tags={"mvp:cluster": cluster.name}, protect=cluster.protected,
                              protected=cluster.protected, poll=settings.poll_interval, change_sets=world.change_sets)
     plan = TargetPlan(cluster_key(cluster.name), kind="cluster", cluster=cluster.name, action="cluster.up")
