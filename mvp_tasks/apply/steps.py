@@ -9,7 +9,7 @@ from typing import Any, Iterator
 from ..aws.discovery import service_names
 from ..errors import AwsError, MvpError
 from ..plan.steps import (BuildImage, DeleteStack, EnsureStack, EnsureStore, MigrateHistory, MoveTag, PushImage,
-                          RollService)
+                          RollService, wait_command, wait_hint)
 
 
 class TargetRun:
@@ -132,8 +132,8 @@ def apply_ensure_stack(run: TargetRun, step: EnsureStack) -> None:
 def _wait_service(run: TargetRun, names: tuple[str, str], deployment_id: str = "") -> None:
     ecs_cluster, service = names
     what = f"service {service}: rollout"
-    resume = f"ECS keeps going on its own; wait again with `inv app.wait {run.plan.project} --cluster {run.plan.cluster}`"
-    run.guard.started_in_aws(what, f"inv app.wait {run.plan.project} --cluster {run.plan.cluster}")
+    resume = wait_hint(run.plan.project, run.plan.cluster)
+    run.guard.started_in_aws(what, wait_command(run.plan.project, run.plan.cluster))
     run.world.checkpoint()
     with run.waiting():
         run.service = run.world.services().wait_for_rollout(

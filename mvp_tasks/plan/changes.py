@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+from pathlib import Path
 
 from ..image import git
 from ..image.runner import Runner
@@ -80,11 +81,10 @@ def get_changed_reasons(settings, project, cluster, deployed: str, head: str, me
     return reasons
 
 
-def head_commit(root, memo: Memo | None = None) -> str:
-    """HEAD's commit, or "" outside git (or without git): then nothing is said about it."""
+def head_commit(root: Path, memo: Memo | None = None) -> str:
+    """HEAD's commit, or "" outside git (or without git): then nothing is said about it. The one
+    reading of HEAD (`World.head_commit` asks it, once per run)."""
     from ..errors import MvpError
-    from ..image import git
-    from ..image.runner import Runner
 
     try:
         return git.get_commit(Runner.local(), root, memo)

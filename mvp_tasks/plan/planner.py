@@ -219,7 +219,7 @@ def plan_deploy(world: Any, project: Any, cluster: Any, action: str = "deploy",
     from .changes import unshipped
 
     check_mapped(world.settings, project, cluster)
-    world.history(cluster)  # the cluster is there and ready for apps
+    world.check_cluster_ready(cluster)
     digest, commit = get_image(world, project, cluster.tag, cluster)
     plan = _app_plan(project, cluster, action, commit=commit, digest=digest)
     news = unshipped(world.settings, project, cluster, commit, world.head_commit(), world.memo)
@@ -244,7 +244,7 @@ def plan_deploy(world: Any, project: Any, cluster: Any, action: str = "deploy",
 def plan_update(world: Any, project: Any, cluster: Any) -> TargetPlan:
     """`app.update`: a new deployment of the service (its tasks pull the cluster tag again)."""
     check_mapped(world.settings, project, cluster)
-    world.history(cluster)
+    world.check_cluster_ready(cluster)
     stack = get_app_stack(world, project, cluster)
     digest, commit = get_image(world, project, cluster.tag, cluster)
     plan = _app_plan(project, cluster, "update", commit=commit, digest=digest)
@@ -268,7 +268,7 @@ def plan_promote(world: Any, project: Any, cluster: Any, *, source_tag: str = ""
     """`app.promote`: the target cluster's tag takes the image of `source_tag` (or of `commit`),
     then the service rolls (or the stack is deployed, where there is none yet)."""
     check_mapped(world.settings, project, cluster)
-    world.history(cluster)  # the target cluster is there and ready for apps
+    world.check_cluster_ready(cluster)
     registry = world.registry
     repo = project.repository
     if commit:
@@ -344,7 +344,7 @@ def plan_destroy(world: Any, project: Any, cluster: Any) -> TargetPlan:
     if stack is None:
         plan.note = f"no stack {project.stack_name(cluster.name)}; nothing to delete"
         return plan
-    world.history(cluster)
+    world.check_cluster_ready(cluster)
     plan.steps.append(DeleteStack(stack.name, stack.status, stack.stack_id, stack.termination_protection,
                                   "load balancer, service, task definition, logs", protected=cluster.protected))
     plan.done = "stack deleted"
@@ -414,6 +414,12 @@ def plan_release(world: Any, builder_for: Any, project: Any, cluster: Any, head:
     from .changes import get_changed_reasons
 
     check_mapped(world.settings, project, cluster)
+    if not head:
+        # Outside git, or without git: the reason, as building would say it.
+        from ..image import git
+        from ..image.runner import Runner
+
+        head = git.get_commit(Runner.local(), root, world.memo)
     history = world.history(cluster)
     registry = world.registry
     repo = project.repository

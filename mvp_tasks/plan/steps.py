@@ -135,6 +135,16 @@ class MoveTag(Step):
         return f"point {self.tag} at {self.label or self.source[:12]}"
 
 
+def wait_command(project: str, cluster: str) -> str:
+    """The command that follows an app's rollout again."""
+    return f"inv app.wait {project} --cluster {cluster}"
+
+
+def wait_hint(project: str, cluster: str) -> str:
+    """What to do when a wait for an app's rollout ends before the rollout does."""
+    return f"ECS keeps going on its own; wait again with `{wait_command(project, cluster)}`"
+
+
 @dataclass(frozen=True)
 class RollService(Step):
     """Force a new deployment of an app's service (its tasks pull the cluster tag again) and wait."""

@@ -26,15 +26,16 @@ def _projects(run, cluster, only: str | None) -> list:
 
 
 def _release_planners(run, cluster, projects, host):
-    from ..image import git
-    from ..image.runner import Runner
     from ..plan.planner import app_key, plan_release
     from ..plan.steps import TargetPlan
 
-    head = git.get_commit(Runner.local(), run.settings.root)
+    def planner(project):
+        # HEAD as the run's world reads it (once per run, however many projects ask).
+        return lambda world: plan_release(world, lambda: world.builder(host), project, cluster, world.head_commit(),
+                                          run.settings.root)
+
     return [(TargetPlan(app_key(p.name, cluster.name), project=p.name, cluster=cluster.name),
-             _checked(p, cluster, lambda world, p=p: plan_release(world, lambda: world.builder(host), p, cluster, head,
-                                                                 run.settings.root)))
+             _checked(p, cluster, planner(p)))
             for p in projects]
 
 
