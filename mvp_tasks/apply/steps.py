@@ -182,8 +182,11 @@ def apply_push(run: TargetRun, step: PushImage) -> None:
     from ..image.builder import push
 
     builder = run.get_builder()
-    for line in builder.registry.ensure_repository(step.repository):
-        run.event(line)
+    if step.repository_changes:
+        # As planned: what the repository needed when the plan was shown, not worked out again.
+        builder.registry.apply_repository_changes(step.repository_changes)
+        for line in step.repository_changes.lines():
+            run.event(line)
     run.event(f"pushing {step.ref}")
     run.digest = push(builder, step.repository, step.tag, on_line=run.event)
     run.event(f"pushed {step.ref} ({run.digest[:19]})")

@@ -369,8 +369,8 @@ def image_steps(world: Any, builder: Any, project: Any, revision: Any, *, push: 
     if not builder.docker.has_image(ref):
         steps.append(BuildImage(project.name, ref, builder.platform, builder.where, revision=revision))
     if push:
-        changes = tuple(registry.ensure_repository(project.repository, check=True))
-        steps.append(PushImage(project.name, project.repository, revision.tag, ref, changes))
+        steps.append(PushImage(project.name, project.repository, revision.tag, ref,
+                               registry.get_repository_changes(project.repository)))
     return steps
 
 

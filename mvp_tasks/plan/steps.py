@@ -8,7 +8,10 @@ applies them. A step never acts and never prints: `lines()` is how the reporter 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from ..image.registry import RepositoryChanges
 
 
 def short(digest: str) -> str:
@@ -101,14 +104,17 @@ class BuildImage(Step):
 
 @dataclass(frozen=True)
 class PushImage(Step):
+    """Push the image; first, the repository changes planning read (`repository_changes`), which
+    applying makes exactly as planned."""
+
     project: str
     repository: str
     tag: str
     ref: str
-    repository_changes: tuple[str, ...] = ()
+    repository_changes: RepositoryChanges | None = None
 
     def lines(self) -> list[str]:
-        return [*self.repository_changes, f"+ push {self.ref}"]
+        return [*(self.repository_changes.lines() if self.repository_changes else ()), f"+ push {self.ref}"]
 
     def summary(self) -> str:
         return "push the image"
