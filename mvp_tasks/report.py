@@ -254,9 +254,6 @@ class Reporter:
     def changed(self, target: str, message: str = "") -> Result:
         return self.result(target, Outcome.CHANGED, message)
 
-    def skipped(self, target: str, message: str = "") -> Result:
-        return self.result(target, Outcome.SKIPPED, message)
-
     def failed(self, target: str, message: str = "") -> Result:
         return self.result(target, Outcome.FAILED, message)
 

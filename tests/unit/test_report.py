@@ -63,7 +63,7 @@ def test_recap_is_not_failed_without_a_failure():
     r, stream = reporter()
     r.ok("stage")
     r.changed("prod")
-    r.skipped("qa", "not mapped")
+    r.result("qa", Outcome.SKIPPED, "not mapped")
     recap = r.finish()
     assert recap.failed is False
     assert lines(stream)[-1] == "recap: ok=1 changed=1 skipped=1 failed=0"
@@ -79,7 +79,7 @@ def test_empty_recap():
 
 def test_each_result_is_one_line_with_outcome_target_and_message():
     r, stream = reporter()
-    returned = r.skipped("museum-adventure", "not mapped to qa")
+    returned = r.result("museum-adventure", Outcome.SKIPPED, "not mapped to qa")
     assert returned == Result("museum-adventure", Outcome.SKIPPED, "not mapped to qa")
     assert lines(stream) == ["skipped: museum-adventure  not mapped to qa"]
 
