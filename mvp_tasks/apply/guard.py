@@ -28,7 +28,7 @@ class Guard:
         self.world = world
         self.plan = plan
         self.cluster = cluster
-        self.history = world.history(cluster) if plan.kind == "app" else None
+        self.history = world.history(cluster) if plan.kind == "app" else None  # an app's target only
         self.token = ""
         self.acted = False
         self.locked_at: float | None = None  # when the lock was taken (monotonic)
@@ -148,7 +148,8 @@ class Guard:
             return
         try:
             started = self.locked_at
-            fields = dict(action=self.plan.action, commit=self.plan.commit, digest=digest or self.plan.digest,
+            # The action as the string every record has (`str(Action.X)` is its value).
+            fields = dict(action=str(self.plan.action), commit=self.plan.commit, digest=digest or self.plan.digest,
                           outcome=outcome, by=self.world.caller, message=message,
                           duration=time.monotonic() - started if started is not None else None)
             if self.token and self.lost is None:

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 from ..aws.discovery import service_names
 from ..errors import AwsError, MvpError
 from ..plan.steps import (BuildImage, DeleteStack, EnsureStack, EnsureStore, MigrateHistory, MoveTag, PushImage,
-                          RollService, wait_command, wait_hint)
+                          RollService, StackAction, TargetKind, wait_command, wait_hint)
 
 
 class TargetRun:
@@ -72,7 +72,7 @@ def _printer(run: TargetRun):
 
 
 def _follow(run: TargetRun) -> str:
-    if run.plan.kind == "cluster":
+    if run.plan.kind is TargetKind.CLUSTER:
         return f"inv cluster.status {run.plan.cluster}"
     return f"inv app.status {run.plan.project}"
 
@@ -100,7 +100,7 @@ def _delete(run: TargetRun, stacks: Any, name: str, stack_id: str, protection: b
 
 def apply_ensure_stack(run: TargetRun, step: EnsureStack) -> None:
     stacks = run.world.stacks()
-    if step.action in ("create", "recreate"):
+    if step.action in (StackAction.CREATE, StackAction.RECREATE):
         if step.old_stack_id:
             old = stacks.get_stack(step.old_stack_id)
             if old is not None and old.status != "DELETE_COMPLETE":
@@ -108,14 +108,14 @@ def apply_ensure_stack(run: TargetRun, step: EnsureStack) -> None:
         stack_id = stacks.create_stack(step.stack, step.template.body, step.parameters, step.tags,
                                        protect=step.protect)
         _wait_stack(run, stacks, step.stack, {"CREATE_COMPLETE"}, "create", stack_id=stack_id)
-    elif step.action == "update":
+    elif step.action is StackAction.UPDATE:
         after = stacks.get_latest_event_id(step.stack)
         stacks.execute_change_set(step.stack, step.change_set)
         run.world.change_sets.done(step.stack, step.change_set)
         _wait_stack(run, stacks, step.stack, {"UPDATE_COMPLETE"}, "update", after=after)
         if step.protect:
             stacks.set_termination_protection(step.stack, True)
-    elif step.action == "protect":
+    elif step.action is StackAction.PROTECT:
         stacks.set_termination_protection(step.stack, True)
     if run.cluster is not None and step.stack == run.cluster.stack_name:
         # The cluster's own stack changed: the rest of the run (its apps planned once it is applied)

@@ -8,7 +8,8 @@ planning fails (throttled, unreachable, a bad template) is a failed target while
 from __future__ import annotations
 
 import re
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..aws import discovery
 from ..errors import BuildError, ConfigError, UsageError
@@ -16,7 +17,16 @@ from ..templates import load_template
 from . import parameters
 from .stacks import NOT_READ, plan_stack
 from .store import plan_migration, plan_store
-from .steps import BuildImage, DeleteStack, EnsureStack, MoveTag, PushImage, RollService, TargetPlan
+from .steps import (Action, BuildImage, DeleteStack, EnsureStack, MoveTag, PushImage, RollService, StackAction, Step,
+                    TargetKind, TargetPlan)
+
+if TYPE_CHECKING:
+    from ..aws.stacks import StackInfo
+    from ..image.builder import Builder
+    from ..image.git import Revision
+    from ..settings import ClusterSettings, ProjectSettings, Settings
+    from ..state.store import Record
+    from ..world import World
 
 SHA_PREFIX = re.compile(r"^[0-9a-f]{7,40}$")
 COMMIT_TAG = re.compile(r"^[0-9a-f]{40}$")
@@ -33,7 +43,13 @@ def cluster_key(cluster: str) -> str:
 # --- reading what runs ------------------------------------------------------------------------
 
 
-def check_mapped(settings: Any, project: Any, cluster: Any) -> None:
+class HistoryReader(Protocol):
+    """What planning reads of one cluster's deploy history (`state.store.ClusterStore` is one)."""
+
+    def get_records(self, project: str, limit: int = ...) -> list[Record]: ...
+
+
+def check_mapped(settings: Settings, project: ProjectSettings, cluster: ClusterSettings) -> None:
     if cluster.name not in project.clusters:
         mapped = ", ".join(project.clusters) or "none"
         raise ConfigError(
@@ -42,7 +58,7 @@ def check_mapped(settings: Any, project: Any, cluster: Any) -> None:
         )
 
 
-def get_image(world: Any, project: Any, tag: str, cluster: Any) -> tuple[str, str]:
+def get_image(world: World, project: ProjectSettings, tag: str, cluster: ClusterSettings) -> tuple[str, str]:
     """The digest and commit of the image `tag` names; refuses a missing image."""
     registry = world.registry
     digest = registry.get_digest(project.repository, tag)
@@ -54,14 +70,14 @@ def get_image(world: Any, project: Any, tag: str, cluster: Any) -> tuple[str, st
     return digest, registry.get_commit(project.repository, tag)
 
 
-def get_rolled_digest(history: Any, project: str) -> str:
+def get_rolled_digest(history: HistoryReader, project: str) -> str:
     """The digest of the image last rolled out successfully, as far as the history knows."""
     rolled = next((r for r in history.get_records(project)
-                   if r.succeeded and r.digest and r.action != "destroy"), None)
+                   if r.succeeded and r.digest and r.action != Action.DESTROY), None)
     return rolled.digest if rolled else ""
 
 
-def resolve_commit(world: Any, project: Any, prefix: str) -> str:
+def resolve_commit(world: World, project: ProjectSettings, prefix: str) -> str:
     """A full commit tag in the registry from a commit hash or a unique prefix of one."""
     prefix = prefix.strip().lower()
     if not SHA_PREFIX.match(prefix):
@@ -78,10 +94,11 @@ def resolve_commit(world: Any, project: Any, prefix: str) -> str:
     return tags[0]
 
 
-def _planned_names(world: Any, stack: Any, cluster: Any, step: EnsureStack | None) -> tuple[str, ...]:
+def _planned_names(world: World, stack: StackInfo, cluster: ClusterSettings,
+                   step: EnsureStack | None) -> tuple[str, ...]:
     """The service's names for a RollService after `step`: known now unless an update may change
     the stack's outputs or resources first (then the step finds them when applied)."""
-    if step is not None and step.action == "update":
+    if step is not None and step.action is StackAction.UPDATE:
         return ()
     return discovery.service_names(world, stack, cluster)
 
@@ -89,8 +106,8 @@ def _planned_names(world: Any, stack: Any, cluster: Any, step: EnsureStack | Non
 # --- stacks ------------------------------------------------------------------------------------
 
 
-def check_clean_template(world: Any, path: str, cluster: Any, allow_dirty: bool, task: str,
-                         project: Any = None) -> None:
+def check_clean_template(world: World, path: str, cluster: ClusterSettings, allow_dirty: bool, task: str,
+                         project: ProjectSettings | None = None) -> None:
     """A protected cluster gets only committed templates, and only committed settings of its own
     and of the app (invoke.yaml's parameters, environment and secrets shape the stack too), unless
     --allow-dirty."""
@@ -147,7 +164,8 @@ def check_secrets_set(world: World, project: ProjectSettings, cluster: ClusterSe
         )
 
 
-def plan_cluster(world: Any, cluster: Any, allow_dirty: bool = False, task: str = "cluster.up") -> TargetPlan:
+def plan_cluster(world: World, cluster: ClusterSettings, allow_dirty: bool = False,
+                 task: str = "cluster.up") -> TargetPlan:
     """`cluster.up`: the cluster's stack, from its template (termination protection when protected)."""
     settings = world.settings
     template = load_template(settings.root / cluster.template, settings.root, f"mvp.clusters.{cluster.name}.template")
@@ -156,26 +174,23 @@ def plan_cluster(world: Any, cluster: Any, allow_dirty: bool = False, task: str 
     step, stack = plan_stack(world.stacks(), name=cluster.stack_name, template=template, parameters=values,
                              tags={"mvp:cluster": cluster.name}, protect=cluster.protected,
                              protected=cluster.protected, poll=settings.poll_interval, change_sets=world.change_sets)
-    plan = TargetPlan(cluster_key(cluster.name), kind="cluster", cluster=cluster.name, action="cluster.up")
+    plan = TargetPlan(cluster_key(cluster.name), kind=TargetKind.CLUSTER, cluster=cluster.name, action=Action.CLUSTER_UP)
     # The deploy store first (the history and locks of its apps), and a cluster made before the
     # store has its history copied there before its stack update drops the old table.
     store, migration = plan_store(world), plan_migration(world, cluster, stack)
     plan.steps += [s for s in (store, migration) if s is not None]
-    done = [s.summary().replace("create the", "created the").replace("upgrade the", "upgraded the")
-            for s in plan.steps]
     if step is None:
         plan.note = f"stack {cluster.stack_name} up to date ({stack.status})"
     else:
         plan.steps.append(step)
-        done.append({"create": "stack created", "recreate": "stack re-created", "update": "stack updated",
-                     "protect": "termination protection turned on"}[step.action])
-    plan.done = "; ".join(done).replace("copy its history", "history copied")
+    plan.done = "; ".join(s.done() for s in plan.steps)
     return plan
 
 
-def plan_cluster_down(world: Any, cluster: Any) -> TargetPlan:
+def plan_cluster_down(world: World, cluster: ClusterSettings) -> TargetPlan:
     stacks = world.stacks()
-    plan = TargetPlan(cluster_key(cluster.name), kind="cluster", cluster=cluster.name, action="cluster.down")
+    plan = TargetPlan(cluster_key(cluster.name), kind=TargetKind.CLUSTER, cluster=cluster.name,
+                      action=Action.CLUSTER_DOWN)
     stack = stacks.get_stack(cluster.stack_name)
     if stack is None:
         plan.note = "no such stack; nothing to delete"
@@ -200,19 +215,19 @@ def plan_cluster_down(world: Any, cluster: Any) -> TargetPlan:
 # --- apps --------------------------------------------------------------------------------------
 
 
-def _app_plan(project: Any, cluster: Any, action: str, **kw: Any) -> TargetPlan:
-    return TargetPlan(app_key(project.name, cluster.name), kind="app", project=project.name, cluster=cluster.name,
-                      action=action, **kw)
+def _app_plan(project: ProjectSettings, cluster: ClusterSettings, action: Action, **kw: Any) -> TargetPlan:
+    return TargetPlan(app_key(project.name, cluster.name), kind=TargetKind.APP, project=project.name,
+                      cluster=cluster.name, action=action, **kw)
 
 
-def _running_note(world: Any, stack: Any, cluster: Any, commit: str, digest: str) -> str:
+def _running_note(world: World, stack: StackInfo, cluster: ClusterSettings, commit: str, digest: str) -> str:
     ecs_cluster, service = discovery.service_names(world, stack, cluster)
     state = world.services().get_service(ecs_cluster, service)
     tasks = f", {state.running}/{state.desired} tasks" if state is not None else ""
     return f"running {commit[:12] or digest[:19]}{tasks}"
 
 
-def plan_deploy(world: Any, project: Any, cluster: Any, action: str = "deploy",
+def plan_deploy(world: World, project: ProjectSettings, cluster: ClusterSettings, action: Action = Action.DEPLOY,
                 allow_dirty: bool = False, task: str = "app.deploy") -> TargetPlan:
     """`app.deploy` (and `fleet.up`): the app's stack as its template says, and its service running
     the image the cluster's tag names; a warning when HEAD has changes that image does not."""
@@ -227,7 +242,7 @@ def plan_deploy(world: Any, project: Any, cluster: Any, action: str = "deploy",
     step, stack = app_stack_step(world, project, cluster, commit, allow_dirty=allow_dirty, task=task)
     if step is not None:
         plan.steps.append(step)
-    if stack is not None and (step is None or step.action in ("update", "protect")):
+    if stack is not None and (step is None or step.action in (StackAction.UPDATE, StackAction.PROTECT)):
         # The stack names the image by its cluster tag, which tasks resolve only when they start:
         # after `app.push` moved the tag, the service must roll even when its stack is unchanged.
         if get_rolled_digest(world.history(cluster), project.name) != digest:
@@ -241,13 +256,13 @@ def plan_deploy(world: Any, project: Any, cluster: Any, action: str = "deploy",
     return plan
 
 
-def plan_update(world: Any, project: Any, cluster: Any) -> TargetPlan:
+def plan_update(world: World, project: ProjectSettings, cluster: ClusterSettings) -> TargetPlan:
     """`app.update`: a new deployment of the service (its tasks pull the cluster tag again)."""
     check_mapped(world.settings, project, cluster)
     world.check_cluster_ready(cluster)
     stack = get_app_stack(world, project, cluster)
     digest, commit = get_image(world, project, cluster.tag, cluster)
-    plan = _app_plan(project, cluster, "update", commit=commit, digest=digest)
+    plan = _app_plan(project, cluster, Action.UPDATE, commit=commit, digest=digest)
     names = discovery.service_names(world, stack, cluster)
     plan.steps.append(RollService(stack.name, f"service {names[1]}, {commit[:12] or digest[:19]}",
                                   protected=cluster.protected, names=names))
@@ -255,7 +270,8 @@ def plan_update(world: Any, project: Any, cluster: Any) -> TargetPlan:
     return plan
 
 
-def get_app_stack(world: Any, project: Any, cluster: Any):
+def get_app_stack(world: World, project: ProjectSettings, cluster: ClusterSettings) -> StackInfo:
+    """The app's stack in `cluster`; refused, with the command that makes it, when there is none."""
     stack = world.stacks().get_stack(project.stack_name(cluster.name))
     if stack is None:
         raise UsageError(f"{project.name} is not deployed to {cluster.name} (no stack {project.stack_name(cluster.name)})",
@@ -263,8 +279,8 @@ def get_app_stack(world: Any, project: Any, cluster: Any):
     return stack
 
 
-def plan_promote(world: Any, project: Any, cluster: Any, *, source_tag: str = "", commit: str = "",
-                 allow_dirty: bool = False) -> TargetPlan:
+def plan_promote(world: World, project: ProjectSettings, cluster: ClusterSettings, *, source_tag: str = "",
+                 commit: str = "", allow_dirty: bool = False) -> TargetPlan:
     """`app.promote`: the target cluster's tag takes the image of `source_tag` (or of `commit`),
     then the service rolls (or the stack is deployed, where there is none yet)."""
     check_mapped(world.settings, project, cluster)
@@ -283,7 +299,7 @@ def plan_promote(world: Any, project: Any, cluster: Any, *, source_tag: str = ""
     source_commit = registry.get_commit(repo, source_tag) or (source_tag if COMMIT_TAG.fullmatch(source_tag) else "")
     current = registry.get_digest(repo, cluster.tag) or ""
     stack = world.stacks().get_stack(project.stack_name(cluster.name))
-    plan = _app_plan(project, cluster, "promote", commit=source_commit, digest=source_digest)
+    plan = _app_plan(project, cluster, Action.PROMOTE, commit=source_commit, digest=source_digest)
     plan.done = f"{source_commit[:12] or source_digest[:19]} promoted"
     # The tag may already name the image (`app.push --cluster` moved it) while the service still runs
     # what it last rolled out: then it rolls all the same.
@@ -305,7 +321,7 @@ def plan_promote(world: Any, project: Any, cluster: Any, *, source_tag: str = ""
     return plan
 
 
-def plan_rollback(world: Any, project: Any, cluster: Any, to: str = "") -> TargetPlan:
+def plan_rollback(world: World, project: ProjectSettings, cluster: ClusterSettings, to: str = "") -> TargetPlan:
     """`app.rollback`: back to the commit deployed before the current one (or `to`)."""
     check_mapped(world.settings, project, cluster)
     history = world.history(cluster)
@@ -325,7 +341,7 @@ def plan_rollback(world: Any, project: Any, cluster: Any, to: str = "") -> Targe
     digest = registry.get_digest(repo, commit)
     if not digest:
         raise UsageError(f"no image {registry.ref(repo, commit)} to roll back to")
-    plan = _app_plan(project, cluster, "rollback", commit=commit, digest=digest)
+    plan = _app_plan(project, cluster, Action.ROLLBACK, commit=commit, digest=digest)
     plan.done = f"rolled back to {commit[:12]}"
     if digest == current:
         plan.note = f"already runs {commit[:12]}"
@@ -337,9 +353,9 @@ def plan_rollback(world: Any, project: Any, cluster: Any, to: str = "") -> Targe
     return plan
 
 
-def plan_destroy(world: Any, project: Any, cluster: Any) -> TargetPlan:
+def plan_destroy(world: World, project: ProjectSettings, cluster: ClusterSettings) -> TargetPlan:
     check_mapped(world.settings, project, cluster)
-    plan = _app_plan(project, cluster, "destroy")
+    plan = _app_plan(project, cluster, Action.DESTROY)
     stack = world.stacks().get_stack(project.stack_name(cluster.name))
     if stack is None:
         plan.note = f"no stack {project.stack_name(cluster.name)}; nothing to delete"
@@ -354,13 +370,14 @@ def plan_destroy(world: Any, project: Any, cluster: Any) -> TargetPlan:
 # --- images ------------------------------------------------------------------------------------
 
 
-def image_steps(world: Any, builder: Any, project: Any, revision: Any, *, push: bool) -> list:
+def image_steps(world: World, builder: Builder, project: ProjectSettings, revision: Revision, *,
+                push: bool) -> list[Step]:
     """Build (unless the registry or the engine has the image) and push (unless the registry has it)."""
     from ..image.builder import check_project_files
 
     registry = world.registry
     ref = registry.ref(project.repository, revision.tag)
-    steps: list = []
+    steps: list[Step] = []
     if push and registry.get_digest(project.repository, revision.tag):
         return steps
     check_project_files(world.settings.root, project)
@@ -374,9 +391,9 @@ def image_steps(world: Any, builder: Any, project: Any, revision: Any, *, push: 
     return steps
 
 
-def plan_build(world: Any, builder: Any, project: Any, revision: Any) -> TargetPlan:
+def plan_build(world: World, builder: Builder, project: ProjectSettings, revision: Revision) -> TargetPlan:
     tag = revision.tag[:12] + ("-dirty" if revision.dirty else "")
-    plan = TargetPlan(f"{project.name}:{tag}", kind="image", project=project.name, action="build",
+    plan = TargetPlan(f"{project.name}:{tag}", kind=TargetKind.IMAGE, project=project.name, action=Action.BUILD,
                       commit=revision.commit)
     plan.steps = image_steps(world, builder, project, revision, push=False)
     ref = world.registry.ref(project.repository, revision.tag)
@@ -385,12 +402,14 @@ def plan_build(world: Any, builder: Any, project: Any, revision: Any) -> TargetP
     return plan
 
 
-def plan_push(world: Any, builder: Any, project: Any, cluster: Any, revision: Any) -> TargetPlan:
+def plan_push(world: World, builder: Builder, project: ProjectSettings, cluster: ClusterSettings,
+              revision: Revision) -> TargetPlan:
     """`app.push`: build if needed, push the commit tag, and point the cluster's tag at it."""
     registry = world.registry
     repo = project.repository
-    plan = TargetPlan(f"{project.name}:{revision.short}" + ("-dirty" if revision.dirty else ""), kind="image",
-                      project=project.name, cluster=cluster.name, action="push", commit=revision.commit)
+    plan = TargetPlan(f"{project.name}:{revision.short}" + ("-dirty" if revision.dirty else ""),
+                      kind=TargetKind.IMAGE, project=project.name, cluster=cluster.name, action=Action.PUSH,
+                      commit=revision.commit)
     plan.steps = image_steps(world, builder, project, revision, push=True)
     digest = registry.get_digest(repo, revision.tag) or ""
     ref = registry.ref(repo, revision.tag)
@@ -408,7 +427,8 @@ def plan_push(world: Any, builder: Any, project: Any, cluster: Any, revision: An
     return plan
 
 
-def plan_release(world: Any, builder_for: Any, project: Any, cluster: Any, head: str, root: Any) -> TargetPlan:
+def plan_release(world: World, builder_for: Callable[[], Builder], project: ProjectSettings,
+                 cluster: ClusterSettings, head: str, root: Path) -> TargetPlan:
     """`ci.release`: push HEAD's image and deploy it, when the project changed since what runs."""
     from ..image.builder import get_revision
     from .changes import get_changed_reasons
@@ -427,7 +447,7 @@ def plan_release(world: Any, builder_for: Any, project: Any, cluster: Any, head:
     deployed = (current.commit if current else "") or registry.get_commit(repo, cluster.tag)
     stack = world.stacks().get_stack(project.stack_name(cluster.name))
     reasons = get_changed_reasons(world.settings, project, cluster, deployed, head, world.memo)
-    plan = _app_plan(project, cluster, "release", commit=head)
+    plan = _app_plan(project, cluster, Action.RELEASE, commit=head)
     if not reasons and stack is not None:
         plan.note = f"unchanged since {deployed[:12]}"
         return plan
@@ -451,7 +471,7 @@ def plan_release(world: Any, builder_for: Any, project: Any, cluster: Any, head:
     if step is not None:
         plan.steps.append(step)
     # Tasks resolve the cluster tag only when they start: roll unless the running image is this one.
-    if stack is not None and (step is None or step.action in ("update", "protect")):
+    if stack is not None and (step is None or step.action in (StackAction.UPDATE, StackAction.PROTECT)):
         if not digest or get_rolled_digest(history, project.name) != digest:
             plan.steps.append(RollService(stack.name, protected=cluster.protected,
                                           names=_planned_names(world, stack, cluster, step)))
