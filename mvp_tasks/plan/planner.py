@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ..image.git import Revision
     from ..settings import ClusterSettings, ProjectSettings, Settings
     from ..state.store import Record
-    from ..world import World
+    from .context import World
 
 SHA_PREFIX = re.compile(r"^[0-9a-f]{7,40}$")
 COMMIT_TAG = re.compile(r"^[0-9a-f]{40}$")

@@ -18,7 +18,7 @@ from .steps import EnsureStack, StackAction
 
 if TYPE_CHECKING:
     from ..templates import Template
-    from ..world import ChangeSets
+    from .context import ChangeSetLog
 
 MANAGED_TAG = {"mvp:managed-by": "mvp-tasks"}
 # `plan_stack(stack=...)` not given: the stack is read there.
@@ -28,7 +28,7 @@ NOT_READ: Any = object()
 def plan_stack(stacks: Stacks, *, name: str, template: Template, parameters: Mapping[str, str],
                tags: Mapping[str, str], protect: bool = False, protected: bool = False,
                service: bool = False, poll: float = 1.0,
-               change_sets: ChangeSets | None = None, stack: StackInfo | None = NOT_READ) -> tuple[EnsureStack | None, StackInfo | None]:
+               change_sets: ChangeSetLog | None = None, stack: StackInfo | None = NOT_READ) -> tuple[EnsureStack | None, StackInfo | None]:
     """The step that brings stack `name` to `template` + `parameters` (None: it is already there),
     and the stack as it is now (None: it does not exist). `stack`: the stack as the caller has
     just read it (None: there is none), so it is not read twice.

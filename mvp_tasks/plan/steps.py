@@ -12,7 +12,10 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 if TYPE_CHECKING:
+    from ..image.git import Revision
     from ..image.registry import RepositoryChanges
+    from ..templates import Template
+    from .context import World
 
 
 class _Word(str, Enum):
@@ -92,7 +95,7 @@ class EnsureStack(Step):
     executes it, and anything that does not apply it deletes it."""
 
     stack: str
-    template: Any  # templates.Template
+    template: Template
     parameters: Mapping[str, str]
     tags: Mapping[str, str]
     action: StackAction
@@ -150,7 +153,7 @@ class BuildImage(Step):
     ref: str
     platform: str
     where: str = ""  # "" locally, else the build host
-    revision: Any = None  # image.git.Revision
+    revision: Revision | None = None
 
     def lines(self) -> list[str]:
         return [f"+ build {self.ref} for {self.platform}" + (f" on {self.where}" if self.where else "")]
@@ -324,7 +327,7 @@ class TargetPlan:
     skip: str = ""  # a reason not to act on it at all (reported as skipped)
     # Planned only once the targets it depends on are applied (fleet.up: the apps of a cluster that
     # does not exist yet have no outputs to plan against). Covered by the plan's one confirmation.
-    deferred: Callable[[Any], TargetPlan] | None = None  # given the World
+    deferred: Callable[[World], TargetPlan] | None = None
     deferred_protected: bool = False
 
     def __post_init__(self) -> None:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from ..aws.stacks import StackInfo
     from ..settings import ClusterSettings
     from ..templates import Template
-    from ..world import World
+    from .context import World
 
 
 def store_template() -> Template:
