@@ -28,7 +28,7 @@ class Guard:
         self.world = world
         self.plan = plan
         self.cluster = cluster
-        self.history = world.history(cluster) if plan.kind == "app" else None  # an app's target only
+        self.history = world.history(cluster) if plan.kind == "app" else None
         self.token = ""
         self.acted = False
         self.locked_at: float | None = None  # when the lock was taken (monotonic)

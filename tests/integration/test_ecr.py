@@ -57,7 +57,7 @@ def described_digest(ecr, tag: str) -> str:
     return ecr.describe_images(repositoryName=REPO, imageIds=[{"imageTag": tag}])["imageDetails"][0]["imageDigest"]
 
 
-def test_ensure_repository_creates_it_with_scan_on_push_and_lifecycle_policy(ecr):
+def test_a_missing_repository_is_created_with_scan_on_push_and_lifecycle_policy(ecr):
     registry = EcrRegistry(ecr)
 
     changes = ensure(registry)
@@ -74,14 +74,14 @@ def test_ensure_repository_creates_it_with_scan_on_push_and_lifecycle_policy(ecr
     assert ensure(EcrRegistry(ecr)) == []
 
 
-def test_ensure_repository_check_mode_creates_nothing(ecr):
+def test_reading_the_changes_creates_nothing(ecr):
     changes = EcrRegistry(ecr).get_repository_changes(REPO).lines()
 
     assert changes and changes[0].startswith("+ ECR repository")
     assert ecr.describe_repositories()["repositories"] == []
 
 
-def test_ensure_repository_repairs_scan_on_push_and_a_missing_policy(ecr):
+def test_scan_on_push_and_a_missing_policy_are_repaired(ecr):
     ecr.create_repository(repositoryName=REPO, imageScanningConfiguration={"scanOnPush": False})
 
     changes = ensure(EcrRegistry(ecr))
