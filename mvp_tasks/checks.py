@@ -19,27 +19,12 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError, MvpError, TemplateError
+from .plan import parameters
 
 ERROR = "error"
 WARNING = "warning"
 
 
-def _well_known() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The names `app.deploy` and `cluster.up` pass to every app and cluster template besides the
-    config (and, for apps, the cluster stack's outputs), from the planner itself."""
-    from types import SimpleNamespace
-
-    from .plan.planner import app_well_known, cluster_well_known
-
-    cluster = SimpleNamespace(name="c", stack_name="c", tag="c")
-    return (("ClusterName", *app_well_known(SimpleNamespace(name="p"), cluster, "i", "0")),
-            tuple(cluster_well_known(cluster)))
-
-
-APP_WELL_KNOWN, CLUSTER_WELL_KNOWN = _well_known()
-# Placeholders a project's parameters may use (planner.app_stack_step), with stand-in values.
-APP_PLACEHOLDERS = {"project": "p", "cluster": "c", "image": "registry/p:c", "tag": "c", "commit": "0" * 40}
-CLUSTER_PLACEHOLDERS = {"cluster": "c", "tag": "c"}
 EXAMPLE_PROJECT = "museum-adventure"
 DEFAULT_REGION = "us-east-1"
 
@@ -298,21 +283,20 @@ class Checker:
             return []
         key = f"mvp.clusters.{cluster.name}.parameters"
         findings = []
-        for name, value in cluster.parameters.items():
-            try:
-                expand(value, CLUSTER_PLACEHOLDERS, f"{key}.{name}")
-            except TemplateError as exc:
-                findings.append(Finding(ERROR, "invoke.yaml", exc.message, "use {cluster} or {tag}, or {{ for a brace",
-                                        self._config_line("clusters", cluster.name, "parameters", name),
-                                        target=cluster.name))
-        given = set(cluster.parameters) | set(CLUSTER_WELL_KNOWN)
-        for name in seen.template.required_parameters():
-            if name not in given:
-                findings.append(Finding(
-                    ERROR, seen.label,
-                    f"parameter {name} has no Default and cluster {cluster.name} gives it no value",
-                    f"set {key}.{name} in invoke.yaml, or give it a Default",
-                    _parameter_line(seen, name), target=cluster.name))
+        for source in parameters.cluster_sources(cluster):
+            for name, value in source.values.items():
+                try:
+                    expand(value, parameters.CLUSTER_STAND_INS, f"{key}.{name}")
+                except TemplateError as exc:
+                    findings.append(Finding(ERROR, "invoke.yaml", exc.message, "use {cluster} or {tag}, or {{ for a brace",
+                                            self._config_line(*source.path, name), target=cluster.name))
+        given = {name for source in parameters.cluster_sources(cluster) for name in source.values}
+        for name in parameters.unfilled(seen.template, given | set(parameters.CLUSTER_WELL_KNOWN)):
+            findings.append(Finding(
+                ERROR, seen.label,
+                f"parameter {name} has no Default and cluster {cluster.name} gives it no value",
+                f"set {key}.{name} in invoke.yaml, or give it a Default",
+                _parameter_line(seen, name), target=cluster.name))
         return findings
 
     # projects --------------------------------------------------------------------------------
@@ -350,33 +334,32 @@ class Checker:
             findings += self.check_lfs(project)
         return sorted(findings, key=lambda f: (f.file != "invoke.yaml", f.file, f.line, f.column))
 
+    def _placeholder_findings(self, project: Any, what: str) -> list[Finding]:
+        """Each wrong placeholder in the project's `what` (its own and every cluster's), at its line."""
+        from .templates import expand
+
+        allowed = ", ".join("{" + k + "}" for k in parameters.APP_STAND_INS)
+        findings = []
+        for source in parameters.app_sources(project, what):
+            for name, value in source.values.items():
+                try:
+                    expand(value, parameters.APP_STAND_INS, f"{source.key}.{name}")
+                except TemplateError as exc:
+                    findings.append(Finding(ERROR, "invoke.yaml", exc.message, f"use {allowed}, or {{{{ for a brace",
+                                            self._config_line(*source.path, name), target=project.name))
+        return findings
+
     def _check_container_settings(self, project: Any, seen: _Template, clusters: list) -> list[Finding]:
         """The template can take the configured environment and secrets (one task definition, its
         containers written out), as `app.deploy` fills them in each cluster. Whether each secret
         is set needs AWS: `inv app.secret.list NAME --cluster C` says, and deploys refuse a missing one."""
-        from .aws.secrets import secret_arn
-        from .errors import TemplateError
-        from .templates import expand, with_container_settings
-
-        sources = [(("projects", project.name, "environment"), project.environment)]
-        sources += [(("projects", project.name, "per_cluster", c, "environment"), o.environment)
-                    for c, o in sorted(project.per_cluster.items())]
-        findings = []
-        for path, values in sources:
-            for name, value in values.items():
-                try:
-                    expand(value, APP_PLACEHOLDERS, "mvp." + ".".join((*path, name)))
-                except TemplateError as exc:
-                    allowed = ", ".join("{" + k + "}" for k in APP_PLACEHOLDERS)
-                    findings.append(Finding(ERROR, "invoke.yaml", exc.message, f"use {allowed}, or {{{{ for a brace",
-                                            self._config_line(*path, name), target=project.name))
+        findings = self._placeholder_findings(project, "environment")
         if findings:
             return findings
         for cluster in clusters:
-            environment = project.environment_for(cluster.name)
-            secrets = {k: secret_arn(cluster.name, project.name, k) for k in project.secrets_for(cluster.name)}
+            environment = parameters.layered(project, cluster, "environment", parameters.APP_STAND_INS)
             try:
-                with_container_settings(seen.template, environment, secrets, f"mvp.projects.{project.name}")
+                parameters.with_app_container(seen.template, project, cluster, environment)
             except TemplateError as exc:
                 line = self._config_line("projects", project.name, "environment" if environment else "secrets")
                 return [Finding(ERROR, "invoke.yaml", exc.message,
@@ -385,44 +368,27 @@ class Checker:
         return []
 
     def _check_app_parameters(self, project: Any, seen: _Template, clusters: list) -> list[Finding]:
-        """As `app.deploy` fills them (planner.app_stack_step): the project's parameters, a
-        cluster's own (`per_cluster.CLUSTER.parameters`) over them, the names the tool passes, then
-        the cluster stack's outputs."""
-        from .templates import expand
-
+        """As `app.deploy` fills them (plan/parameters.py): the project's parameters, a cluster's
+        own (`per_cluster.CLUSTER.parameters`) over them, the names the tool passes, then the
+        cluster stack's outputs."""
         template = seen.template
-        own = {name: o.parameters for name, o in project.per_cluster.items()}
-        sources = [(("projects", project.name, "parameters"), project.parameters)]
-        sources += [(("projects", project.name, "per_cluster", c, "parameters"), values)
-                    for c, values in sorted(own.items())]
         findings = []
-        for path, values in sources:
-            key = "mvp." + ".".join(path)
-            for name, value in values.items():
-                line = self._config_line(*path, name)
-                if name not in template.parameters:
-                    declared = ", ".join(sorted(template.parameters)) or "none"
-                    findings.append(Finding(
-                        ERROR, "invoke.yaml", f"{key}.{name}: template {seen.label} declares no parameter {name}",
-                        f"remove it, or declare it in the template's Parameters (it declares: {declared})",
-                        line, target=project.name))
-                try:
-                    expand(value, APP_PLACEHOLDERS, f"{key}.{name}")
-                except TemplateError as exc:
-                    allowed = ", ".join("{" + k + "}" for k in APP_PLACEHOLDERS)
-                    findings.append(Finding(ERROR, "invoke.yaml", exc.message, f"use {allowed}, or {{{{ for a brace",
-                                            line, target=project.name))
+        declared = ", ".join(sorted(template.parameters)) or "none"
+        for source in parameters.app_sources(project, "parameters"):
+            for name in parameters.undeclared(template, source.values):
+                findings.append(Finding(
+                    ERROR, "invoke.yaml", f"{source.key}.{name}: template {seen.label} declares no parameter {name}",
+                    f"remove it, or declare it in the template's Parameters (it declares: {declared})",
+                    self._config_line(*source.path, name), target=project.name))
+        findings += self._placeholder_findings(project, "parameters")
         # What no cluster can lack: the project's own values and the names the tool passes.
-        required = [n for n in template.required_parameters()
-                    if n not in project.parameters and n not in APP_WELL_KNOWN]
         lacking: dict[str, list[str]] = {}
         for cluster in clusters:
-            given = set(own.get(cluster.name, {})) | set(self.cluster_outputs(cluster))
-            for name in required:
-                if name not in given:
-                    lacking.setdefault(name, []).append(cluster.name)
+            given = parameters.app_given_names(project, cluster) | set(self.cluster_outputs(cluster))
+            for name in parameters.unfilled(template, given):
+                lacking.setdefault(name, []).append(cluster.name)
         if not clusters:
-            lacking = {name: [] for name in required}
+            lacking = {name: [] for name in parameters.unfilled(template, parameters.app_given_names(project))}
         key = f"mvp.projects.{project.name}.parameters"
         for name, where in lacking.items():
             source = (f"neither in invoke.yaml nor an output of the cluster template of {', '.join(where)}"

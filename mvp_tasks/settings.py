@@ -77,9 +77,6 @@ class ProjectSettings:
     def _overrides(self, cluster: str) -> ClusterOverrides:
         return self.per_cluster.get(cluster) or ClusterOverrides()
 
-    def environment_for(self, cluster: str) -> dict[str, str]:
-        return {**self.environment, **self._overrides(cluster).environment}
-
     def secrets_for(self, cluster: str) -> tuple[str, ...]:
         """The project's secrets and the cluster's own, each once, in order."""
         return tuple(dict.fromkeys((*self.secrets, *self._overrides(cluster).secrets)))
@@ -388,9 +385,34 @@ def load_settings(config: Any, root: Path | str) -> Settings:
     wait_timeout = top.number("wait_timeout", 1, 24 * 3600)
     poll_interval = top.number("poll_interval", 0.1, 300, integer=False)
     parallel = top.number("parallel", 1, 64)
+    build, sandbox, state = _build(top), _sandbox(top), _state(top)
+    clusters = _clusters(top)
+    if clusters and default_cluster not in clusters:
+        raise ConfigError(
+            f"config mvp.default_cluster: unknown cluster '{default_cluster}' (configured: {', '.join(sorted(clusters))})"
+        )
+    projects = _projects(top, clusters)
 
+    return Settings(
+        root=Path(root).resolve(),
+        region=region,
+        profile=profile,
+        registry=registry.rstrip("/"),
+        default_cluster=default_cluster,
+        wait_timeout=wait_timeout,
+        poll_interval=poll_interval,
+        build=build,
+        sandbox=sandbox,
+        clusters=clusters,
+        projects=projects,
+        parallel=parallel,
+        state=state,
+    )
+
+
+def _build(top: _Reader) -> BuildSettings:
     b = _Reader(top.data["build"], "mvp.build", DEFAULTS["build"])
-    build = BuildSettings(
+    return BuildSettings(
         host=b.str("host", BUILD_HOST, "an SSH host like user@build.example.com:22"),
         platform=b.str("platform", PLATFORM, "a platform like linux/amd64", empty=False),
         docker=b.str("docker", re.compile(r"^[A-Za-z0-9_./-]+$"), "a command name or path", empty=False),
@@ -399,6 +421,9 @@ def load_settings(config: Any, root: Path | str) -> Settings:
         network=b.str("network", re.compile(r"^(host|none|default|bridge)$"), "one of host, none, default, bridge"),
         ssh_key=b.str("ssh_key", re.compile(r"^[A-Za-z0-9_./~-]+$"), "a key file path"),
     )
+
+
+def _sandbox(top: _Reader) -> SandboxSettings:
     s = _Reader(top.data["sandbox"], "mvp.sandbox", DEFAULTS["sandbox"])
     sandbox = SandboxSettings(
         dir=s.str("dir", re.compile(r"^[A-Za-z0-9_./-]+$"), "a folder path", empty=False),
@@ -406,14 +431,20 @@ def load_settings(config: Any, root: Path | str) -> Settings:
         registry_port=s.number("registry_port", 1024, 65535),
     )
     _check_inside(sandbox.dir, "mvp.sandbox.dir", ".sandbox")
+    return sandbox
+
+
+def _state(top: _Reader) -> StateSettings:
     st = _Reader(top.data["state"], "mvp.state", DEFAULTS["state"])
-    state = StateSettings(
+    return StateSettings(
         stack=st.str("stack", STACK_NAME, "a stack name (letters, digits and '-', starting with a letter)",
                      empty=False),
         table=st.str("table", TABLE_NAME, "a DynamoDB table name (3 to 255 of letters, digits, '_', '-', '.')"),
         lease=st.number("lease", 5, 3600),
     )
 
+
+def _clusters(top: _Reader) -> dict[str, ClusterSettings]:
     clusters: dict[str, ClusterSettings] = {}
     for name, data in top.mapping("clusters").items():
         path = f"mvp.clusters.{_part(name)}"
@@ -429,7 +460,11 @@ def load_settings(config: Any, root: Path | str) -> Settings:
             parameters=c.scalars("parameters", PARAMETER_NAME, "a CloudFormation parameter name"),
         )
         _check_inside(clusters[name].template, f"{path}.template", "infrastructure/fargate_cluster.yml")
+    _check_promotions(clusters)
+    return clusters
 
+
+def _check_promotions(clusters: Mapping[str, ClusterSettings]) -> None:
     for cluster in clusters.values():
         if cluster.promote_from and cluster.promote_from not in clusters:
             raise ConfigError(
@@ -450,62 +485,51 @@ def load_settings(config: Any, root: Path | str) -> Settings:
             if chain[-1] in chain[:-1]:
                 break  # a cycle that does not pass through this cluster: reported for its own members
 
-    if clusters and default_cluster not in clusters:
-        raise ConfigError(
-            f"config mvp.default_cluster: unknown cluster '{default_cluster}' (configured: {', '.join(sorted(clusters))})"
-        )
 
-    projects: dict[str, ProjectSettings] = {}
-    for name, data in top.mapping("projects").items():
-        path = f"mvp.projects.{_part(name)}"
-        check_project_name(name, where=f"config {path}")
-        p = _Reader(data, path, PROJECT_DEFAULTS)
-        mapped = p.data["clusters"]
-        if isinstance(mapped, str):
-            mapped = [mapped]
-        if not isinstance(mapped, list):
-            raise ConfigError(f"config {path}.clusters: expected a list of cluster names, got {_type_name(mapped)}")
-        for cluster in mapped:
-            if not isinstance(cluster, str) or cluster not in clusters:
-                raise ConfigError(
-                    f"config {path}.clusters: unknown cluster {cluster!r} "
-                    f"(configured: {', '.join(sorted(clusters)) or 'none'})"
-                )
-            if len(f"{name}-{cluster}") > 128:
-                raise ConfigError(f"config {path}: stack name '{name}-{cluster}' is longer than 128 characters")
-        projects[name] = ProjectSettings(
-            name=name,
-            clusters=tuple(dict.fromkeys(mapped)),
-            template=p.str("template", re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\.(ya?ml|json|template)$"),
-                           "a template path inside the project like deploy.yml", empty=False),
-            parameters=p.scalars("parameters", PARAMETER_NAME, "a CloudFormation parameter name"),
-            build_args=p.scalars("build_args", BUILD_ARG, "a build argument name"),
-            repository=p.str("repository", re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*$"),
-                             "a repository name (lowercase letters, digits, '.', '_', '-', '/')") or name,
-            environment=p.scalars("environment", ENV_NAME, ENV_NAME_TEXT),
-            secrets=_secret_names(p.data["secrets"], f"{path}.secrets"),
-            per_cluster=_overrides(p, path, name, list(dict.fromkeys(mapped))),
-        )
-        project = projects[name]
-        _check_no_clash(path, project.environment, project.secrets)
-        for cluster in project.per_cluster:
-            _check_no_clash(f"{path}.per_cluster.{cluster}", project.environment_for(cluster),
-                            project.secrets_for(cluster))
-        if ".." in projects[name].template:
-            raise ConfigError(f"config {path}.template: must stay inside projects/{name}/")
+def _projects(top: _Reader, clusters: Mapping[str, ClusterSettings]) -> dict[str, ProjectSettings]:
+    return {name: _project(name, data, clusters) for name, data in top.mapping("projects").items()}
 
-    return Settings(
-        root=Path(root).resolve(),
-        region=region,
-        profile=profile,
-        registry=registry.rstrip("/"),
-        default_cluster=default_cluster,
-        wait_timeout=wait_timeout,
-        poll_interval=poll_interval,
-        build=build,
-        sandbox=sandbox,
-        clusters=clusters,
-        projects=projects,
-        parallel=parallel,
-        state=state,
+
+def _mapped_clusters(p: _Reader, path: str, name: str, clusters: Mapping[str, ClusterSettings]) -> list:
+    mapped = p.data["clusters"]
+    if isinstance(mapped, str):
+        mapped = [mapped]
+    if not isinstance(mapped, list):
+        raise ConfigError(f"config {path}.clusters: expected a list of cluster names, got {_type_name(mapped)}")
+    for cluster in mapped:
+        if not isinstance(cluster, str) or cluster not in clusters:
+            raise ConfigError(
+                f"config {path}.clusters: unknown cluster {cluster!r} "
+                f"(configured: {', '.join(sorted(clusters)) or 'none'})"
+            )
+        if len(f"{name}-{cluster}") > 128:
+            raise ConfigError(f"config {path}: stack name '{name}-{cluster}' is longer than 128 characters")
+    return mapped
+
+
+def _project(name: Any, data: Any, clusters: Mapping[str, ClusterSettings]) -> ProjectSettings:
+    path = f"mvp.projects.{_part(name)}"
+    check_project_name(name, where=f"config {path}")
+    p = _Reader(data, path, PROJECT_DEFAULTS)
+    mapped = _mapped_clusters(p, path, name, clusters)
+    project = ProjectSettings(
+        name=name,
+        clusters=tuple(dict.fromkeys(mapped)),
+        template=p.str("template", re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\.(ya?ml|json|template)$"),
+                       "a template path inside the project like deploy.yml", empty=False),
+        parameters=p.scalars("parameters", PARAMETER_NAME, "a CloudFormation parameter name"),
+        build_args=p.scalars("build_args", BUILD_ARG, "a build argument name"),
+        repository=p.str("repository", re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*$"),
+                         "a repository name (lowercase letters, digits, '.', '_', '-', '/')") or name,
+        environment=p.scalars("environment", ENV_NAME, ENV_NAME_TEXT),
+        secrets=_secret_names(p.data["secrets"], f"{path}.secrets"),
+        per_cluster=_overrides(p, path, name, list(dict.fromkeys(mapped))),
     )
+    _check_no_clash(path, project.environment, project.secrets)
+    for cluster, overrides in project.per_cluster.items():
+        # Layered as plan/parameters.py layers them: the cluster's own over the project's.
+        _check_no_clash(f"{path}.per_cluster.{cluster}", {**project.environment, **overrides.environment},
+                        project.secrets_for(cluster))
+    if ".." in project.template:
+        raise ConfigError(f"config {path}.template: must stay inside projects/{name}/")
+    return project

@@ -127,9 +127,19 @@ class World:
     def history(self, cluster: Any):
         """The deploy history and locks of `cluster` in the deploy store (`mvp_tasks/state/`).
         Raises when the cluster's stack is missing or not ready, or there is no store yet."""
-        from .state.location import cluster_store
+        from .state.location import cluster_store, find_table, legacy_table
 
-        return cluster_store(self, cluster)
+        outputs = self.cluster_stack(cluster).outputs  # the cluster first: it is there and ready for apps
+        table = find_table(self.aws.dynamodb, self.settings, self.stacks(), self.memo)
+        return cluster_store(self.aws.dynamodb, table, cluster.name, legacy_table(outputs), self.memo)
+
+    def check_cluster_ready(self, cluster: Any) -> None:
+        """Refuse, with the fix, a cluster that is not there and ready for apps: its stack is
+        missing or not settled, or there is no deploy store yet (the reads are the run's, once)."""
+        from .state.location import find_table
+
+        self.cluster_stack(cluster)
+        find_table(self.aws.dynamodb, self.settings, self.stacks(), self.memo)
 
     def cluster_stack(self, cluster: Any, *, fresh: bool = False):
         """The cluster's stack, ready for apps (read once per run unless `fresh`)."""

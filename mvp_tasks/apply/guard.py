@@ -31,6 +31,10 @@ class Guard:
         self.history = world.history(cluster) if plan.kind == "app" and plan.recorded else None
         self.token = ""
         self.acted = False
+        self.locked_at: float | None = None  # when the lock was taken (monotonic)
+        self.lost: MvpError | None = None  # why the lease is not ours any more
+        self._beating: threading.Event | None = None  # set: the heartbeat stops
+        self._heartbeat: threading.Thread | None = None
         self.undo: list[tuple[str, Callable[[], None]]] = []
         self.running: dict[str, str] = {}  # what AWS goes on doing by itself -> how to follow it
 
@@ -67,15 +71,15 @@ class Guard:
         self.acted = True
 
     def _start_heartbeat(self, lease: float) -> None:
-        self.lost: MvpError | None = None
-        self._beating = threading.Event()
+        self.lost = None
+        beating = self._beating = threading.Event()
         expires = time.monotonic() + lease
 
         def beat() -> None:
             nonlocal expires
             from ..state.store import LeaseLost
 
-            while not self._beating.wait(lease / 3):
+            while not beating.wait(lease / 3):
                 try:
                     self.history.renew(self.plan.project, self.token, lease)
                     expires = time.monotonic() + lease
@@ -93,17 +97,17 @@ class Guard:
         self._heartbeat.start()
 
     def check_lease(self) -> None:
-        lost = getattr(self, "lost", None)
+        lost = self.lost
         if lost is not None:
             raise type(lost)(f"{lost.message}; stopped before its next change", lost.hint)
 
     def release(self) -> None:
         if self.history is None or not self.token:
             return
-        if getattr(self, "_beating", None) is not None:
+        if self._beating is not None:
             self._beating.set()
         token, self.token = self.token, ""
-        if getattr(self, "lost", None) is not None:
+        if self.lost is not None:
             return  # not ours any more: whoever holds it now keeps it
         # A stranded lock blocks every later run, so the release is tried harder than one call's
         # own retries (botocore's, already with back-off): three rounds, a second apart.
@@ -148,13 +152,15 @@ class Guard:
         if self.history is None or not self.acted or not self.plan.action:
             return
         try:
-            started = getattr(self, "locked_at", None)
-            fields = dict(action=self.plan.action, commit=self.plan.commit, digest=digest or self.plan.digest,
+            started = self.locked_at
+            # The action as the string every record has (`str(Action.X)` is its value).
+            fields = dict(action=str(self.plan.action), commit=self.plan.commit, digest=digest or self.plan.digest,
                           outcome=outcome, by=self.world.caller, message=message,
                           duration=time.monotonic() - started if started is not None else None)
-            if self.token and getattr(self, "lost", None) is None:
-                self._beating.set()  # no renewal of a lock being released, nor one in flight
-                self._heartbeat.join(timeout=10)
+            if self.token and self.lost is None:
+                if self._beating is not None and self._heartbeat is not None:
+                    self._beating.set()  # no renewal of a lock being released, nor one in flight
+                    self._heartbeat.join(timeout=10)
                 if self.history.record_and_release(self.plan.project, self.token, **fields) is not None:
                     self.token = ""  # released, or not ours any more; else `release` deletes it
             else:

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 from ..aws.discovery import service_names
 from ..errors import AwsError, MvpError, UsageError
 from ..plan.steps import (BreakLock, BuildImage, DeleteSecret, DeleteStack, EnsureStack, EnsureStore, MigrateHistory,
-                          MoveTag, PushImage, PutSecret, RollService, wait_hint)
+                          MoveTag, PushImage, PutSecret, RollService, StackAction, TargetKind, wait_command, wait_hint)
 
 
 class TargetRun:
@@ -77,7 +77,7 @@ def _printer(run: TargetRun):
 
 
 def _follow(run: TargetRun) -> str:
-    if run.plan.kind == "cluster":
+    if run.plan.kind is TargetKind.CLUSTER:
         return f"inv cluster.status {run.plan.cluster}"
     return f"inv app.status {run.plan.project}"
 
@@ -105,7 +105,7 @@ def _delete(run: TargetRun, stacks: Any, name: str, stack_id: str, protection: b
 
 def apply_ensure_stack(run: TargetRun, step: EnsureStack) -> None:
     stacks = run.world.stacks()
-    if step.action in ("create", "recreate"):
+    if step.action in (StackAction.CREATE, StackAction.RECREATE):
         if step.old_stack_id:
             old = stacks.get_stack(step.old_stack_id)
             if old is not None and old.status != "DELETE_COMPLETE":
@@ -113,14 +113,14 @@ def apply_ensure_stack(run: TargetRun, step: EnsureStack) -> None:
         stack_id = stacks.create_stack(step.stack, step.template.body, step.parameters, step.tags,
                                        protect=step.protect)
         _wait_stack(run, stacks, step.stack, {"CREATE_COMPLETE"}, "create", stack_id=stack_id)
-    elif step.action == "update":
+    elif step.action is StackAction.UPDATE:
         after = stacks.get_latest_event_id(step.stack)
         stacks.execute_change_set(step.stack, step.change_set)
         run.world.change_sets.done(step.stack, step.change_set)
         _wait_stack(run, stacks, step.stack, {"UPDATE_COMPLETE"}, "update", after=after)
         if step.protect:
             stacks.set_termination_protection(step.stack, True)
-    elif step.action == "protect":
+    elif step.action is StackAction.PROTECT:
         stacks.set_termination_protection(step.stack, True)
     if run.cluster is not None and step.stack == run.cluster.stack_name:
         # The cluster's own stack changed: the rest of the run (its apps planned once it is applied)
@@ -138,7 +138,7 @@ def _wait_service(run: TargetRun, names: tuple[str, str], deployment_id: str = "
     ecs_cluster, service = names
     what = f"service {service}: rollout"
     resume = wait_hint(run.plan.project, run.plan.cluster)
-    run.guard.started_in_aws(what, f"inv app.wait {run.plan.project} --cluster {run.plan.cluster}")
+    run.guard.started_in_aws(what, wait_command(run.plan.project, run.plan.cluster))
     run.world.checkpoint()
     with run.waiting():
         run.service = run.world.services().wait_for_rollout(
@@ -187,8 +187,11 @@ def apply_push(run: TargetRun, step: PushImage) -> None:
     from ..image.builder import push
 
     builder = run.get_builder()
-    for line in builder.registry.ensure_repository(step.repository):
-        run.event(line)
+    if step.repository_changes:
+        # As planned: what the repository needed when the plan was shown, not worked out again.
+        builder.registry.apply_repository_changes(step.repository_changes)
+        for line in step.repository_changes.lines():
+            run.event(line)
     run.event(f"pushing {step.ref}")
     run.digest = push(builder, step.repository, step.tag, on_line=run.event)
     run.event(f"pushed {step.ref} ({run.digest[:19]})")
@@ -222,7 +225,7 @@ def apply_ensure_store(run: TargetRun, step: EnsureStore) -> None:
         return True
 
     run.world.memo.get(("deploy store", "ensured"), ensure)
-    store_made(run.world)
+    store_made(run.world.memo)
 
 
 def apply_migrate_history(run: TargetRun, step: MigrateHistory) -> None:

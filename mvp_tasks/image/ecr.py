@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 
 from ..errors import AwsError, BuildError
 from ..aws.clients import aws_errors, error_code
+from .registry import RepositoryChanges
 
 MANIFEST_TYPES = [
     "application/vnd.oci.image.index.v1+json",
@@ -69,48 +71,46 @@ class EcrRegistry:
     def ref(self, repository: str, tag: str) -> str:
         return f"{self.host}/{repository}:{tag}"
 
-    def ensure_repository(self, repository: str, check: bool = False) -> list[str]:
-        """Create the repository (scan on push, lifecycle policy) or fix its settings. Returns the changes."""
-        changes = []
+    def get_repository_changes(self, repository: str) -> RepositoryChanges:
+        """What the repository needs before a push, read only: to be made (scan on push, the
+        tool's lifecycle policy), scanning turned on, or a lifecycle policy where it has none.
+        A policy the studio set (an adopted repository) is kept as it is."""
+        changes = RepositoryChanges(repository, label="ECR repository",
+                                    policy=f"untagged images expire after {UNTAGGED_DAYS} days")
         try:
             with aws_errors():
                 repo = self.client.describe_repositories(repositoryNames=[repository])["repositories"][0]
         except AwsError as exc:
             if error_code(exc.__cause__) != "RepositoryNotFoundException":
                 raise
-            repo = None
-        if repo is None:
-            changes.append(f"+ ECR repository {repository} (scan on push, untagged images expire after {UNTAGGED_DAYS} days)")
-            if not check:
-                with aws_errors():
-                    self.client.create_repository(
-                        repositoryName=repository,
-                        imageScanningConfiguration={"scanOnPush": True},
-                        imageTagMutability="MUTABLE",
-                    )
-                    self.client.put_lifecycle_policy(repositoryName=repository,
-                                                     lifecyclePolicyText=json.dumps(LIFECYCLE_POLICY))
-            return changes
-        if not repo.get("imageScanningConfiguration", {}).get("scanOnPush"):
-            changes.append(f"~ ECR repository {repository}: scan on push on")
-            if not check:
-                with aws_errors():
-                    self.client.put_image_scanning_configuration(
-                        repositoryName=repository, imageScanningConfiguration={"scanOnPush": True})
+            return replace(changes, create=True)
         try:
             with aws_errors():
-                policy = json.loads(self.client.get_lifecycle_policy(repositoryName=repository)["lifecyclePolicyText"])
+                self.client.get_lifecycle_policy(repositoryName=repository)
+            has_policy = True
         except AwsError as exc:
             if error_code(exc.__cause__) != "LifecyclePolicyNotFoundException":
                 raise
-            policy = None
-        if policy != LIFECYCLE_POLICY:
-            changes.append(f"~ ECR repository {repository}: lifecycle policy (expire untagged after {UNTAGGED_DAYS} days)")
-            if not check:
-                with aws_errors():
-                    self.client.put_lifecycle_policy(repositoryName=repository,
-                                                     lifecyclePolicyText=json.dumps(LIFECYCLE_POLICY))
-        return changes
+            has_policy = False
+        return replace(changes, scan_on_push=not repo.get("imageScanningConfiguration", {}).get("scanOnPush"),
+                       lifecycle_policy=not has_policy)
+
+    def apply_repository_changes(self, changes: RepositoryChanges) -> None:
+        """Make exactly the `changes` planning read (`get_repository_changes`), nothing else."""
+        repository = changes.repository
+        with aws_errors():
+            if changes.create:
+                self.client.create_repository(
+                    repositoryName=repository,
+                    imageScanningConfiguration={"scanOnPush": True},
+                    imageTagMutability="MUTABLE",
+                )
+            elif changes.scan_on_push:
+                self.client.put_image_scanning_configuration(
+                    repositoryName=repository, imageScanningConfiguration={"scanOnPush": True})
+            if changes.create or changes.lifecycle_policy:
+                self.client.put_lifecycle_policy(repositoryName=repository,
+                                                 lifecyclePolicyText=json.dumps(LIFECYCLE_POLICY))
 
     def _describe_image(self, repository: str, tag: str) -> dict | None:
         try:

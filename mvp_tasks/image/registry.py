@@ -19,6 +19,7 @@ import json
 import os
 import re
 import time
+from dataclasses import dataclass
 from typing import Protocol
 
 from ..errors import BuildError
@@ -135,6 +136,32 @@ def _opener(url: str):
     return urllib.request.build_opener()
 
 
+@dataclass(frozen=True)
+class RepositoryChanges:
+    """What a repository needs before a push, as planning read it (`get_repository_changes`):
+    carried by the plan and applied exactly (`apply_repository_changes`), never worked out anew.
+
+    `lifecycle_policy`: the repository has no lifecycle policy and gets the tool's rule (one the
+    studio set is kept); `policy`: what that rule does, for people."""
+
+    repository: str
+    create: bool = False
+    scan_on_push: bool = False  # turn scanning on push on
+    lifecycle_policy: bool = False
+    label: str = "repository"  # what the registry calls it: "ECR repository"
+    policy: str = ""
+
+    def __bool__(self) -> bool:
+        return self.create or self.scan_on_push or self.lifecycle_policy
+
+    def lines(self) -> list[str]:
+        policy = f" ({self.policy})" if self.policy else ""
+        if self.create:
+            return [f"+ {self.label} {self.repository} (scan on push{', ' + self.policy if self.policy else ''})"]
+        return ([f"~ {self.label} {self.repository}: scan on push on"] if self.scan_on_push else []) + \
+            ([f"~ {self.label} {self.repository}: lifecycle policy{policy}"] if self.lifecycle_policy else [])
+
+
 class Registry(Protocol):
     host: str
 
@@ -142,7 +169,9 @@ class Registry(Protocol):
 
     def ref(self, repository: str, tag: str) -> str: ...
 
-    def ensure_repository(self, repository: str, check: bool = False) -> list[str]: ...
+    def get_repository_changes(self, repository: str) -> RepositoryChanges: ...
+
+    def apply_repository_changes(self, changes: RepositoryChanges) -> None: ...
 
     def get_digest(self, repository: str, tag: str) -> str | None: ...
 
@@ -320,9 +349,13 @@ class OciRegistry:
             raise self._refused(repository, status)
         return status, dict(message), data
 
-    def ensure_repository(self, repository: str, check: bool = False) -> list[str]:
+    def get_repository_changes(self, repository: str) -> RepositoryChanges:
         # OCI registries create a repository on its first push.
-        return []
+        return RepositoryChanges(repository)
+
+    def apply_repository_changes(self, changes: RepositoryChanges) -> None:
+        if changes:  # pragma: no cover - planned by get_repository_changes, which plans none
+            raise BuildError(f"registry {self.host} has no repository settings to change")
 
     def _get_manifest(self, repository: str, tag: str, method: str = "GET"):
         status, headers, body = self._request(method, self._url(repository, "manifests", tag),

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import fnmatch
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..image import git
 from ..image.runner import Runner
 from ..memo import Memo, remember
+
+if TYPE_CHECKING:
+    from ..settings import ClusterSettings, ProjectSettings, Settings
 
 # Files whose change affects every project (the tool itself and how it is installed).
 SHARED = ("tasks.py", "mvp_tasks/*", "pyproject.toml")
@@ -28,7 +33,7 @@ def _config_section(text: str, keys: list[list[str]]) -> list:
     return out
 
 
-def changed_files(root, deployed: str, head: str, memo: Memo | None = None) -> list[str] | None:
+def changed_files(root: Path, deployed: str, head: str, memo: Memo | None = None) -> list[str] | None:
     """The files that differ between commits `deployed` and `head` (None: `deployed` is not in
     this clone). The same for every project deployed at that commit: asked once per run."""
 
@@ -42,13 +47,14 @@ def changed_files(root, deployed: str, head: str, memo: Memo | None = None) -> l
     return remember(memo, ("git diff", str(root), deployed, head), ask)
 
 
-def file_at(root, commit: str, path: str, memo: Memo | None = None) -> str:
+def file_at(root: Path, commit: str, path: str, memo: Memo | None = None) -> str:
     """The text of `path` at `commit` ("" where it is not there)."""
     return remember(memo, ("git show", str(root), commit, path), lambda: git.git(
         Runner.local(), root, "show", f"{commit}:{path}", check=False).stdout)
 
 
-def get_changed_reasons(settings, project, cluster, deployed: str, head: str, memo: Memo | None = None) -> list[str]:
+def get_changed_reasons(settings: Settings, project: ProjectSettings, cluster: ClusterSettings, deployed: str,
+                        head: str, memo: Memo | None = None) -> list[str]:
     """Why `project` must be released in `cluster` (empty: it need not be). `memo`: the run's
     `Memo`, so that what git says is asked once for every project."""
 
@@ -80,11 +86,10 @@ def get_changed_reasons(settings, project, cluster, deployed: str, head: str, me
     return reasons
 
 
-def head_commit(root, memo: Memo | None = None) -> str:
-    """HEAD's commit, or "" outside git (or without git): then nothing is said about it."""
+def head_commit(root: Path, memo: Memo | None = None) -> str:
+    """HEAD's commit, or "" outside git (or without git): then nothing is said about it. The one
+    reading of HEAD (`World.head_commit` asks it, once per run)."""
     from ..errors import MvpError
-    from ..image import git
-    from ..image.runner import Runner
 
     try:
         return git.get_commit(Runner.local(), root, memo)
@@ -92,7 +97,8 @@ def head_commit(root, memo: Memo | None = None) -> str:
         return ""
 
 
-def unshipped(settings, project, cluster, tag_commit: str, head: str, memo: Memo | None = None) -> str:
+def unshipped(settings: Settings, project: ProjectSettings, cluster: ClusterSettings, tag_commit: str, head: str,
+              memo: Memo | None = None) -> str:
     """What HEAD changed for `project` that the cluster's tag (built from `tag_commit`) does not
     have, and the command that ships it; "" when there is nothing to say."""
     if not head or not tag_commit or tag_commit == head:
@@ -111,7 +117,7 @@ def unshipped(settings, project, cluster, tag_commit: str, head: str, memo: Memo
             f"have ({'; '.join(reasons)}); to ship them: {ship}")
 
 
-def dirty_config(root, keys: list[list[str]], memo: Memo | None = None) -> bool:
+def dirty_config(root: Path, keys: list[list[str]], memo: Memo | None = None) -> bool:
     """Whether the parts `keys` of invoke.yaml differ from HEAD's (uncommitted changes that shape
     a stack: its parameters, environment, secrets); outside git, no."""
     if not dirty_template(root, "invoke.yaml", memo):
@@ -125,7 +131,7 @@ def dirty_config(root, keys: list[list[str]], memo: Memo | None = None) -> bool:
     return _config_section(now, keys) != _config_section(file_at(root, "HEAD", "invoke.yaml", memo), keys)
 
 
-def dirty_template(root, path: str, memo: Memo | None = None) -> bool:
+def dirty_template(root: Path, path: str, memo: Memo | None = None) -> bool:
     """Whether the template at `path` (relative to the repository) has uncommitted changes;
     outside git nothing can be told, so no."""
     from ..errors import MvpError

@@ -8,15 +8,25 @@ planning fails (throttled, unreachable, a bad template) is a failed target while
 from __future__ import annotations
 
 import re
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..aws import discovery
 from ..errors import BuildError, ConfigError, UsageError
-from ..aws.secrets import secret_arn
-from ..templates import expand_all, fill_parameters, load_template, with_container_settings
-from ..state.location import plan_migration, plan_store
+from ..templates import load_template
+from . import parameters
 from .stacks import NOT_READ, plan_stack
-from .steps import BuildImage, DeleteStack, EnsureStack, MoveTag, PushImage, RollService, TargetPlan
+from .store import plan_migration, plan_store
+from .steps import (Action, BuildImage, DeleteStack, EnsureStack, MoveTag, PushImage, RollService, StackAction, Step,
+                    TargetKind, TargetPlan)
+
+if TYPE_CHECKING:
+    from ..aws.stacks import StackInfo
+    from ..image.builder import Builder
+    from ..image.git import Revision
+    from ..settings import ClusterSettings, ProjectSettings, Settings
+    from ..state.store import Record
+    from .context import World
 
 SHA_PREFIX = re.compile(r"^[0-9a-f]{7,40}$")
 COMMIT_TAG = re.compile(r"^[0-9a-f]{40}$")
@@ -33,7 +43,13 @@ def cluster_key(cluster: str) -> str:
 # --- reading what runs ------------------------------------------------------------------------
 
 
-def check_mapped(settings: Any, project: Any, cluster: Any) -> None:
+class HistoryReader(Protocol):
+    """What planning reads of one cluster's deploy history (`state.store.ClusterStore` is one)."""
+
+    def get_records(self, project: str, limit: int = ...) -> list[Record]: ...
+
+
+def check_mapped(settings: Settings, project: ProjectSettings, cluster: ClusterSettings) -> None:
     if cluster.name not in project.clusters:
         mapped = ", ".join(project.clusters) or "none"
         raise ConfigError(
@@ -42,7 +58,7 @@ def check_mapped(settings: Any, project: Any, cluster: Any) -> None:
         )
 
 
-def get_image(world: Any, project: Any, tag: str, cluster: Any) -> tuple[str, str]:
+def get_image(world: World, project: ProjectSettings, tag: str, cluster: ClusterSettings) -> tuple[str, str]:
     """The digest and commit of the image `tag` names; refuses a missing image."""
     registry = world.registry
     digest = registry.get_digest(project.repository, tag)
@@ -54,14 +70,14 @@ def get_image(world: Any, project: Any, tag: str, cluster: Any) -> tuple[str, st
     return digest, registry.get_commit(project.repository, tag)
 
 
-def get_rolled_digest(history: Any, project: str) -> str:
+def get_rolled_digest(history: HistoryReader, project: str) -> str:
     """The digest of the image last rolled out successfully, as far as the history knows."""
     rolled = next((r for r in history.get_records(project)
-                   if r.succeeded and r.digest and r.action != "destroy"), None)
+                   if r.succeeded and r.digest and r.action != Action.DESTROY), None)
     return rolled.digest if rolled else ""
 
 
-def resolve_commit(world: Any, project: Any, prefix: str) -> str:
+def resolve_commit(world: World, project: ProjectSettings, prefix: str) -> str:
     """A full commit tag in the registry from a commit hash or a unique prefix of one."""
     prefix = prefix.strip().lower()
     if not SHA_PREFIX.match(prefix):
@@ -78,10 +94,11 @@ def resolve_commit(world: Any, project: Any, prefix: str) -> str:
     return tags[0]
 
 
-def _planned_names(world: Any, stack: Any, cluster: Any, step: EnsureStack | None) -> tuple[str, ...]:
+def _planned_names(world: World, stack: StackInfo, cluster: ClusterSettings,
+                   step: EnsureStack | None) -> tuple[str, ...]:
     """The service's names for a RollService after `step`: known now unless an update may change
     the stack's outputs or resources first (then the step finds them when applied)."""
-    if step is not None and step.action == "update":
+    if step is not None and step.action is StackAction.UPDATE:
         return ()
     return discovery.service_names(world, stack, cluster)
 
@@ -89,20 +106,8 @@ def _planned_names(world: Any, stack: Any, cluster: Any, step: EnsureStack | Non
 # --- stacks ------------------------------------------------------------------------------------
 
 
-def app_well_known(project: Any, cluster: Any, image: str, commit: str) -> dict[str, str]:
-    """What every app template may take by name besides its config and the cluster stack's outputs
-    (and `ClusterName`, found from the cluster stack where the template declares it)."""
-    return {"ClusterStack": cluster.stack_name, "EnvironmentName": cluster.name, "ProjectName": project.name,
-            "Image": image, "ImageUri": image, "ImageTag": cluster.tag, "Commit": commit}
-
-
-def cluster_well_known(cluster: Any) -> dict[str, str]:
-    """What every cluster template may take by name besides its config."""
-    return {"ClusterName": cluster.name, "EnvironmentName": cluster.name}
-
-
-def check_clean_template(world: Any, path: str, cluster: Any, allow_dirty: bool, task: str,
-                         project: Any = None) -> None:
+def check_clean_template(world: World, path: str, cluster: ClusterSettings, allow_dirty: bool, task: str,
+                         project: ProjectSettings | None = None) -> None:
     """A protected cluster gets only committed templates, and only committed settings of its own
     and of the app (invoke.yaml's parameters, environment and secrets shape the stack too), unless
     --allow-dirty."""
@@ -119,98 +124,73 @@ def check_clean_template(world: Any, path: str, cluster: Any, allow_dirty: bool,
         )
 
 
-def app_stack_step(world: Any, project: Any, cluster: Any, commit: str,
-                   stack: Any = NOT_READ, allow_dirty: bool = False,
-                   task: str = "app.deploy") -> tuple[EnsureStack | None, Any]:
+def app_stack_step(world: World, project: ProjectSettings, cluster: ClusterSettings, commit: str,
+                   stack: StackInfo | None = NOT_READ, allow_dirty: bool = False,
+                   task: str = "app.deploy") -> tuple[EnsureStack | None, StackInfo | None]:
     """The step that brings the app's stack to its template and parameters, and the stack now
     (`stack`: as the caller has just read it, None where there is none; not given: read here)."""
     settings = world.settings
-    key = f"mvp.projects.{project.name}"
     path = f"projects/{project.name}/{project.template}"
-    template = load_template(settings.root / path, settings.root, f"{key}.template")
+    template = load_template(settings.root / path, settings.root, f"mvp.projects.{project.name}.template")
     check_clean_template(world, path, cluster, allow_dirty, task, project)
     cluster_stack = world.cluster_stack(cluster)
     image = world.registry.ref(project.repository, cluster.tag)
-    placeholders = {"project": project.name, "cluster": cluster.name, "image": image, "tag": cluster.tag,
-                    "commit": commit}
-    available = {**cluster_stack.outputs, **app_well_known(project, cluster, image, commit)}
-    # A per-cluster parameter the template lacks is named where it was written.
-    overrides = project.per_cluster.get(cluster.name)
-    for name in (overrides.parameters if overrides else {}):
-        if name not in template.parameters:
-            fill_parameters(template, {}, {name: ""}, f"{key}.per_cluster.{cluster.name}.parameters")
-    configured = layered(project, cluster, "parameters", placeholders)
-    if "ClusterName" in template.parameters and "ClusterName" not in configured:
-        # Only where the template takes it: finding it may read the cluster stack's resources.
-        available["ClusterName"] = discovery.cluster_ecs_cluster(world, cluster, cluster_stack)
-    parameters = fill_parameters(template, available, configured, f"{key}.parameters")
-    template = container_settings(world, template, project, cluster, placeholders)
+    placeholders = parameters.app_placeholders(project, cluster, image, commit)
+    available = {**cluster_stack.outputs, **parameters.app_well_known(project, cluster, image, commit)}
+    values = parameters.app_parameters(template, project, cluster, placeholders, available,
+                                       lambda: discovery.cluster_ecs_cluster(world, cluster, cluster_stack))
+    environment = parameters.layered(project, cluster, "environment", placeholders)
+    check_secrets_set(world, project, cluster)
+    template = parameters.with_app_container(template, project, cluster, environment)
     return plan_stack(world.stacks(), name=project.stack_name(cluster.name), template=template,
-                      parameters=parameters, tags={"mvp:cluster": cluster.name, "mvp:project": project.name},
+                      parameters=values, tags={"mvp:cluster": cluster.name, "mvp:project": project.name},
                       protected=cluster.protected, service=True, poll=settings.poll_interval,
                       change_sets=world.change_sets, stack=stack)
 
 
-def layered(project: Any, cluster: Any, what: str, placeholders: dict) -> dict[str, str]:
-    """The project's `what` (parameters, environment) with the cluster's own over them, each
-    value's placeholders filled and, when one is wrong, named at the key it was written under."""
-    key = f"mvp.projects.{project.name}"
-    overrides = project.per_cluster.get(cluster.name)
-    return {**expand_all(getattr(project, what), placeholders, f"{key}.{what}"),
-            **expand_all(getattr(overrides, what) if overrides else {}, placeholders,
-                         f"{key}.per_cluster.{cluster.name}.{what}")}
-
-
-def container_settings(world: Any, template: Any, project: Any, cluster: Any, placeholders: dict) -> Any:
-    """The template with the app's configured environment and secrets in its container; a secret
-    that is not set yet in this cluster is refused here, before anything changes."""
-    environment = layered(project, cluster, "environment", placeholders)
+def check_secrets_set(world: World, project: ProjectSettings, cluster: ClusterSettings) -> None:
+    """A secret configured for the app but not set yet in this cluster is refused here, before
+    anything changes."""
     names = project.secrets_for(cluster.name)
-    if names:
-        have = {s.key for s in world.secrets().list(cluster.name, project.name)}
-        missing = [n for n in names if n not in have]
-        if missing:
-            raise UsageError(
-                f"{project.name}@{cluster.name}: secret {', '.join(missing)} is configured but not set "
-                f"in {cluster.name}; nothing was changed",
-                f"set it: inv app.secret.set {project.name} {missing[0]} --cluster {cluster.name}",
-            )
-    secrets = {n: secret_arn(cluster.name, project.name, n) for n in names}
-    return with_container_settings(template, environment, secrets, f"mvp.projects.{project.name}")
+    if not names:
+        return
+    have = {s.key for s in world.secrets().list(cluster.name, project.name)}
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise UsageError(
+            f"{project.name}@{cluster.name}: secret {', '.join(missing)} is configured but not set "
+            f"in {cluster.name}; nothing was changed",
+            f"set it: inv app.secret.set {project.name} {missing[0]} --cluster {cluster.name}",
+        )
 
 
-def plan_cluster(world: Any, cluster: Any, allow_dirty: bool = False, task: str = "cluster.up") -> TargetPlan:
+def plan_cluster(world: World, cluster: ClusterSettings, allow_dirty: bool = False,
+                 task: str = "cluster.up") -> TargetPlan:
     """`cluster.up`: the cluster's stack, from its template (termination protection when protected)."""
     settings = world.settings
-    key = f"mvp.clusters.{cluster.name}"
-    template = load_template(settings.root / cluster.template, settings.root, f"{key}.template")
+    template = load_template(settings.root / cluster.template, settings.root, f"mvp.clusters.{cluster.name}.template")
     check_clean_template(world, cluster.template, cluster, allow_dirty, task)
-    placeholders = {"cluster": cluster.name, "tag": cluster.tag}
-    configured = expand_all(cluster.parameters, placeholders, f"{key}.parameters")
-    parameters = fill_parameters(template, cluster_well_known(cluster), configured, f"{key}.parameters")
-    step, stack = plan_stack(world.stacks(), name=cluster.stack_name, template=template, parameters=parameters,
+    values = parameters.cluster_parameters(template, cluster)
+    step, stack = plan_stack(world.stacks(), name=cluster.stack_name, template=template, parameters=values,
                              tags={"mvp:cluster": cluster.name}, protect=cluster.protected,
                              protected=cluster.protected, poll=settings.poll_interval, change_sets=world.change_sets)
-    plan = TargetPlan(cluster_key(cluster.name), kind="cluster", cluster=cluster.name, action="cluster.up")
+    plan = TargetPlan(cluster_key(cluster.name), kind=TargetKind.CLUSTER, cluster=cluster.name, action=Action.CLUSTER_UP)
     # The deploy store first (the history and locks of its apps), and a cluster made before the
     # store has its history copied there before its stack update drops the old table.
     store, migration = plan_store(world), plan_migration(world, cluster, stack)
     plan.steps += [s for s in (store, migration) if s is not None]
-    done = [s.summary().replace("create the", "created the").replace("upgrade the", "upgraded the")
-            for s in plan.steps]
     if step is None:
         plan.note = f"stack {cluster.stack_name} up to date ({stack.status})"
     else:
         plan.steps.append(step)
-        done.append({"create": "stack created", "recreate": "stack re-created", "update": "stack updated",
-                     "protect": "termination protection turned on"}[step.action])
-    plan.done = "; ".join(done).replace("copy its history", "history copied")
+    plan.done = "; ".join(s.done() for s in plan.steps)
     return plan
 
 
-def plan_cluster_down(world: Any, cluster: Any) -> TargetPlan:
+def plan_cluster_down(world: World, cluster: ClusterSettings) -> TargetPlan:
     stacks = world.stacks()
-    plan = TargetPlan(cluster_key(cluster.name), kind="cluster", cluster=cluster.name, action="cluster.down")
+    plan = TargetPlan(cluster_key(cluster.name), kind=TargetKind.CLUSTER, cluster=cluster.name,
+                      action=Action.CLUSTER_DOWN)
     stack = stacks.get_stack(cluster.stack_name)
     if stack is None:
         plan.note = "no such stack; nothing to delete"
@@ -235,26 +215,26 @@ def plan_cluster_down(world: Any, cluster: Any) -> TargetPlan:
 # --- apps --------------------------------------------------------------------------------------
 
 
-def _app_plan(project: Any, cluster: Any, action: str, **kw: Any) -> TargetPlan:
-    return TargetPlan(app_key(project.name, cluster.name), kind="app", project=project.name, cluster=cluster.name,
-                      action=action, **kw)
+def _app_plan(project: ProjectSettings, cluster: ClusterSettings, action: Action, **kw: Any) -> TargetPlan:
+    return TargetPlan(app_key(project.name, cluster.name), kind=TargetKind.APP, project=project.name,
+                      cluster=cluster.name, action=action, **kw)
 
 
-def _running_note(world: Any, stack: Any, cluster: Any, commit: str, digest: str) -> str:
+def _running_note(world: World, stack: StackInfo, cluster: ClusterSettings, commit: str, digest: str) -> str:
     ecs_cluster, service = discovery.service_names(world, stack, cluster)
     state = world.services().get_service(ecs_cluster, service)
     tasks = f", {state.running}/{state.desired} tasks" if state is not None else ""
     return f"running {commit[:12] or digest[:19]}{tasks}"
 
 
-def plan_deploy(world: Any, project: Any, cluster: Any, action: str = "deploy",
+def plan_deploy(world: World, project: ProjectSettings, cluster: ClusterSettings, action: Action = Action.DEPLOY,
                 allow_dirty: bool = False, task: str = "app.deploy") -> TargetPlan:
     """`app.deploy` (and `fleet.up`): the app's stack as its template says, and its service running
     the image the cluster's tag names; a warning when HEAD has changes that image does not."""
     from .changes import unshipped
 
     check_mapped(world.settings, project, cluster)
-    world.history(cluster)  # the cluster is there and ready for apps
+    world.check_cluster_ready(cluster)
     digest, commit = get_image(world, project, cluster.tag, cluster)
     plan = _app_plan(project, cluster, action, commit=commit, digest=digest)
     news = unshipped(world.settings, project, cluster, commit, world.head_commit(), world.memo)
@@ -262,7 +242,7 @@ def plan_deploy(world: Any, project: Any, cluster: Any, action: str = "deploy",
     step, stack = app_stack_step(world, project, cluster, commit, allow_dirty=allow_dirty, task=task)
     if step is not None:
         plan.steps.append(step)
-    if stack is not None and (step is None or step.action in ("update", "protect")):
+    if stack is not None and (step is None or step.action in (StackAction.UPDATE, StackAction.PROTECT)):
         # The stack names the image by its cluster tag, which tasks resolve only when they start:
         # after `app.push` moved the tag, the service must roll even when its stack is unchanged.
         if get_rolled_digest(world.history(cluster), project.name) != digest:
@@ -276,13 +256,13 @@ def plan_deploy(world: Any, project: Any, cluster: Any, action: str = "deploy",
     return plan
 
 
-def plan_update(world: Any, project: Any, cluster: Any) -> TargetPlan:
+def plan_update(world: World, project: ProjectSettings, cluster: ClusterSettings) -> TargetPlan:
     """`app.update`: a new deployment of the service (its tasks pull the cluster tag again)."""
     check_mapped(world.settings, project, cluster)
-    world.history(cluster)
+    world.check_cluster_ready(cluster)
     stack = get_app_stack(world, project, cluster)
     digest, commit = get_image(world, project, cluster.tag, cluster)
-    plan = _app_plan(project, cluster, "update", commit=commit, digest=digest)
+    plan = _app_plan(project, cluster, Action.UPDATE, commit=commit, digest=digest)
     names = discovery.service_names(world, stack, cluster)
     plan.steps.append(RollService(stack.name, f"service {names[1]}, {commit[:12] or digest[:19]}",
                                   protected=cluster.protected, names=names))
@@ -290,7 +270,8 @@ def plan_update(world: Any, project: Any, cluster: Any) -> TargetPlan:
     return plan
 
 
-def get_app_stack(world: Any, project: Any, cluster: Any):
+def get_app_stack(world: World, project: ProjectSettings, cluster: ClusterSettings) -> StackInfo:
+    """The app's stack in `cluster`; refused, with the command that makes it, when there is none."""
     stack = world.stacks().get_stack(project.stack_name(cluster.name))
     if stack is None:
         raise UsageError(f"{project.name} is not deployed to {cluster.name} (no stack {project.stack_name(cluster.name)})",
@@ -298,12 +279,12 @@ def get_app_stack(world: Any, project: Any, cluster: Any):
     return stack
 
 
-def plan_promote(world: Any, project: Any, cluster: Any, *, source_tag: str = "", commit: str = "",
-                 allow_dirty: bool = False) -> TargetPlan:
+def plan_promote(world: World, project: ProjectSettings, cluster: ClusterSettings, *, source_tag: str = "",
+                 commit: str = "", allow_dirty: bool = False) -> TargetPlan:
     """`app.promote`: the target cluster's tag takes the image of `source_tag` (or of `commit`),
     then the service rolls (or the stack is deployed, where there is none yet)."""
     check_mapped(world.settings, project, cluster)
-    world.history(cluster)  # the target cluster is there and ready for apps
+    world.check_cluster_ready(cluster)
     registry = world.registry
     repo = project.repository
     if commit:
@@ -318,7 +299,7 @@ def plan_promote(world: Any, project: Any, cluster: Any, *, source_tag: str = ""
     source_commit = registry.get_commit(repo, source_tag) or (source_tag if COMMIT_TAG.fullmatch(source_tag) else "")
     current = registry.get_digest(repo, cluster.tag) or ""
     stack = world.stacks().get_stack(project.stack_name(cluster.name))
-    plan = _app_plan(project, cluster, "promote", commit=source_commit, digest=source_digest)
+    plan = _app_plan(project, cluster, Action.PROMOTE, commit=source_commit, digest=source_digest)
     plan.done = f"{source_commit[:12] or source_digest[:19]} promoted"
     # The tag may already name the image (`app.push --cluster` moved it) while the service still runs
     # what it last rolled out: then it rolls all the same.
@@ -340,7 +321,7 @@ def plan_promote(world: Any, project: Any, cluster: Any, *, source_tag: str = ""
     return plan
 
 
-def plan_rollback(world: Any, project: Any, cluster: Any, to: str = "") -> TargetPlan:
+def plan_rollback(world: World, project: ProjectSettings, cluster: ClusterSettings, to: str = "") -> TargetPlan:
     """`app.rollback`: back to the commit deployed before the current one (or `to`)."""
     check_mapped(world.settings, project, cluster)
     history = world.history(cluster)
@@ -360,7 +341,7 @@ def plan_rollback(world: Any, project: Any, cluster: Any, to: str = "") -> Targe
     digest = registry.get_digest(repo, commit)
     if not digest:
         raise UsageError(f"no image {registry.ref(repo, commit)} to roll back to")
-    plan = _app_plan(project, cluster, "rollback", commit=commit, digest=digest)
+    plan = _app_plan(project, cluster, Action.ROLLBACK, commit=commit, digest=digest)
     plan.done = f"rolled back to {commit[:12]}"
     if digest == current:
         plan.note = f"already runs {commit[:12]}"
@@ -372,14 +353,14 @@ def plan_rollback(world: Any, project: Any, cluster: Any, to: str = "") -> Targe
     return plan
 
 
-def plan_destroy(world: Any, project: Any, cluster: Any) -> TargetPlan:
+def plan_destroy(world: World, project: ProjectSettings, cluster: ClusterSettings) -> TargetPlan:
     check_mapped(world.settings, project, cluster)
-    plan = _app_plan(project, cluster, "destroy")
+    plan = _app_plan(project, cluster, Action.DESTROY)
     stack = world.stacks().get_stack(project.stack_name(cluster.name))
     if stack is None:
         plan.note = f"no stack {project.stack_name(cluster.name)}; nothing to delete"
         return plan
-    world.history(cluster)
+    world.check_cluster_ready(cluster)
     plan.steps.append(DeleteStack(stack.name, stack.status, stack.stack_id, stack.termination_protection,
                                   "load balancer, service, task definition, logs", protected=cluster.protected))
     plan.done = "stack deleted"
@@ -389,13 +370,14 @@ def plan_destroy(world: Any, project: Any, cluster: Any) -> TargetPlan:
 # --- images ------------------------------------------------------------------------------------
 
 
-def image_steps(world: Any, builder: Any, project: Any, revision: Any, *, push: bool) -> list:
+def image_steps(world: World, builder: Builder, project: ProjectSettings, revision: Revision, *,
+                push: bool) -> list[Step]:
     """Build (unless the registry or the engine has the image) and push (unless the registry has it)."""
     from ..image.builder import check_project_files
 
     registry = world.registry
     ref = registry.ref(project.repository, revision.tag)
-    steps: list = []
+    steps: list[Step] = []
     if push and registry.get_digest(project.repository, revision.tag):
         return steps
     check_project_files(world.settings.root, project)
@@ -404,14 +386,14 @@ def image_steps(world: Any, builder: Any, project: Any, revision: Any, *, push: 
     if not builder.docker.has_image(ref):
         steps.append(BuildImage(project.name, ref, builder.platform, builder.where, revision=revision))
     if push:
-        changes = tuple(registry.ensure_repository(project.repository, check=True))
-        steps.append(PushImage(project.name, project.repository, revision.tag, ref, changes))
+        steps.append(PushImage(project.name, project.repository, revision.tag, ref,
+                               registry.get_repository_changes(project.repository)))
     return steps
 
 
-def plan_build(world: Any, builder: Any, project: Any, revision: Any) -> TargetPlan:
+def plan_build(world: World, builder: Builder, project: ProjectSettings, revision: Revision) -> TargetPlan:
     tag = revision.tag[:12] + ("-dirty" if revision.dirty else "")
-    plan = TargetPlan(f"{project.name}:{tag}", kind="image", project=project.name, action="build",
+    plan = TargetPlan(f"{project.name}:{tag}", kind=TargetKind.IMAGE, project=project.name, action=Action.BUILD,
                       commit=revision.commit)
     plan.steps = image_steps(world, builder, project, revision, push=False)
     ref = world.registry.ref(project.repository, revision.tag)
@@ -420,12 +402,14 @@ def plan_build(world: Any, builder: Any, project: Any, revision: Any) -> TargetP
     return plan
 
 
-def plan_push(world: Any, builder: Any, project: Any, cluster: Any, revision: Any) -> TargetPlan:
+def plan_push(world: World, builder: Builder, project: ProjectSettings, cluster: ClusterSettings,
+              revision: Revision) -> TargetPlan:
     """`app.push`: build if needed, push the commit tag, and point the cluster's tag at it."""
     registry = world.registry
     repo = project.repository
-    plan = TargetPlan(f"{project.name}:{revision.short}" + ("-dirty" if revision.dirty else ""), kind="image",
-                      project=project.name, cluster=cluster.name, action="push", commit=revision.commit)
+    plan = TargetPlan(f"{project.name}:{revision.short}" + ("-dirty" if revision.dirty else ""),
+                      kind=TargetKind.IMAGE, project=project.name, cluster=cluster.name, action=Action.PUSH,
+                      commit=revision.commit)
     plan.steps = image_steps(world, builder, project, revision, push=True)
     digest = registry.get_digest(repo, revision.tag) or ""
     ref = registry.ref(repo, revision.tag)
@@ -443,12 +427,19 @@ def plan_push(world: Any, builder: Any, project: Any, cluster: Any, revision: An
     return plan
 
 
-def plan_release(world: Any, builder_for: Any, project: Any, cluster: Any, head: str, root: Any) -> TargetPlan:
+def plan_release(world: World, builder_for: Callable[[], Builder], project: ProjectSettings,
+                 cluster: ClusterSettings, head: str, root: Path) -> TargetPlan:
     """`ci.release`: push HEAD's image and deploy it, when the project changed since what runs."""
     from ..image.builder import get_revision
     from .changes import get_changed_reasons
 
     check_mapped(world.settings, project, cluster)
+    if not head:
+        # Outside git, or without git: the reason, as building would say it.
+        from ..image import git
+        from ..image.runner import Runner
+
+        head = git.get_commit(Runner.local(), root, world.memo)
     history = world.history(cluster)
     registry = world.registry
     repo = project.repository
@@ -456,7 +447,7 @@ def plan_release(world: Any, builder_for: Any, project: Any, cluster: Any, head:
     deployed = (current.commit if current else "") or registry.get_commit(repo, cluster.tag)
     stack = world.stacks().get_stack(project.stack_name(cluster.name))
     reasons = get_changed_reasons(world.settings, project, cluster, deployed, head, world.memo)
-    plan = _app_plan(project, cluster, "release", commit=head)
+    plan = _app_plan(project, cluster, Action.RELEASE, commit=head)
     if not reasons and stack is not None:
         plan.note = f"unchanged since {deployed[:12]}"
         return plan
@@ -480,7 +471,7 @@ def plan_release(world: Any, builder_for: Any, project: Any, cluster: Any, head:
     if step is not None:
         plan.steps.append(step)
     # Tasks resolve the cluster tag only when they start: roll unless the running image is this one.
-    if stack is not None and (step is None or step.action in ("update", "protect")):
+    if stack is not None and (step is None or step.action in (StackAction.UPDATE, StackAction.PROTECT)):
         if not digest or get_rolled_digest(history, project.name) != digest:
             plan.steps.append(RollService(stack.name, protected=cluster.protected,
                                           names=_planned_names(world, stack, cluster, step)))

@@ -10,21 +10,25 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..aws.stacks import UPDATABLE, StackInfo, Stacks, is_in_progress
 from ..errors import StackBusy, StackFailed
-from .steps import EnsureStack
+from .steps import EnsureStack, StackAction
+
+if TYPE_CHECKING:
+    from ..templates import Template
+    from .context import ChangeSetLog
 
 MANAGED_TAG = {"mvp:managed-by": "mvp-tasks"}
 # `plan_stack(stack=...)` not given: the stack is read there.
 NOT_READ: Any = object()
 
 
-def plan_stack(stacks: Stacks, *, name: str, template: Any, parameters: Mapping[str, str],
+def plan_stack(stacks: Stacks, *, name: str, template: Template, parameters: Mapping[str, str],
                tags: Mapping[str, str], protect: bool = False, protected: bool = False,
                service: bool = False, poll: float = 1.0,
-               change_sets: Any = None, stack: Any = NOT_READ) -> tuple[EnsureStack | None, StackInfo | None]:
+               change_sets: ChangeSetLog | None = None, stack: StackInfo | None = NOT_READ) -> tuple[EnsureStack | None, StackInfo | None]:
     """The step that brings stack `name` to `template` + `parameters` (None: it is already there),
     and the stack as it is now (None: it does not exist). `stack`: the stack as the caller has
     just read it (None: there is none), so it is not read twice.
@@ -43,11 +47,11 @@ def plan_stack(stacks: Stacks, *, name: str, template: Any, parameters: Mapping[
         )
     if stack is not None and stack.status == "ROLLBACK_COMPLETE":
         # A failed create leaves a stack that can only be deleted; re-creating it is the only way on.
-        return EnsureStack(action="recreate", protect=protect, old_stack_id=stack.stack_id,
+        return EnsureStack(action=StackAction.RECREATE, protect=protect, old_stack_id=stack.stack_id,
                            **common), stack
     if stack is None or stack.status == "REVIEW_IN_PROGRESS":
         # REVIEW_IN_PROGRESS: only an unexecuted CREATE change set exists; it holds no resources.
-        return EnsureStack(action="create", protect=protect,
+        return EnsureStack(action=StackAction.CREATE, protect=protect,
                            old_stack_id=stack.stack_id if stack is not None else "", **common), stack
     if stack.status not in UPDATABLE:
         raise StackFailed(
@@ -58,7 +62,7 @@ def plan_stack(stacks: Stacks, *, name: str, template: Any, parameters: Mapping[
     protection_change = protect and not stack.termination_protection
     effective = effective_parameters(template, parameters)
     if is_unchanged(stacks, stack, template, effective, tags):
-        return (EnsureStack(action="protect", protect=True, **common) if protection_change else None), stack
+        return (EnsureStack(action=StackAction.PROTECT, protect=True, **common) if protection_change else None), stack
     change_set = f"mvp-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
     if change_sets is not None:
         change_sets.add(name, change_set)
@@ -67,16 +71,16 @@ def plan_stack(stacks: Stacks, *, name: str, template: Any, parameters: Mapping[
     if changes is None:  # CloudFormation found nothing to do (and the change set is gone)
         if change_sets is not None:
             change_sets.done(name, change_set)
-        return (EnsureStack(action="protect", protect=True, **common) if protection_change else None), stack
+        return (EnsureStack(action=StackAction.PROTECT, protect=True, **common) if protection_change else None), stack
     old = {k: _list_value(v) for k, v in stack.parameters.items()}
     parameter_changes = tuple((k, old.get(k, ""), v) for k, v in sorted(effective.items())
                               if old.get(k) != v and not _no_echo(template, k))
-    return EnsureStack(action="update", protect=protection_change, change_set=change_set,
+    return EnsureStack(action=StackAction.UPDATE, protect=protection_change, change_set=change_set,
                        changes=tuple(c.line() for c in changes), parameter_changes=parameter_changes,
                        **common), stack
 
 
-def effective_parameters(template: Any, parameters: Mapping[str, str]) -> dict[str, str]:
+def effective_parameters(template: Template, parameters: Mapping[str, str]) -> dict[str, str]:
     """Every declared parameter's value as DescribeStacks would list it: given, else its default."""
     effective = {}
     for name, spec in template.parameters.items():
@@ -88,7 +92,7 @@ def effective_parameters(template: Any, parameters: Mapping[str, str]) -> dict[s
     return effective
 
 
-def _no_echo(template: Any, name: str) -> bool:
+def _no_echo(template: Template, name: str) -> bool:
     return template.parameters.get(name, {}).get("NoEcho") in (True, "true", "True")
 
 
@@ -106,7 +110,7 @@ def _list_value(value: str) -> str:
     return value
 
 
-def is_unchanged(stacks: Stacks, stack: StackInfo, template: Any, effective: Mapping[str, str],
+def is_unchanged(stacks: Stacks, stack: StackInfo, template: Template, effective: Mapping[str, str],
                  tags: Mapping[str, str]) -> bool:
     # DescribeStacks lists every parameter, defaults included; NoEcho ones read back as '****'.
     if any(_no_echo(template, name) for name in template.parameters):

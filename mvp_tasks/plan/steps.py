@@ -8,12 +8,57 @@ applies them. A step never acts and never prints: `lines()` is how the reporter 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+if TYPE_CHECKING:
+    from ..image.git import Revision
+    from ..image.registry import RepositoryChanges
+    from ..templates import Template
+    from .context import World
 
 
-def wait_hint(project: str, cluster: str) -> str:
-    """What to say when a wait on a rollout ends before the rollout does."""
-    return f"ECS keeps going on its own; wait again with `inv app.wait {project} --cluster {cluster}`"
+class _Word(str, Enum):
+    """A word of a plan: equal to its string, and written as it wherever it goes (JSON, DynamoDB,
+    an f-string), so what is stored and shown stays the same string."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+class StackAction(_Word):
+    """What an `EnsureStack` does to its stack."""
+
+    CREATE = "create"
+    RECREATE = "recreate"  # delete what a failed create left (ROLLBACK_COMPLETE), then create
+    UPDATE = "update"
+    PROTECT = "protect"  # only turn termination protection on
+
+
+class TargetKind(_Word):
+    APP = "app"
+    CLUSTER = "cluster"
+    IMAGE = "image"
+
+
+class Action(_Word):
+    """What a target does, as its history record says it (`.value` is the stored string)."""
+
+    DEPLOY = "deploy"
+    RELEASE = "release"
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+    UPDATE = "update"
+    DESTROY = "destroy"
+    PUSH = "push"
+    BUILD = "build"
+    CLUSTER_UP = "cluster.up"
+    CLUSTER_DOWN = "cluster.down"
+    SECRET = "secret"  # app.secret.set / unset
+    UNLOCK = "unlock"
 
 
 def short(digest: str) -> str:
@@ -38,6 +83,10 @@ class Step:
         """What it would do, in a few words: "create stack (12 resources)"."""
         raise NotImplementedError
 
+    def done(self) -> str:  # pragma: no cover - every step overrides it
+        """What it did, once applied, in a few words: "stack created"."""
+        raise NotImplementedError
+
 
 @dataclass(frozen=True)
 class EnsureStack(Step):
@@ -47,10 +96,10 @@ class EnsureStack(Step):
     executes it, and anything that does not apply it deletes it."""
 
     stack: str
-    template: Any  # templates.Template
+    template: Template
     parameters: Mapping[str, str]
     tags: Mapping[str, str]
-    action: str  # create | recreate | update | protect
+    action: StackAction
     protect: bool = False  # turn termination protection on
     change_set: str = ""
     changes: tuple[str, ...] = ()
@@ -58,23 +107,26 @@ class EnsureStack(Step):
     old_stack_id: str = ""  # recreate: the stack a failed create left
     service: bool = False  # an app stack: wait for its service's rollout afterwards
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "action", StackAction(self.action))
+
     @property
     def destructive(self) -> bool:  # type: ignore[override]
-        return self.action == "recreate"
+        return self.action is StackAction.RECREATE
 
     def lines(self) -> list[str]:
         template = self.template
-        if self.action in ("create", "recreate"):
+        if self.action in (StackAction.CREATE, StackAction.RECREATE):
             out = []
-            if self.action == "recreate":
+            if self.action is StackAction.RECREATE:
                 out.append(f"- delete stack {self.stack} (ROLLBACK_COMPLETE: its first create failed)")
             out.append(f"+ stack {self.stack} from {template.label}")
             out += [f"+ {rtype} {logical}" + (f" (if {template.conditions[logical]})" if logical in template.conditions else "")
                     for logical, rtype in template.resources.items()]
         else:
-            out = [f"~ stack {self.stack}"] if self.action == "update" else []
+            out = [f"~ stack {self.stack}"] if self.action is StackAction.UPDATE else []
             out += [f"  {line}" for line in self.changes]
-            if self.action == "update" and not self.changes:
+            if self.action is StackAction.UPDATE and not self.changes:
                 out.append("  ~ stack settings (parameters, tags or outputs)")
         out += [f"  ~ parameter {name}: {old or '(none)'} -> {new}" for name, old, new in self.parameter_changes]
         if self.protect:
@@ -83,11 +135,17 @@ class EnsureStack(Step):
 
     def summary(self) -> str:
         return {
-            "create": f"create stack ({len(self.template.resources)} resources)",
-            "recreate": "delete and re-create the stack left by a failed create",
-            "update": f"update {len(self.changes)} resource(s)" if self.changes else "update the stack's settings",
-            "protect": "turn termination protection on",
+            StackAction.CREATE: f"create stack ({len(self.template.resources)} resources)",
+            StackAction.RECREATE: "delete and re-create the stack left by a failed create",
+            StackAction.UPDATE: f"update {len(self.changes)} resource(s)" if self.changes
+            else "update the stack's settings",
+            StackAction.PROTECT: "turn termination protection on",
         }[self.action]
+
+    def done(self) -> str:
+        return {StackAction.CREATE: "stack created", StackAction.RECREATE: "stack re-created",
+                StackAction.UPDATE: "stack updated", StackAction.PROTECT: "termination protection turned on",
+                }[self.action]
 
 
 @dataclass(frozen=True)
@@ -96,7 +154,7 @@ class BuildImage(Step):
     ref: str
     platform: str
     where: str = ""  # "" locally, else the build host
-    revision: Any = None  # image.git.Revision
+    revision: Revision | None = None
 
     def lines(self) -> list[str]:
         return [f"+ build {self.ref} for {self.platform}" + (f" on {self.where}" if self.where else "")]
@@ -104,20 +162,29 @@ class BuildImage(Step):
     def summary(self) -> str:
         return "build the image"
 
+    def done(self) -> str:
+        return "built the image"
+
 
 @dataclass(frozen=True)
 class PushImage(Step):
+    """Push the image; first, the repository changes planning read (`repository_changes`), which
+    applying makes exactly as planned."""
+
     project: str
     repository: str
     tag: str
     ref: str
-    repository_changes: tuple[str, ...] = ()
+    repository_changes: RepositoryChanges | None = None
 
     def lines(self) -> list[str]:
-        return [*self.repository_changes, f"+ push {self.ref}"]
+        return [*(self.repository_changes.lines() if self.repository_changes else ()), f"+ push {self.ref}"]
 
     def summary(self) -> str:
         return "push the image"
+
+    def done(self) -> str:
+        return "pushed the image"
 
 
 @dataclass(frozen=True)
@@ -140,6 +207,19 @@ class MoveTag(Step):
     def summary(self) -> str:
         return f"point {self.tag} at {self.label or self.source[:12]}"
 
+    def done(self) -> str:
+        return f"pointed {self.tag} at {self.label or self.source[:12]}"
+
+
+def wait_command(project: str, cluster: str) -> str:
+    """The command that follows an app's rollout again."""
+    return f"inv app.wait {project} --cluster {cluster}"
+
+
+def wait_hint(project: str, cluster: str) -> str:
+    """What to do when a wait for an app's rollout ends before the rollout does."""
+    return f"ECS keeps going on its own; wait again with `{wait_command(project, cluster)}`"
+
 
 @dataclass(frozen=True)
 class RollService(Step):
@@ -157,6 +237,9 @@ class RollService(Step):
 
     def summary(self) -> str:
         return "force a new deployment"
+
+    def done(self) -> str:
+        return "forced a new deployment"
 
 
 @dataclass(frozen=True)
@@ -178,6 +261,9 @@ class DeleteStack(Step):
     def summary(self) -> str:
         return f"delete stack {self.stack}"
 
+    def done(self) -> str:
+        return f"deleted stack {self.stack}"
+
 
 @dataclass(frozen=True)
 class EnsureStore(Step):
@@ -187,13 +273,18 @@ class EnsureStore(Step):
     stack: EnsureStack
 
     def lines(self) -> list[str]:
-        head = {"create": "+ deploy store: stack", "recreate": "+ deploy store: stack"}.get(self.stack.action,
-                                                                                          "~ deploy store: stack")
+        head = "+ deploy store: stack" if self._makes() else "~ deploy store: stack"
         return [f"{head} {self.stack.stack} (the history and locks of every cluster here)",
                 *[f"  {line}" for line in self.stack.lines()[1:]]]
 
+    def _makes(self) -> bool:
+        return self.stack.action in (StackAction.CREATE, StackAction.RECREATE)
+
     def summary(self) -> str:
-        return ("create" if self.stack.action in ("create", "recreate") else "upgrade") + " the deploy store"
+        return ("create" if self._makes() else "upgrade") + " the deploy store"
+
+    def done(self) -> str:
+        return ("created" if self._makes() else "upgraded") + " the deploy store"
 
 
 @dataclass(frozen=True)
@@ -208,6 +299,9 @@ class MigrateHistory(Step):
 
     def summary(self) -> str:
         return "copy its history into the deploy store"
+
+    def done(self) -> str:
+        return "history copied into the deploy store"
 
 
 @dataclass(frozen=True)
@@ -227,6 +321,9 @@ class BreakLock(Step):
 
     def summary(self) -> str:
         return "break the deploy lock"
+
+    def done(self) -> str:
+        return f"broke the deploy lock held by {self.holder}"
 
 
 @dataclass(frozen=True)
@@ -248,6 +345,9 @@ class PutSecret(Step):
     def summary(self) -> str:
         return f"set secret {self.key}"
 
+    def done(self) -> str:
+        return f"secret {self.key} set"
+
 
 @dataclass(frozen=True)
 class DeleteSecret(Step):
@@ -266,6 +366,9 @@ class DeleteSecret(Step):
     def summary(self) -> str:
         return f"remove secret {self.key}"
 
+    def done(self) -> str:
+        return f"removed secret {self.key}"
+
 
 @dataclass
 class TargetPlan:
@@ -275,10 +378,10 @@ class TargetPlan:
     failed target, and the others go on."""
 
     key: str  # museum-adventure@stage | cluster stage
-    kind: str = "app"  # app | cluster | image
+    kind: TargetKind = TargetKind.APP
     project: str = ""
     cluster: str = ""
-    action: str = ""  # what the history records: deploy, release, promote, rollback, update, destroy
+    action: Action | None = None  # what the history records (None: nothing)
     steps: list[Step] = field(default_factory=list)
     depends_on: tuple[str, ...] = ()
     commit: str = ""
@@ -292,8 +395,12 @@ class TargetPlan:
     recorded: bool = True  # an app target's outcome goes into its cluster's history (False: no store yet)
     # Planned only once the targets it depends on are applied (fleet.up: the apps of a cluster that
     # does not exist yet have no outputs to plan against). Covered by the plan's one confirmation.
-    deferred: Any = None  # Callable[[World], TargetPlan]
+    deferred: Callable[[World], TargetPlan] | None = None
     deferred_protected: bool = False
+
+    def __post_init__(self) -> None:
+        self.kind = TargetKind(self.kind)
+        self.action = Action(self.action) if self.action else None
 
     @property
     def changes(self) -> bool:

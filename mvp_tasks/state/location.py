@@ -6,42 +6,45 @@ In this order:
 2. The store's own stack (`mvp.state.stack`, default `mvp-deploy-state`), one per account and
    region, made by the first `cluster.up`: one DynamoDB table, output `Table`. A stack, not a bare
    CreateTable, so that the tool upgrades it the way it upgrades everything (a change set, shown
-   in the plan) and a person sees in the console what made it.
+   in the plan) and a person sees in the console what made it. Planning that stack is the
+   planner's (`plan/store.py`); this module only finds what is there.
 
 Clusters made before the store kept their history in a table of their own stack (output
 `DeployHistoryTable`). Until `cluster.up` copies it into the store (`MigrateHistory`, planned
 before the cluster's stack update that drops the table from our template; it stays, retained),
 reads merge both.
+
+Everything here takes plain values (a DynamoDB client, the settings, a reader of
+stacks, the run's memo), never the run's whole world.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Protocol
 
 from ..errors import UsageError
+from ..memo import Memo
+from ..settings import Settings, StateSettings
 
 TEMPLATE = Path(__file__).with_name("store.yml")
 LEGACY_OUTPUT = "DeployHistoryTable"
+TABLE_KEY = ("deploy store", "table")
 
 
-def store_template():
-    from ..templates import Template, parse_template
+class StackReader(Protocol):
+    """What finding the store reads of CloudFormation (`aws.stacks.Stacks` is one)."""
 
-    body = TEMPLATE.read_text(encoding="utf-8")
-    data = parse_template(body, "the deploy store's template")
-    return Template(path=TEMPLATE, label="the deploy store's template (mvp_tasks/state/store.yml)", body=body,
-                    parameters=data.get("Parameters") or {},
-                    resources={k: v.get("Type", "?") for k, v in data["Resources"].items()})
+    def get_stack(self, name: str) -> Any: ...
 
 
-def _table_exists(world: Any, name: str) -> bool:
+def table_exists(dynamodb: Any, name: str) -> bool:
     from ..aws.clients import aws_errors, error_code
     from ..errors import AwsError
 
     try:
         with aws_errors():
-            world.aws.dynamodb.describe_table(TableName=name)
+            dynamodb.describe_table(TableName=name)
     except AwsError as exc:
         if error_code(exc.__cause__) == "ResourceNotFoundException":
             return False
@@ -49,81 +52,46 @@ def _table_exists(world: Any, name: str) -> bool:
     return True
 
 
-def find_table(world: Any) -> str:
+def store_stack_holds(stacks: StackReader, state: StateSettings) -> bool:
+    """Whether the store's own stack is the one that made the studio's named table."""
+    stack = stacks.get_stack(state.stack)
+    return stack is not None and stack.outputs.get("Table") == state.table
+
+
+def find_table(dynamodb: Any, settings: Settings, stacks: StackReader, memo: Memo) -> str:
     """The store's table name (read once per run); `UsageError` when there is no store yet."""
-    state = world.settings.state
 
     def find() -> str:
-        if state.table and _table_exists(world, state.table):
+        state = settings.state
+        if state.table and table_exists(dynamodb, state.table):
             return state.table
-        stack = world.stacks().get_stack(state.stack)
+        stack = stacks.get_stack(state.stack)
         table = stack.outputs.get("Table", "") if stack is not None else ""
         if not table:
             where = f"table {state.table}" if state.table else f"stack {state.stack}"
             raise UsageError(f"there is no deploy store in this account and region yet ({where})",
-                             f"create it: inv cluster.up {world.settings.default_cluster}")
+                             f"create it: inv cluster.up {settings.default_cluster}")
         return table
 
-    return world.memo.get(("deploy store", "table"), find)
+    return memo.get(TABLE_KEY, find)
 
 
-def cluster_store(world: Any, cluster: Any):
-    """The deploy history and locks of `cluster`, with its old table while not migrated."""
+def legacy_table(cluster_outputs: Mapping[str, str]) -> str:
+    """The table of a cluster made before the store (its stack's old output), if any."""
+    return cluster_outputs.get(LEGACY_OUTPUT, "")
+
+
+def cluster_store(dynamodb: Any, table: str, cluster: str, legacy: str, memo: Memo):
+    """The deploy history and locks of `cluster` in the store's `table`, with its old table
+    `legacy` ("" for none) while that is not migrated."""
     from .store import ClusterStore
 
-    legacy = legacy_table(world, cluster)  # the cluster first: it is there and ready for apps
-    table = find_table(world)
-    store = ClusterStore(world.aws.dynamodb, table, cluster.name)
-    if legacy and not world.memo.get(("deploy store", "migrated", cluster.name, legacy),
-                                     lambda: store.is_migrated(legacy)):
+    store = ClusterStore(dynamodb, table, cluster)
+    if legacy and not memo.get(("deploy store", "migrated", cluster, legacy), lambda: store.is_migrated(legacy)):
         store.legacy = legacy
     return store
 
 
-def legacy_table(world: Any, cluster: Any) -> str:
-    """The table of a cluster made before the store (its stack's old output), if any."""
-    return world.cluster_stack(cluster).outputs.get(LEGACY_OUTPUT, "")
-
-
-def plan_store(world: Any):
-    """The step that makes (or upgrades) the store's stack; None when it is there as it should be,
-    or when the studio's own table exists. Planned once per run, whichever cluster asks first."""
-
-    def plan():
-        from ..plan.stacks import plan_stack
-        from ..plan.steps import EnsureStore
-
-        state = world.settings.state
-        if state.table and _table_exists(world, state.table) and not _store_stack_holds(world, state):
-            return None
-        step, _ = plan_stack(world.stacks(), name=state.stack, template=store_template(),
-                             parameters={"TableName": state.table}, tags={"mvp:role": "deploy-store"},
-                             poll=world.settings.poll_interval, change_sets=world.change_sets)
-        return EnsureStore(step) if step is not None else None
-
-    return world.memo.get(("deploy store", "plan"), plan)
-
-
-def _store_stack_holds(world: Any, state: Any) -> bool:
-    stack = world.stacks().get_stack(state.stack)
-    return stack is not None and stack.outputs.get("Table") == state.table
-
-
-def plan_migration(world: Any, cluster: Any, stack: Any):
-    """The step that copies a pre-store cluster's history into the store, or None."""
-    from ..plan.steps import MigrateHistory
-
-    legacy = stack.outputs.get(LEGACY_OUTPUT, "") if stack is not None else ""
-    if not legacy:
-        return None
-    try:
-        if cluster_store(world, cluster).legacy == "":
-            return None  # migrated already
-    except UsageError:
-        pass  # no store yet: this very plan makes it, then migrates
-    return MigrateHistory(cluster.name, legacy)
-
-
-def store_made(world: Any) -> None:
+def store_made(memo: Memo) -> None:
     """The store's stack was just made: where its table is must be read again."""
-    world.memo.forget(("deploy store", "table"))
+    memo.forget(TABLE_KEY)

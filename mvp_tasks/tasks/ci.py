@@ -26,14 +26,14 @@ def _projects(world, cluster, only: str | None) -> list:
 
 
 def _release_planners(world, cluster, projects, host):
-    from ..image import git
-    from ..image.runner import Runner
     from ..plan.planner import plan_release
 
-    head = git.get_commit(Runner.local(), world.settings.root)
-    return [(app_stub(p.name, cluster.name),
-             _checked(p, cluster, lambda world, p=p: plan_release(world, lambda: world.builder(host), p, cluster, head,
-                                                                 world.settings.root)))
+    def planner(project):
+        # HEAD as the run's world reads it (once per run, however many projects ask).
+        return lambda world: plan_release(world, lambda: world.builder(host), project, cluster, world.head_commit(),
+                                          world.settings.root)
+
+    return [(app_stub(p.name, cluster.name), _checked(p, cluster, planner(p)))
             for p in projects]
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from dataclasses import replace
 
 import pytest
 from invoke import MockContext, Result
 
 from mvp_tasks.image.ecr import LIFECYCLE_POLICY, EcrRegistry
+from mvp_tasks.image.registry import RepositoryChanges
 from mvp_tasks.image.docker import Docker
 from mvp_tasks.image.runner import Runner
 
@@ -44,14 +46,21 @@ def put_manifest(ecr, tag: str) -> str:
     return digest
 
 
+def ensure(registry: EcrRegistry, repository: str = REPO) -> list[str]:
+    """Plan the repository's changes, apply exactly them, and say what they were (as a push does)."""
+    changes = registry.get_repository_changes(repository)
+    registry.apply_repository_changes(changes)
+    return changes.lines()
+
+
 def described_digest(ecr, tag: str) -> str:
     return ecr.describe_images(repositoryName=REPO, imageIds=[{"imageTag": tag}])["imageDetails"][0]["imageDigest"]
 
 
-def test_ensure_repository_creates_it_with_scan_on_push_and_lifecycle_policy(ecr):
+def test_a_missing_repository_is_created_with_scan_on_push_and_lifecycle_policy(ecr):
     registry = EcrRegistry(ecr)
 
-    changes = registry.ensure_repository(REPO)
+    changes = ensure(registry)
 
     assert len(changes) == 1 and changes[0].startswith(f"+ ECR repository {REPO}"), changes
     repo = ecr.describe_repositories(repositoryNames=[REPO])["repositories"][0]
@@ -62,31 +71,62 @@ def test_ensure_repository_creates_it_with_scan_on_push_and_lifecycle_policy(ecr
     assert rule["selection"]["tagStatus"] == "untagged" and rule["action"]["type"] == "expire"
 
     # Converged: a second run changes nothing.
-    assert EcrRegistry(ecr).ensure_repository(REPO) == []
+    assert ensure(EcrRegistry(ecr)) == []
 
 
-def test_ensure_repository_check_mode_creates_nothing(ecr):
-    changes = EcrRegistry(ecr).ensure_repository(REPO, check=True)
+def test_reading_the_changes_creates_nothing(ecr):
+    changes = EcrRegistry(ecr).get_repository_changes(REPO).lines()
 
     assert changes and changes[0].startswith("+ ECR repository")
     assert ecr.describe_repositories()["repositories"] == []
 
 
-def test_ensure_repository_repairs_scan_on_push_and_a_missing_policy(ecr):
+def test_scan_on_push_and_a_missing_policy_are_repaired(ecr):
     ecr.create_repository(repositoryName=REPO, imageScanningConfiguration={"scanOnPush": False})
 
-    changes = EcrRegistry(ecr).ensure_repository(REPO)
+    changes = ensure(EcrRegistry(ecr))
 
     assert len(changes) == 2, changes
     repo = ecr.describe_repositories(repositoryNames=[REPO])["repositories"][0]
     assert repo["imageScanningConfiguration"]["scanOnPush"] is True
     assert json.loads(ecr.get_lifecycle_policy(repositoryName=REPO)["lifecyclePolicyText"]) == LIFECYCLE_POLICY
-    assert EcrRegistry(ecr).ensure_repository(REPO) == []
+    assert ensure(EcrRegistry(ecr)) == []
+
+
+def test_planned_changes_are_applied_exactly_and_nothing_more(ecr):
+    ecr.create_repository(repositoryName=REPO, imageScanningConfiguration={"scanOnPush": False})
+    registry = EcrRegistry(ecr)
+    planned = registry.get_repository_changes(REPO)
+    assert (planned.create, planned.scan_on_push, planned.lifecycle_policy) == (False, True, True)
+    assert ecr.describe_repositories(repositoryNames=[REPO])["repositories"][0][
+        "imageScanningConfiguration"]["scanOnPush"] is False  # planning changed nothing
+
+    # Applied as planned, even if the repository reads differently by now: only scanning is applied.
+    registry.apply_repository_changes(RepositoryChanges(REPO, scan_on_push=True))
+
+    assert ecr.describe_repositories(repositoryNames=[REPO])["repositories"][0][
+        "imageScanningConfiguration"]["scanOnPush"] is True
+    with pytest.raises(ecr.exceptions.LifecyclePolicyNotFoundException):
+        ecr.get_lifecycle_policy(repositoryName=REPO)
+    assert registry.get_repository_changes(REPO) == replace(planned, scan_on_push=False)
+
+
+def test_an_adopted_repository_keeps_its_own_lifecycle_policy(ecr):
+    ecr.create_repository(repositoryName=REPO, imageScanningConfiguration={"scanOnPush": True})
+    own = {"rules": [{"rulePriority": 1, "description": "keep 5 images",
+                      "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 5},
+                      "action": {"type": "expire"}}]}
+    ecr.put_lifecycle_policy(repositoryName=REPO, lifecyclePolicyText=json.dumps(own))
+    registry = EcrRegistry(ecr)
+
+    assert not registry.get_repository_changes(REPO)
+    assert ensure(registry) == []
+    assert json.loads(ecr.get_lifecycle_policy(repositoryName=REPO)["lifecyclePolicyText"]) == own
 
 
 def test_retag_keeps_the_digest_and_missing_tags_have_none(ecr):
     registry = EcrRegistry(ecr)
-    registry.ensure_repository(REPO)
+    ensure(registry)
     digest = put_manifest(ecr, COMMIT)
     assert registry.get_digest(REPO, COMMIT) == digest
 
@@ -106,7 +146,7 @@ def test_get_digest_is_none_for_a_missing_tag_or_repository(ecr):
     registry = EcrRegistry(ecr)
     assert registry.get_digest(REPO, "stage") is None
     assert registry.list_tags(REPO) == []
-    registry.ensure_repository(REPO)
+    ensure(registry)
     assert registry.get_digest(REPO, "nosuch") is None
 
 

@@ -10,7 +10,7 @@ import pytest
 from mvp_tasks.aws.secrets import SecretInfo
 from mvp_tasks.aws.stacks import Change
 from mvp_tasks.errors import TemplateError, UsageError
-from mvp_tasks.plan import planner
+from mvp_tasks.plan import parameters, planner
 from mvp_tasks.plan.steps import EnsureStack
 from mvp_tasks.settings import check_env_name, load_settings
 from mvp_tasks.aws.secrets import secret_arn
@@ -57,12 +57,12 @@ def test_per_cluster_values_layer_over_the_project_s_own():
                                                                     "secrets": ["S2", "S1"]}})
     project = settings.projects[PROJECT]
     placeholders = {"project": PROJECT, "cluster": "c"}
-    assert planner.layered(project, settings.clusters["prod"], "parameters", placeholders) == \
+    assert parameters.layered(project, settings.clusters["prod"], "parameters", placeholders) == \
         {"DesiredCount": "3", "Cpu": "256"}
-    assert planner.layered(project, settings.clusters["stage"], "parameters", placeholders) == \
+    assert parameters.layered(project, settings.clusters["stage"], "parameters", placeholders) == \
         {"DesiredCount": "1", "Cpu": "256"}
-    assert project.environment_for("prod") == {"A": "1", "B": "prod"}
-    assert project.environment_for("stage") == {"A": "1", "B": "2"}
+    assert parameters.layered(project, settings.clusters["prod"], "environment", placeholders) == {"A": "1", "B": "prod"}
+    assert parameters.layered(project, settings.clusters["stage"], "environment", placeholders) == {"A": "1", "B": "2"}
     assert project.secrets_for("prod") == ("S1", "S2") and project.secrets_for("stage") == ("S1",)
 
 

@@ -20,6 +20,7 @@ from mvp_tasks.state.store import ClusterStore as History, Record
 from mvp_tasks.aws.stacks import Change, StackInfo
 from mvp_tasks.errors import BuildError, ConfigError, StackBusy, StackFailed, UsageError
 from mvp_tasks.image.git import Revision
+from mvp_tasks.image.registry import RepositoryChanges
 from mvp_tasks.plan import planner
 from mvp_tasks.plan.steps import (BuildImage, DeleteStack, EnsureStack, MoveTag, Plan, PushImage, RollService,
                                   TargetPlan)
@@ -72,10 +73,10 @@ SETTINGS = load_settings(config(), ROOT)
 
 class FakeRegistry:
     def __init__(self, tags: dict[str, str], commits: dict[str, str] | None = None,
-                 repository_changes: list[str] | None = None):
+                 repository_changes: RepositoryChanges | None = None):
         self.images = {REPO: dict(tags)}
         self.commits = COMMITS if commits is None else commits
-        self.repository_changes = repository_changes or []
+        self.repository_changes = repository_changes
         self.ensured: list[tuple[str, bool]] = []
 
     def describe(self) -> str:
@@ -94,9 +95,9 @@ class FakeRegistry:
     def list_tags(self, repository: str) -> list[str]:
         return list(self.images.get(repository, {}))
 
-    def ensure_repository(self, repository: str, check: bool = False) -> list[str]:
-        self.ensured.append((repository, check))
-        return list(self.repository_changes)
+    def get_repository_changes(self, repository: str) -> RepositoryChanges:
+        self.ensured.append((repository, True))  # True: read only, as planning does
+        return self.repository_changes or RepositoryChanges(repository)
 
 
 class FakeStacks:
@@ -925,7 +926,7 @@ def test_release_changed_builds_pushes_tags_and_rolls(release):
     plan = release.run(world, reasons=["2 file(s) under projects/museum-adventure/"])
     assert plan.steps == [
         BuildImage(PROJECT, HEAD_REF, "linux/amd64", "", revision=Revision(HEAD, False)),
-        PushImage(PROJECT, REPO, HEAD, HEAD_REF, ()),
+        PushImage(PROJECT, REPO, HEAD, HEAD_REF, RepositoryChanges(REPO)),
         MoveTag(REPO, "stage", HEAD, D1, "", label=HEAD[:12]),
         RollService("museum-adventure-stage"),
     ]
@@ -946,11 +947,11 @@ def test_release_changed_builds_pushes_tags_and_rolls(release):
 
 def test_release_with_the_image_in_the_engine_only_pushes(release):
     world = clusters_and(app_stack("stage"), tags={"stage": D1, C1: D1}, records={"stage": [rec("deploy", C1, D1)]},
-                         repository_changes=[f"+ repository {REPO}"])
+                         repository_changes=RepositoryChanges(REPO, create=True))
     plan = release.run(world, reasons=["x"], local_images={HEAD_REF})
     assert types(plan) == [PushImage, MoveTag, RollService]
-    assert plan.steps[0].repository_changes == (f"+ repository {REPO}",)
-    assert plan.lines()[:2] == [f"+ repository {REPO}", f"+ push {HEAD_REF}"]
+    assert plan.steps[0].repository_changes == RepositoryChanges(REPO, create=True)
+    assert plan.lines()[:2] == [f"+ repository {REPO} (scan on push)", f"+ push {HEAD_REF}"]
 
 
 def test_release_without_a_stack_creates_it(release):
