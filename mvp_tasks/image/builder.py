@@ -46,7 +46,8 @@ def make_builder(settings: Any, services: Any, registry: Any, host: str | None =
         if not BUILD_HOST.fullmatch(host):
             raise UsageError(f"--host: {host!r} is not an SSH host like user@build.example.com:22")
         connect = {"key_filename": os.path.expanduser(settings.build.ssh_key)} if settings.build.ssh_key else {}
-        runner = Runner.remote(host, connect)
+        known_hosts = [settings.build.known_hosts] if settings.build.known_hosts else []
+        runner = Runner.remote(host, connect, known_hosts=known_hosts)
     else:
         runner = Runner.local()
     docker_host = settings.build.docker_host or services.docker_host
