@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -177,3 +178,27 @@ def test_host_in_no_known_hosts_is_refused_with_how_to_trust_it(studio_repo, git
     assert again.returncode == 0, again.stdout + again.stderr
     assert image_services.image(image_services.ref(repository, studio_repo.commit)) is not None
 
+
+def test_the_build_folder_on_the_build_host_is_private(studio_repo, git_env, image_services, ssh_server, tmp_path):
+    # The container CLI on the build host is a wrapper that records the build context folder's
+    # mode and owner while `docker build` runs, then hands over to the real client.
+    record = tmp_path / "context-stat"
+    wrapper = tmp_path / "docker-wrapper"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do last=$a; done\n'
+        f'case " $* " in *" build "*) stat -c "%a %u %F" "$last" >> {shlex.quote(str(record))};; esac\n'
+        f'exec {shlex.quote(image_services.docker_client)} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    env = image_inv_env(git_env, image_services, INVOKE_MVP_BUILD_SSH_KEY=str(ssh_server.key),
+                        INVOKE_MVP_BUILD_KNOWN_HOSTS=str(ssh_server.known_hosts),
+                        INVOKE_MVP_BUILD_DOCKER=str(wrapper))
+    leftovers_before = set(glob.glob("/tmp/mvp-build-*"))
+
+    result = run_inv(studio_repo.work, "app.build", PROJECT, "--host", ssh_server.host, env=env, timeout=300)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    # After the context was unpacked into it, the folder is still 0700 and the SSH user's.
+    assert record.read_text().splitlines() == [f"700 {os.getuid()} directory"]
+    assert set(glob.glob("/tmp/mvp-build-*")) == leftovers_before
