@@ -52,6 +52,9 @@ DEFAULTS: dict[str, Any] = {
         "network": "",
         # SSH private key for the build host; empty: the SSH agent and ~/.ssh defaults.
         "ssh_key": "",
+        # A known_hosts file that vouches for the build host's SSH key, read before ~/.ssh/known_hosts
+        # and /etc/ssh/ssh_known_hosts; a host in none of them is refused.
+        "known_hosts": "",
     },
     "sandbox": {
         # Where the local sandbox keeps its state, relative to the repository root.

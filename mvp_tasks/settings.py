@@ -90,6 +90,7 @@ class BuildSettings:
     docker_host: str = ""
     network: str = ""
     ssh_key: str = ""
+    known_hosts: str = ""
 
 
 @dataclass(frozen=True)
@@ -420,6 +421,7 @@ def _build(top: _Reader) -> BuildSettings:
                           "a daemon address like unix:///var/run/docker.sock or tcp://127.0.0.1:2375"),
         network=b.str("network", re.compile(r"^(host|none|default|bridge)$"), "one of host, none, default, bridge"),
         ssh_key=b.str("ssh_key", re.compile(r"^[A-Za-z0-9_./~-]+$"), "a key file path"),
+        known_hosts=b.str("known_hosts", re.compile(r"^[A-Za-z0-9_./~-]+$"), "a known_hosts file path"),
     )
 
 

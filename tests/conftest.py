@@ -412,10 +412,23 @@ class SshServer:
     user: str
     key: Path
     log: Path
+    host_key: Path     # the sshd's public host key
+    known_hosts: Path  # one line that trusts that key for [127.0.0.1]:port, for mvp.build.known_hosts
 
     @property
     def host(self) -> str:
         return f"{self.user}@127.0.0.1:{self.port}"
+
+    @property
+    def known_hosts_line(self) -> str:
+        return f"[127.0.0.1]:{self.port} {' '.join(self.host_key.read_text().split()[:2])}\n"
+
+    @property
+    def fingerprint(self) -> str:
+        """`SHA256:...` of the host key, as `ssh-keygen -lf` shows it."""
+        shown = subprocess.run(["ssh-keygen", "-lf", str(self.host_key)], capture_output=True, text=True,
+                               timeout=30, check=True).stdout
+        return shown.split()[1]
 
 
 def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 15.0) -> bool:
@@ -470,7 +483,11 @@ def ssh_server(tmp_path_factory) -> SshServer:
         if not _wait_port(port, proc):
             pytest.fail(f"sshd did not listen on 127.0.0.1:{port}: {log.read_text() if log.exists() else ''}",
                         pytrace=False)
-        yield SshServer(port, pwd.getpwuid(os.getuid()).pw_name, folder / "client_key", log)
+        server = SshServer(port, pwd.getpwuid(os.getuid()).pw_name, folder / "client_key", log,
+                           folder / "host_key.pub", folder / "known_hosts")
+        # Trusted only where a test says so: the test's own known_hosts, never the developer's.
+        server.known_hosts.write_text(server.known_hosts_line)
+        yield server
     finally:
         proc.terminate()
         try:

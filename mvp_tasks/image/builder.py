@@ -10,7 +10,6 @@ import os
 import posixpath
 import tarfile
 import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -46,7 +45,8 @@ def make_builder(settings: Any, services: Any, registry: Any, host: str | None =
         if not BUILD_HOST.fullmatch(host):
             raise UsageError(f"--host: {host!r} is not an SSH host like user@build.example.com:22")
         connect = {"key_filename": os.path.expanduser(settings.build.ssh_key)} if settings.build.ssh_key else {}
-        runner = Runner.remote(host, connect)
+        known_hosts = [settings.build.known_hosts] if settings.build.known_hosts else []
+        runner = Runner.remote(host, connect, known_hosts=known_hosts)
     else:
         runner = Runner.local()
     docker_host = settings.build.docker_host or services.docker_host
@@ -124,22 +124,25 @@ def build(builder: Builder, root: Path, project: Any, revision: git.Revision, re
 
 def _build_remote(builder: Builder, folder: Path, **kwargs) -> None:
     """Upload the build context (after the LFS check) as one tarball, build there, clean up."""
-    remote_dir = f"/tmp/mvp-build-{uuid.uuid4().hex[:12]}"
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "context.tar.gz"
         try:
             with tarfile.open(archive, "w:gz") as tar:
-                tar.add(folder, arcname=".")
+                # The folder's own entry ("."), unpacked as root, would give the private folder
+                # the mode of the local one: only what is inside it goes into the archive.
+                for child in sorted(folder.iterdir()):
+                    tar.add(child, arcname=child.name)
         except OSError as exc:
             raise BuildError(f"cannot pack the build context {folder}: {exc}") from None
-        builder.runner.run(["mkdir", "-p", remote_dir], what="creating the remote build folder")
+        # The studio's source is not for the build host's other users: mktemp -d makes it 0700.
+        remote_dir = builder.runner.make_private_dir("mvp-build-")
         try:
             builder.runner.put(str(archive), posixpath.join(remote_dir, "context.tar.gz"))
             builder.runner.run(["tar", "-xzf", posixpath.join(remote_dir, "context.tar.gz"), "-C", remote_dir],
                                what="unpacking the build context")
             builder.docker.build(remote_dir, **kwargs)
         finally:
-            builder.runner.run(["rm", "-rf", remote_dir], check=False)
+            builder.runner.remove_dir(remote_dir)
 
 
 def push(builder: Builder, repository: str, tag: str, on_line: Callable[[str], None]) -> str:
