@@ -232,7 +232,8 @@ def test_push_on_the_build_host_with_credentials_leaves_none_behind(tmp_path, gi
     import pwd
 
     repo = make_studio_repo(tmp_path / "repo", git_env, lfs=False)
-    env = push_env(tmp_path, git_env, image_services, auth_registry, INVOKE_MVP_BUILD_SSH_KEY=str(ssh_server.key))
+    env = push_env(tmp_path, git_env, image_services, auth_registry, INVOKE_MVP_BUILD_SSH_KEY=str(ssh_server.key),
+                   INVOKE_MVP_BUILD_KNOWN_HOSTS=str(ssh_server.known_hosts))
     # The build host is this machine, as the sshd's user: its HOME is the real one, read only here.
     host_config = Path(pwd.getpwnam(ssh_server.user).pw_dir) / ".docker" / "config.json"
     host_before = host_config.read_bytes() if host_config.exists() else None

@@ -339,7 +339,7 @@ def test_login_failures_are_one_line_without_the_password(stderr, fix):
 
 
 def test_on_a_build_host_the_folder_is_made_and_removed_there(stand, ssh_server):
-    runner = Runner.remote(ssh_server.host, {"key_filename": str(ssh_server.key)})
+    runner = Runner.remote(ssh_server.host, {"key_filename": str(ssh_server.key)}, known_hosts=[str(ssh_server.known_hosts)])
     try:
         push_with_login(Docker(runner, binary=str(stand.binary)))
     finally:
@@ -362,7 +362,7 @@ def test_on_a_build_host_the_folder_is_made_and_removed_there(stand, ssh_server)
 def test_a_failed_push_on_a_build_host_still_removes_the_folder(stand, ssh_server, tmp_path):
     # The push fails because the registry refuses the credentials (the stand-in is told so by the
     # registry's name: it has no credentials for another host).
-    runner = Runner.remote(ssh_server.host, {"key_filename": str(ssh_server.key)})
+    runner = Runner.remote(ssh_server.host, {"key_filename": str(ssh_server.key)}, known_hosts=[str(ssh_server.known_hosts)])
     try:
         with pytest.raises(BuildError, match="docker push of"):
             with Docker(runner, binary=str(stand.binary)).login_session() as session:

@@ -69,7 +69,7 @@ def test_local_command_written_in_pieces_streams_whole_lines():
 
 
 def test_remote_command_written_in_pieces_streams_whole_lines(ssh_server):
-    runner = Runner.remote(ssh_server.host, {"key_filename": str(ssh_server.key)})
+    runner = Runner.remote(ssh_server.host, {"key_filename": str(ssh_server.key)}, known_hosts=[str(ssh_server.known_hosts)])
     try:
         # The build host is this machine: the same interpreter is there.
         lines, result = run_writer(runner, sys.executable)
@@ -87,7 +87,7 @@ def test_stdout_and_stderr_lines_stay_whole_side_by_side(where, request):
         runner = Runner.local()
     else:
         ssh_server = request.getfixturevalue("ssh_server")
-        runner = Runner.remote(ssh_server.host, {"key_filename": str(ssh_server.key)})
+        runner = Runner.remote(ssh_server.host, {"key_filename": str(ssh_server.key)}, known_hosts=[str(ssh_server.known_hosts)])
     script = (
         "import sys, time\n"
         "for stream, piece in [(sys.stdout, 'out: half'), (sys.stderr, 'err: ha'), (sys.stdout, ' and half\\n'),\n"
