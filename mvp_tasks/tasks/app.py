@@ -39,7 +39,7 @@ def build(ctx, name=None, host=None, check=False, json=False):
     from ..plan.steps import TargetPlan
 
     world = start(ctx, f"app.build {name or ''}".strip(), check=check, aws=False, json_output=json)
-    project = world.settings.project(project_name(world, name, "app.build"))
+    project = world.settings.project_or_default(project_name(world, name, "app.build"))
     check_project_files(world.settings.root, project)
     revision = get_revision(world.settings.root, project, for_push=False, allow_dirty=True)
 
@@ -73,7 +73,8 @@ def push(ctx, name=None, cluster=None, allow_dirty=False, host=None, check=False
     from ..plan.steps import TargetPlan
 
     world = start(ctx, f"app.push {name or ''}".strip(), check=check, yes=yes, json_output=json)
-    project, target = _app(world, name, cluster, "app.push")
+    project = world.settings.project_or_default(project_name(world, name, "app.push"))
+    target = world.settings.cluster(cluster)
     if project.clusters and target.name not in project.clusters:
         raise UsageError(
             f"project {project.name} does not run in cluster {target.name} "

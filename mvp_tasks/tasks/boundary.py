@@ -150,12 +150,13 @@ def project_from_cwd(root: Path) -> str:
 
 
 def project_name(world: Any, name: str | None, task: str) -> str:
-    """NAME as given, else the project whose folder the shell is in; refused when neither."""
+    """NAME as given, else the project whose folder the shell is in; refused when neither. Not
+    checked against the config here: each task looks it up as it must."""
     name = name or project_from_cwd(world.settings.root)
     if not name:
-        raise UsageError(f"{task} needs NAME, e.g. `inv {task} museum-adventure`",
-                         "or run it inside projects/NAME/")
-    return world.settings.project(name).name
+        raise UsageError(f"{task} needs NAME, e.g. `inv {task} museum-adventure`, or run it inside projects/NAME/; "
+                         f"see `inv --help {task}`")
+    return name
 
 
 def app_stub(project: str, cluster: str, **kw: Any):

@@ -31,7 +31,7 @@ def check(ctx, name=None, json=False):
             world.reporter.info(str(finding))
         world.reporter.header(("failed: " if errors else "ok: ") + summary(findings, checked))
     if errors:
-        say_errors([str(finding) for finding in errors])
+        say_errors([finding.text for finding in errors])
         raise Exit(code=1)
 
 

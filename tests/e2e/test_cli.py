@@ -186,7 +186,7 @@ def test_promote_takes_an_optional_positional_name(aws, studio):
     # Without a name it is not a parse error: it goes on to every project (and finds no cluster here).
     unnamed = run_inv(studio, "app.promote", "--tag", "prod", env=env)
     assert_one_line_error(unnamed, "cluster prod does not exist")
-    # Tasks whose positional is required still say so.
+    # Without NAME and outside projects/NAME/, a task that needs one says so.
     required = run_inv(studio, "app.deploy", env=env)
     assert_one_line_error(required, "app.deploy needs NAME", "inv --help app.deploy")
 

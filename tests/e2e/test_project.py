@@ -277,7 +277,7 @@ class TestReleaseRefusesAFailingProject:
         assert "no-dockerfile@stage: would" not in result.stdout
         assert f"error: no-dockerfile@stage: {self.REFUSAL}" in result.stderr.splitlines()[0], result.stderr
         # The other project is planned as usual.
-        assert f"changed: {PROJECT}@stage" in result.stdout
+        assert f"would change: {PROJECT}@stage" in result.stdout
 
     def test_release_of_only_that_project_is_one_line_and_ships_nothing(self, refused):
         stacks = refused.live_stacks()
