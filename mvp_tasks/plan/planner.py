@@ -8,6 +8,7 @@ planning fails (throttled, unreachable, a bad template) is a failed target while
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 from ..aws import discovery
@@ -89,6 +90,17 @@ def _planned_names(world: Any, stack: Any, cluster: Any, step: EnsureStack | Non
 # --- stacks ------------------------------------------------------------------------------------
 
 
+def stacks_as(world: Any, role_arn: str) -> Any:
+    """The world's stacks, CloudFormation acting as `role_arn` for the change sets planning makes."""
+    stacks = world.stacks()
+    return stacks.with_role(role_arn) if role_arn else stacks
+
+
+def with_role(step: Any, role_arn: str) -> Any:
+    """`step` (an EnsureStack, or None) applied with CloudFormation acting as `role_arn`."""
+    return replace(step, role_arn=role_arn) if step is not None and role_arn else step
+
+
 def app_well_known(project: Any, cluster: Any, image: str, commit: str) -> dict[str, str]:
     """What every app template may take by name besides its config and the cluster stack's outputs
     (and `ClusterName`, found from the cluster stack where the template declares it)."""
@@ -145,10 +157,12 @@ def app_stack_step(world: Any, project: Any, cluster: Any, commit: str,
         available["ClusterName"] = discovery.cluster_ecs_cluster(world, cluster, cluster_stack)
     parameters = fill_parameters(template, available, configured, f"{key}.parameters")
     template = container_settings(world, template, project, cluster, placeholders)
-    return plan_stack(world.stacks(), name=project.stack_name(cluster.name), template=template,
-                      parameters=parameters, tags={"mvp:cluster": cluster.name, "mvp:project": project.name},
-                      protected=cluster.protected, service=True, poll=settings.poll_interval,
-                      change_sets=world.change_sets, stack=stack)
+    step, stack = plan_stack(stacks_as(world, cluster.cfn_role), name=project.stack_name(cluster.name),
+                             template=template, parameters=parameters,
+                             tags={"mvp:cluster": cluster.name, "mvp:project": project.name},
+                             protected=cluster.protected, service=True, poll=settings.poll_interval,
+                             change_sets=world.change_sets, stack=stack)
+    return with_role(step, cluster.cfn_role), stack
 
 
 def layered(project: Any, cluster: Any, what: str, placeholders: dict) -> dict[str, str]:
@@ -188,9 +202,10 @@ def plan_cluster(world: Any, cluster: Any, allow_dirty: bool = False, task: str 
     placeholders = {"cluster": cluster.name, "tag": cluster.tag}
     configured = expand_all(cluster.parameters, placeholders, f"{key}.parameters")
     parameters = fill_parameters(template, cluster_well_known(cluster), configured, f"{key}.parameters")
-    step, stack = plan_stack(world.stacks(), name=cluster.stack_name, template=template, parameters=parameters,
-                             tags={"mvp:cluster": cluster.name}, protect=cluster.protected,
+    step, stack = plan_stack(stacks_as(world, cluster.cfn_role), name=cluster.stack_name, template=template,
+                             parameters=parameters, tags={"mvp:cluster": cluster.name}, protect=cluster.protected,
                              protected=cluster.protected, poll=settings.poll_interval, change_sets=world.change_sets)
+    step = with_role(step, cluster.cfn_role)
     plan = TargetPlan(cluster_key(cluster.name), kind="cluster", cluster=cluster.name, action="cluster.up")
     # The deploy store first (the history and locks of its apps), and a cluster made before the
     # store has its history copied there before its stack update drops the old table.
@@ -227,7 +242,8 @@ def plan_cluster_down(world: Any, cluster: Any) -> TargetPlan:
             f"remove them first with `inv app.destroy NAME --cluster {cluster.name}`",
         )
     plan.steps.append(DeleteStack(stack.name, stack.status, stack.stack_id, stack.termination_protection,
-                                  "and everything in it: VPC, subnets, ECS cluster", protected=cluster.protected))
+                                  "and everything in it: VPC, subnets, ECS cluster", protected=cluster.protected,
+                                  role_arn=cluster.cfn_role))
     plan.done = "stack deleted"
     return plan
 
@@ -381,7 +397,8 @@ def plan_destroy(world: Any, project: Any, cluster: Any) -> TargetPlan:
         return plan
     world.history(cluster)
     plan.steps.append(DeleteStack(stack.name, stack.status, stack.stack_id, stack.termination_protection,
-                                  "load balancer, service, task definition, logs", protected=cluster.protected))
+                                  "load balancer, service, task definition, logs", protected=cluster.protected,
+                                  role_arn=cluster.cfn_role))
     plan.done = "stack deleted"
     return plan
 

@@ -90,16 +90,17 @@ def plan_store(world: Any):
     or when the studio's own table exists. Planned once per run, whichever cluster asks first."""
 
     def plan():
+        from ..plan.planner import stacks_as, with_role
         from ..plan.stacks import plan_stack
         from ..plan.steps import EnsureStore
 
         state = world.settings.state
         if state.table and _table_exists(world, state.table) and not _store_stack_holds(world, state):
             return None
-        step, _ = plan_stack(world.stacks(), name=state.stack, template=store_template(),
+        step, _ = plan_stack(stacks_as(world, state.cfn_role), name=state.stack, template=store_template(),
                              parameters={"TableName": state.table}, tags={"mvp:role": "deploy-store"},
                              poll=world.settings.poll_interval, change_sets=world.change_sets)
-        return EnsureStore(step) if step is not None else None
+        return EnsureStore(with_role(step, state.cfn_role)) if step is not None else None
 
     return world.memo.get(("deploy store", "plan"), plan)
 
