@@ -70,6 +70,8 @@ DEFAULTS: dict[str, Any] = {
         "table": "",
         # Seconds a deploy lock is held without a heartbeat; a run renews it every third of that.
         "lease": _Whole(90),
+        # The IAM role CloudFormation uses for the store's stack; empty: the default cluster's cfn_role.
+        "cfn_role": "",
     },
     "clusters": {},
     "projects": {},
@@ -83,6 +85,9 @@ CLUSTER_DEFAULTS: dict[str, Any] = {
     # The image tag services in this cluster run; empty: the cluster's name.
     "tag": "",
     "parameters": {},
+    # ARN of the IAM role CloudFormation acts as for this cluster's stacks and its apps' stacks
+    # (docs/deploy-role.md); empty: CloudFormation acts with the caller's own permissions.
+    "cfn_role": "",
 }
 
 PROJECT_DEFAULTS: dict[str, Any] = {

@@ -9,6 +9,7 @@ Nothing in this module touches AWS, a shell or the network.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,9 @@ PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")
 SCALAR = (str, int, float, bool)
 STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
 TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+# An IAM role's ARN: partition, 12-digit account, optional path, name (64 at most).
+IAM_ROLE_ARN = re.compile(r"^arn:aws(-cn|-us-gov|-iso|-iso-[a-z])?:iam::\d{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
+IAM_ROLE_ARN_TEXT = "an IAM role ARN like arn:aws:iam::123456789012:role/mvp-cloudformation"
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class ClusterSettings:
     promote_from: str
     tag: str
     parameters: Mapping[str, str] = field(default_factory=dict)
+    cfn_role: str = ""  # CloudFormation's service role for this cluster's stacks; "": none
 
     @property
     def stack_name(self) -> str:
@@ -105,6 +110,7 @@ class StateSettings:
     stack: str = "mvp-deploy-state"
     table: str = ""
     lease: int = 90
+    cfn_role: str = ""  # CloudFormation's service role for the store's stack; "" in config: the default cluster's
 
 
 @dataclass(frozen=True)
@@ -392,6 +398,9 @@ def load_settings(config: Any, root: Path | str) -> Settings:
         raise ConfigError(
             f"config mvp.default_cluster: unknown cluster '{default_cluster}' (configured: {', '.join(sorted(clusters))})"
         )
+    if not state.cfn_role and default_cluster in clusters:
+        # The store's stack is planned by whichever cluster comes first: one role for it, not theirs.
+        state = dataclasses.replace(state, cfn_role=clusters[default_cluster].cfn_role)
     projects = _projects(top, clusters)
 
     return Settings(
@@ -443,6 +452,7 @@ def _state(top: _Reader) -> StateSettings:
                      empty=False),
         table=st.str("table", TABLE_NAME, "a DynamoDB table name (3 to 255 of letters, digits, '_', '-', '.')"),
         lease=st.number("lease", 5, 3600),
+        cfn_role=st.str("cfn_role", IAM_ROLE_ARN, IAM_ROLE_ARN_TEXT),
     )
 
 
@@ -460,6 +470,7 @@ def _clusters(top: _Reader) -> dict[str, ClusterSettings]:
             promote_from=c.str("promote_from", CLUSTER_NAME, "a valid cluster name"),
             tag=c.str("tag", IMAGE_TAG, "a valid image tag") or name,
             parameters=c.scalars("parameters", PARAMETER_NAME, "a CloudFormation parameter name"),
+            cfn_role=c.str("cfn_role", IAM_ROLE_ARN, IAM_ROLE_ARN_TEXT),
         )
         _check_inside(clusters[name].template, f"{path}.template", "infrastructure/fargate_cluster.yml")
     _check_promotions(clusters)

@@ -104,7 +104,7 @@ def _delete(run: TargetRun, stacks: Any, name: str, stack_id: str, protection: b
 
 
 def apply_ensure_stack(run: TargetRun, step: EnsureStack) -> None:
-    stacks = run.world.stacks()
+    stacks = _stacks_as(run, step.role_arn)
     if step.action in (StackAction.CREATE, StackAction.RECREATE):
         if step.old_stack_id:
             old = stacks.get_stack(step.old_stack_id)
@@ -169,7 +169,13 @@ def apply_roll_service(run: TargetRun, step: RollService) -> None:
 
 
 def apply_delete_stack(run: TargetRun, step: DeleteStack) -> None:
-    _delete(run, run.world.stacks(), step.stack, step.stack_id, step.termination_protection)
+    _delete(run, _stacks_as(run, step.role_arn), step.stack, step.stack_id, step.termination_protection)
+
+
+def _stacks_as(run: TargetRun, role_arn: str) -> Any:
+    # CloudFormation acts as the step's service role (create, delete); "" leaves the caller's.
+    stacks = run.world.stacks()
+    return stacks.with_role(role_arn) if role_arn else stacks
 
 
 # --- images --------------------------------------------------------------------------------------

@@ -2,6 +2,11 @@
 
 `Stacks(client)` takes an injected boto3 CloudFormation client; it neither prints nor reads
 config. Progress goes to an `on_event` callback; failures are raised as `MvpError`s.
+
+`Stacks(client, role_arn=ARN)` (or `stacks.with_role(ARN)`) gives CloudFormation a service role:
+every CreateStack, CreateChangeSet and DeleteStack it sends carries `RoleARN`, so CloudFormation
+makes, changes and deletes the stack's resources with that role's permissions, not the caller's
+(docs/deploy-role.md). ExecuteChangeSet takes no role: it uses the one its change set was made with.
 """
 
 from __future__ import annotations
@@ -138,10 +143,19 @@ class Stacks:
     """The CloudFormation steps the tasks need, on an injected client."""
 
     def __init__(self, client, *, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, role_arn: str = ""):
         self.client = client
         self.sleep = sleep
         self.clock = clock
+        self.role_arn = role_arn
+
+    def with_role(self, role_arn: str) -> "Stacks":
+        """The same steps on the same client, CloudFormation acting as `role_arn` ("": as the caller)."""
+        return Stacks(self.client, sleep=self.sleep, clock=self.clock, role_arn=role_arn)
+
+    def _role(self) -> dict[str, str]:
+        # Omitted rather than empty: CloudFormation refuses RoleARN="" (it must be an ARN).
+        return {"RoleARN": self.role_arn} if self.role_arn else {}
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -228,6 +242,7 @@ class Stacks:
                 Capabilities=CAPABILITIES,
                 EnableTerminationProtection=protect,
                 OnFailure="ROLLBACK",
+                **self._role(),
             )
         return response.get("StackId", "")
 
@@ -244,6 +259,7 @@ class Stacks:
                     Tags=_tags(tags),
                     Capabilities=CAPABILITIES,
                     Description="mvp-tasks preview",
+                    **self._role(),
                 )
         except AwsError as exc:
             raise self._busy_or(exc, name) from None
@@ -300,7 +316,7 @@ class Stacks:
     def delete_stack(self, name: str) -> None:
         try:
             with aws_errors():
-                self.client.delete_stack(StackName=name)
+                self.client.delete_stack(StackName=name, **self._role())
         except AwsError as exc:
             raise self._busy_or(exc, name) from None
 

@@ -15,7 +15,7 @@ from ..aws import discovery
 from ..errors import BuildError, ConfigError, UsageError
 from ..templates import load_template
 from . import parameters
-from .stacks import NOT_READ, plan_stack
+from .stacks import NOT_READ, plan_stack, stacks_as, with_role
 from .store import plan_migration, plan_store
 from .steps import (Action, BuildImage, DeleteStack, EnsureStack, MoveTag, PushImage, RollService, StackAction, Step,
                     TargetKind, TargetPlan)
@@ -142,10 +142,12 @@ def app_stack_step(world: World, project: ProjectSettings, cluster: ClusterSetti
     environment = parameters.layered(project, cluster, "environment", placeholders)
     check_secrets_set(world, project, cluster)
     template = parameters.with_app_container(template, project, cluster, environment)
-    return plan_stack(world.stacks(), name=project.stack_name(cluster.name), template=template,
-                      parameters=values, tags={"mvp:cluster": cluster.name, "mvp:project": project.name},
-                      protected=cluster.protected, service=True, poll=settings.poll_interval,
-                      change_sets=world.change_sets, stack=stack)
+    step, stack = plan_stack(stacks_as(world, cluster.cfn_role), name=project.stack_name(cluster.name),
+                             template=template, parameters=values,
+                             tags={"mvp:cluster": cluster.name, "mvp:project": project.name},
+                             protected=cluster.protected, service=True, poll=settings.poll_interval,
+                             change_sets=world.change_sets, stack=stack)
+    return with_role(step, cluster.cfn_role), stack
 
 
 def check_secrets_set(world: World, project: ProjectSettings, cluster: ClusterSettings) -> None:
@@ -171,9 +173,10 @@ def plan_cluster(world: World, cluster: ClusterSettings, allow_dirty: bool = Fal
     template = load_template(settings.root / cluster.template, settings.root, f"mvp.clusters.{cluster.name}.template")
     check_clean_template(world, cluster.template, cluster, allow_dirty, task)
     values = parameters.cluster_parameters(template, cluster)
-    step, stack = plan_stack(world.stacks(), name=cluster.stack_name, template=template, parameters=values,
+    step, stack = plan_stack(stacks_as(world, cluster.cfn_role), name=cluster.stack_name, template=template, parameters=values,
                              tags={"mvp:cluster": cluster.name}, protect=cluster.protected,
                              protected=cluster.protected, poll=settings.poll_interval, change_sets=world.change_sets)
+    step = with_role(step, cluster.cfn_role)
     plan = TargetPlan(cluster_key(cluster.name), kind=TargetKind.CLUSTER, cluster=cluster.name, action=Action.CLUSTER_UP)
     # The deploy store first (the history and locks of its apps), and a cluster made before the
     # store has its history copied there before its stack update drops the old table.
@@ -207,7 +210,8 @@ def plan_cluster_down(world: World, cluster: ClusterSettings) -> TargetPlan:
             f"remove them first with `inv app.destroy NAME --cluster {cluster.name}`",
         )
     plan.steps.append(DeleteStack(stack.name, stack.status, stack.stack_id, stack.termination_protection,
-                                  "and everything in it: VPC, subnets, ECS cluster", protected=cluster.protected))
+                                  "and everything in it: VPC, subnets, ECS cluster", protected=cluster.protected,
+                                  role_arn=cluster.cfn_role))
     plan.done = "stack deleted"
     return plan
 
@@ -362,7 +366,8 @@ def plan_destroy(world: World, project: ProjectSettings, cluster: ClusterSetting
         return plan
     world.check_cluster_ready(cluster)
     plan.steps.append(DeleteStack(stack.name, stack.status, stack.stack_id, stack.termination_protection,
-                                  "load balancer, service, task definition, logs", protected=cluster.protected))
+                                  "load balancer, service, task definition, logs", protected=cluster.protected,
+                                  role_arn=cluster.cfn_role))
     plan.done = "stack deleted"
     return plan
 

@@ -8,6 +8,7 @@ CloudFormation says what an update would do, and whoever does not execute it del
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, Mapping
@@ -78,6 +79,18 @@ def plan_stack(stacks: Stacks, *, name: str, template: Template, parameters: Map
     return EnsureStack(action=StackAction.UPDATE, protect=protection_change, change_set=change_set,
                        changes=tuple(c.line() for c in changes), parameter_changes=parameter_changes,
                        **common), stack
+
+
+def stacks_as(world: Any, role_arn: str) -> Stacks:
+    """The world's stacks, CloudFormation acting as `role_arn` ("": as the caller) for the change
+    sets planning makes."""
+    stacks = world.stacks()
+    return stacks.with_role(role_arn) if role_arn else stacks
+
+
+def with_role(step: EnsureStack | None, role_arn: str) -> EnsureStack | None:
+    """`step` applied with CloudFormation acting as `role_arn`."""
+    return dataclasses.replace(step, role_arn=role_arn) if step is not None and role_arn else step
 
 
 def effective_parameters(template: Template, parameters: Mapping[str, str]) -> dict[str, str]:

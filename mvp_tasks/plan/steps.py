@@ -106,6 +106,7 @@ class EnsureStack(Step):
     parameter_changes: tuple[tuple[str, str, str], ...] = ()  # (name, old, new)
     old_stack_id: str = ""  # recreate: the stack a failed create left
     service: bool = False  # an app stack: wait for its service's rollout afterwards
+    role_arn: str = ""  # CloudFormation's service role (mvp.clusters.NAME.cfn_role); "": the caller's
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "action", StackAction(self.action))
@@ -249,6 +250,7 @@ class DeleteStack(Step):
     stack_id: str = ""
     termination_protection: bool = False
     what: str = ""
+    role_arn: str = ""  # CloudFormation's service role for the delete; "": the caller's
 
     destructive = True
 

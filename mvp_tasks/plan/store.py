@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from ..state.location import LEGACY_OUTPUT, TEMPLATE, store_stack_holds, table_exists
-from .stacks import plan_stack
+from .stacks import plan_stack, stacks_as, with_role
 from .steps import EnsureStore, MigrateHistory
 
 if TYPE_CHECKING:
@@ -33,13 +33,13 @@ def plan_store(world: World) -> EnsureStore | None:
 
     def plan() -> EnsureStore | None:
         state = world.settings.state
-        stacks = world.stacks()
+        stacks = stacks_as(world, state.cfn_role)
         if state.table and table_exists(world.aws.dynamodb, state.table) and not store_stack_holds(stacks, state):
             return None
         step, _ = plan_stack(stacks, name=state.stack, template=store_template(),
                              parameters={"TableName": state.table}, tags={"mvp:role": "deploy-store"},
                              poll=world.settings.poll_interval, change_sets=world.change_sets)
-        return EnsureStore(step) if step is not None else None
+        return EnsureStore(with_role(step, state.cfn_role)) if step is not None else None
 
     return world.memo.get(("deploy store", "plan"), plan)
 

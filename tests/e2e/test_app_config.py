@@ -35,6 +35,8 @@ from tests.support.terminal import run_on_a_terminal
 pytestmark = pytest.mark.e2e
 
 VALUE = "s3cr3t-Value-7f2c9e-%s"  # never seen outside SSM
+# CloudFormation's service role (docs/deploy-role.md), the one the deploy role may pass.
+CFN_ROLE = f"arn:aws:iam::{iam.ACCOUNT}:role/mvp-cloudformation"
 SECRET_PATH = "/mvp/{cluster}/" + PROJECT + "/API_KEY"
 
 
@@ -45,6 +47,8 @@ def config_files() -> dict[str, str]:
         "secrets": ["API_KEY"],
         "per_cluster": {"prod": {"parameters": {"DesiredCount": 3}, "environment": {"GREETING": "hello prod"}}},
     })
+    for cluster in data["mvp"]["clusters"].values():
+        cluster["cfn_role"] = CFN_ROLE
     return {"invoke.yaml": yaml.safe_dump(data, sort_keys=False)}
 
 
@@ -112,14 +116,30 @@ def configured(tmp_path_factory, git_env, image_services, moto_three):
 
 
 def test_the_deploy_role_policy_allows_every_call_the_story_made(configured):
-    _, out = configured
+    lab, out = configured
     services = {c.split(":", 1)[0] for c in out["calls"]}
     assert {"cloudformation", "ecs", "dynamodb", "ssm", "sts", "logs"} <= services, services
-    assert iam.denied(out["calls"]) == []
-    # The check can fail: a policy without the secrets statement denies what app.secret.set did.
+    # Each call's action on the resource it named, under the conditions it set (RoleARN, PassRole).
+    assert iam.refusals(out["calls"]) == []
+    # CloudFormation acted as its service role: every stack the story made was given it (read back).
+    stacks = lab.live_stacks()
+    assert {"stage", "prod", f"{PROJECT}-stage", f"{PROJECT}-prod", "mvp-deploy-state"} <= set(stacks)
+    assert {name: lab.stack(name).get("RoleARN") for name in stacks} == {name: CFN_ROLE for name in stacks}
+    changes = [c for c in out["calls"] if c in ("cloudformation:CreateStack", "cloudformation:CreateChangeSet")]
+    assert changes and all(c.params.get("RoleARN") == CFN_ROLE for c in changes)
+    # Neither role can grant itself more (docs/deploy-role.md).
+    assert iam.problems(iam.load(iam.POLICY)) == [] and iam.problems(iam.load(iam.CFN_POLICY)) == []
+    # The check can fail: a policy without the secrets statement denies what app.secret.set did...
     policy = json.loads(iam.POLICY.read_text())
     policy["Statement"] = [s for s in policy["Statement"] if s["Sid"] != "ToolManagesSecretsNeverReadsThem"]
     assert "ssm:PutParameter" in iam.denied(out["calls"], policy)
+    # ...one that lets the tool pass another role refuses the story's stack changes...
+    other = json.loads(iam.POLICY.read_text().replace("role/mvp-cloudformation", "role/mvp-other"))
+    assert "cloudformation:CreateStack" in iam.denied(out["calls"], other)
+    # ...and one whose PassRole names any role passes the story but is refused as a policy.
+    wildcard = json.loads(iam.POLICY.read_text().replace('"arn:aws:iam::*:role/mvp-cloudformation"', '"*"'))
+    assert iam.refusals(out["calls"], wildcard) == []
+    assert any("iam:PassRole of any role" in line for line in iam.problems(wildcard))
 
 
 def test_a_release_is_refused_until_its_secret_is_set_and_makes_no_stack(configured):

@@ -5,7 +5,10 @@ zizmor, shaped as the release needs, and with shell steps that behave when run.
   or above in its regular persona.
 - The workflow's structure is read with PyYAML: the plan job's output, the matrix made from it,
   fail-fast off, max-parallel, one concurrency group per app and cluster, `--only` in the release
-  command, least-privilege permissions, pinned actions, no `${{ }}` in any `run:` script.
+  command, least-privilege permissions, pinned actions, no `${{ }}` in any `run:` script; every
+  job guarded on refs/heads/main, every job that assumes the AWS role in a protected environment
+  (the matrix leg's cluster), and the tooling installed from requirements.lock with
+  `--require-hashes` before the credentials step (requirements.lock itself: pinned and hashed).
 - The plan and release steps' own scripts run under bash (as GitHub runs them) with a stand-in
   `inv`: what reaches $GITHUB_OUTPUT and what the release command receives.
 
@@ -194,7 +197,7 @@ def test_release_job_is_a_matrix_of_the_plan():
     release = jobs(RELEASE)["release"]
     needs = release["needs"]
     assert needs == "plan" or "plan" in needs
-    assert squash(release["if"]) == squash(f"{PLAN_MATRIX} != '[]'")
+    assert squash(release["if"]) == squash(f"github.ref == 'refs/heads/main' && {PLAN_MATRIX} != '[]'")
     strategy = release["strategy"]
     assert strategy["fail-fast"] is False
     assert isinstance(strategy["max-parallel"], int) and strategy["max-parallel"] >= 1
@@ -230,6 +233,92 @@ def test_release_job_checks_the_project_before_releasing_it():
     assert squash(steps[check]["env"]["PROJECT"]) == "${{matrix.project}}"
     assert check < runs.index(release_step(jobs(RELEASE)["release"])["run"])
     assert check > next(i for i, s in enumerate(steps) if uses(s, "actions/checkout"))
+
+
+# --- release.yml: who may release, and what runs holding the credentials ------------------------
+
+MAIN_ONLY = "github.ref=='refs/heads/main'"
+LOCK = ROOT / "requirements.lock"
+INSTALL = ["pip install --require-hashes -r requirements.lock", "pip install --no-deps ."]
+
+
+def assumes_role(job: dict) -> bool:
+    return any(uses(step, "aws-actions/configure-aws-credentials") for step in job.get("steps", []))
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_job_runs_only_for_the_main_branch(path):
+    """`workflow_dispatch` offers any branch: each job's `if` requires main, as a conjunct (no `||`)."""
+    for job_id, job in jobs(path).items():
+        condition = squash(job.get("if", ""))
+        assert condition == MAIN_ONLY or condition.startswith(MAIN_ONLY + "&&"), f"{job_id}: if: {job.get('if')}"
+        assert "||" not in condition and "always()" not in condition, f"{job_id}: if: {job.get('if')}"
+
+
+def test_jobs_that_assume_the_role_run_in_a_protected_environment():
+    """Environments carry the protection rules and the role ARN, and make the OIDC `sub`
+    `repo:ORG/REPO:environment:NAME` (docs/deploy-role.md): stage for the plan, the leg's cluster
+    for each release."""
+    workflow = jobs(RELEASE)
+    for job_id, job in workflow.items():
+        if assumes_role(job):
+            assert job.get("environment"), f"{job_id} assumes the AWS role outside an environment"
+    assert workflow["plan"]["environment"] == "stage"
+    assert squash(workflow["release"]["environment"]) == "${{matrix.cluster}}"
+    assert "--cluster stage" in plan_step(workflow["plan"])["run"]  # the plan is stage's, as its environment
+
+
+@pytest.mark.parametrize("job_id", ["plan", "release"])
+def test_the_tooling_is_installed_from_the_hashed_lock_before_the_credentials(job_id):
+    job_steps = jobs(RELEASE)[job_id]["steps"]
+    credentials = next(i for i, s in enumerate(job_steps) if uses(s, "aws-actions/configure-aws-credentials"))
+    installs = [i for i, s in enumerate(job_steps) if "pip install" in s.get("run", "")]
+    assert len(installs) == 1, installs
+    (install,) = installs
+    assert [line.strip() for line in job_steps[install]["run"].strip().splitlines()] == INSTALL
+    assert install < credentials, "dependencies are installed while the job holds AWS credentials"
+    # Nothing after the credentials installs anything (no pip, no uv, no setup action).
+    for step in job_steps[credentials:]:
+        assert not re.search(r"(pip|uv|pipx).*install", step.get("run", "")), step
+        assert not uses(step, "actions/setup-python"), step
+
+
+def lock_entries() -> dict[str, tuple[str, list[str]]]:
+    """requirements.lock: {name: (version, hashes)}, refusing anything but `name==version` + hashes."""
+    entries: dict[str, tuple[str, list[str]]] = {}
+    for block in re.split(r"\n(?=[A-Za-z0-9])", LOCK.read_text()):
+        lines = [line.split("#", 1)[0].strip().rstrip("\\").strip() for line in block.splitlines()]
+        lines = [line for line in lines if line]
+        if not lines:
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", lines[0])
+        assert match, f"not pinned exactly: {lines[0]}"
+        hashes = [line.removeprefix("--hash=") for line in lines[1:]]
+        assert hashes and all(re.fullmatch(r"sha256:[0-9a-f]{64}", h) for h in hashes), lines
+        entries[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = (match.group(2), hashes)
+    return entries
+
+
+def test_the_lock_pins_every_runtime_dependency_with_hashes():
+    from packaging.requirements import Requirement
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    entries = lock_entries()
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for text in declared:
+        requirement = Requirement(text)
+        name = re.sub(r"[-_.]+", "-", requirement.name).lower()
+        assert name in entries, f"{requirement.name} is not in requirements.lock"
+        assert requirement.specifier.contains(entries[name][0]), f"{name}=={entries[name][0]} is not {requirement}"
+    # cfn-lint exactly: a new cfn-lint rule must not start failing releases with no change here.
+    assert re.search(r"^cfn-lint==\d+\.\d+\.\d+ \\$", LOCK.read_text(), re.M)
+    # The tool itself is not in it (`pip install --no-deps .` installs it), nor a test dependency.
+    assert not {"mvp-tasks", "pytest", "moto", "zizmor"} & set(entries)
+    # It says how it is made again.
+    assert "uv pip compile pyproject.toml --generate-hashes" in LOCK.read_text().split("\n\n", 1)[0]
 
 
 # --- release.yml: the steps' scripts, run ---------------------------------------------------------
