@@ -205,11 +205,18 @@ class Guard:
 
     # --- the history ------------------------------------------------------------------------------
 
-    def record(self, outcome: str, message: str = "", digest: str = "") -> None:
+    def record(self, outcome: str, message: str = "", digest: str = "") -> str:
         """The target's history record; with the lock still ours, the lock is released in the same
-        transaction (`release` then has nothing left to do)."""
+        transaction (`release` then has nothing left to do). A run that lost its lock before it
+        finished cannot vouch for what it did (the next holder may have overtaken it): its success
+        is recorded as a failure that says so. Returns the outcome recorded (or meant to be)."""
+        lost_line = ""
+        if outcome == "succeeded" and self.history is not None and self.token:
+            lost_line = self._lost_before_the_end()
+            if self.lost is not None:
+                outcome, message = "failed", lost_line
         if self.history is None or not self.acted or not self.plan.action:
-            return
+            return outcome
         try:
             started = self.locked_at
             # The action as the string every record has (`str(Action.X)` is its value).
@@ -220,13 +227,26 @@ class Guard:
                 if self._beating is not None and self._heartbeat is not None:
                     self._beating.set()  # no renewal of a lock being released, nor one in flight
                     self._heartbeat.join(timeout=10)
-                if self.history.record_and_release(self.plan.project, self.token, **fields) is not None:
+                if_lost = {"outcome": "failed", "message": lost_line} if outcome == "succeeded" else None
+                released = self.history.record_and_release(self.plan.project, self.token, if_lost=if_lost, **fields)
+                if released is not None:
                     self.token = ""  # released, or not ours any more; else `release` deletes it
+                if released is False:
+                    from ..state.store import LeaseLost
+
+                    self.lost = LeaseLost(lost_line)
+                    if if_lost is not None:
+                        return "failed"
             else:
                 self.history.record(self.plan.project, **fields)
         except MvpError as exc:
             self.world.reporter.warn(f"{self.plan.key}: could not record the {outcome} {self.plan.action}: {exc}")
+        return outcome
 
+    def _lost_before_the_end(self) -> str:
+        return (f"lost the deploy lock of {self.plan.project} in {self.plan.cluster} before it finished "
+                "(broken by app.unlock, or taken over): another run may have changed what it did; "
+                f"see inv app.history {self.plan.project} --cluster {self.plan.cluster}")
 
 def _guarded(plan: Any) -> bool:
     """Whether a target takes its app's deploy lock and leaves a history record: an app target,

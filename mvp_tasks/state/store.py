@@ -229,12 +229,14 @@ class ClusterStore:
             self.client.put_item(TableName=self.table, Item=item)
         return record
 
-    def record_and_release(self, project: str, token: str, **fields: Any) -> bool | None:
+    def record_and_release(self, project: str, token: str, *, if_lost: dict[str, str] | None = None,
+                           **fields: Any) -> bool | None:
         """`record`, and the lock `token` holds released, in one transaction (one round trip where
         a run ends, instead of two). False: the lock was not ours any more, so only the record
-        was written (a separate call), and whoever holds the lock now keeps it. None: the
-        transaction was cancelled for another reason (a conflicting write), so only the record was
-        written and the lock is still to be released (`release`)."""
+        was written (a separate call, with the fields of `if_lost` over the others), and whoever
+        holds the lock now keeps it. None: the transaction was cancelled for another reason (a
+        conflicting write), so only the record was written and the lock is still to be released
+        (`release`)."""
         from botocore.exceptions import ClientError
 
         _, item = self._record_item(project, **fields)
@@ -249,8 +251,11 @@ class ClusterStore:
                 if error_code(exc) != "TransactionCanceledException":
                     raise
                 reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+            lost = reasons[1:2] == ["ConditionalCheckFailed"]
+            if lost and if_lost:
+                _, item = self._record_item(project, **{**fields, **if_lost})
             self.client.put_item(TableName=self.table, Item=item)
-        return False if reasons[1:2] == ["ConditionalCheckFailed"] else None
+        return False if lost else None
 
     def _record_item(self, project: str, action: str, commit: str, digest: str, outcome: str, by: str,
                      message: str = "", duration: float | None = None) -> tuple[Record, dict]:
