@@ -52,10 +52,14 @@ def table(aws):
     return store.create_store(aws.client("cloudformation"))
 
 
-def _store(aws, table, **kw):
+def _store(aws, table, clock=time.time, **kw):
+    """A store of one run; `kw` (its own monotonic clock, sleep, host identity) set as attributes."""
     from mvp_tasks.state.store import ClusterStore
 
-    return ClusterStore(aws.client("dynamodb"), table, "stage", **kw)
+    made = ClusterStore(aws.client("dynamodb"), table, "stage", clock=clock)
+    for name, value in kw.items():
+        setattr(made, name, value)
+    return made
 
 
 def test_a_holder_whose_clock_runs_120_s_slow_renews_and_keeps_its_lock(aws, table):
