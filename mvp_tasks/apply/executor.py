@@ -299,7 +299,11 @@ class Engine:
             for step in plan.steps:
                 apply_step(run, step)
             guard.forget_undo()
-            guard.record("succeeded", run.record, digest=run.digest)
+            if guard.record("succeeded", run.record, digest=run.digest) != "succeeded":
+                # Its lock was lost before the end: what it did is not its own to report as done.
+                lost = guard.lost
+                return self._result(plan, Outcome.FAILED, lost.message if lost is not None else "lost its lock",
+                                    started)
             message = run.done or plan.done or "done"
             if run.service is not None:
                 message += f"; service {run.service.name} running {run.service.running}/{run.service.desired}"

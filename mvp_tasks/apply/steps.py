@@ -217,9 +217,18 @@ def apply_move_tag(run: TargetRun, step: MoveTag) -> None:
     if before and before != digest:
         # Task definitions name the tag: a circuit-breaker rollback or a replaced task after a
         # failed rollout would otherwise pull the image that just failed.
-        run.guard.on_undo(
-            f"{step.repository}:{step.tag} pointed back at {before[:19]}, the image it named before",
-            lambda: move_tag(registry, step.repository, before, step.tag, before))
+        def point_back() -> str | None:
+            # Compare, then move: only a tag that still names this run's image goes back. Another
+            # run that moved it since (one that took the lock after ours was lost) keeps its move.
+            now = registry.get_digest(step.repository, step.tag) or ""
+            if now != digest:
+                return (f"{step.repository}:{step.tag} left at {now[:19] or 'nothing'}, not pointed back at "
+                        f"{before[:19]}: another run moved it since")
+            move_tag(registry, step.repository, before, step.tag, before)
+            return None
+
+        run.guard.on_undo(f"{step.repository}:{step.tag} pointed back at {before[:19]}, the image it named before",
+                          point_back)
 
 
 def apply_ensure_store(run: TargetRun, step: EnsureStore) -> None:

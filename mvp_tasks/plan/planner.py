@@ -426,6 +426,9 @@ def plan_push(world: World, builder: Builder, project: ProjectSettings, cluster:
     if not digest or current != digest:
         plan.steps.append(MoveTag(repo, cluster.tag, revision.tag, current, digest, label=revision.short,
                                   protected=cluster.protected))
+        # The cluster's tag is what the app's next rollout pulls: moving it takes the app's deploy
+        # lock and leaves a history record, as a deploy does (none where the cluster has no store yet).
+        plan.recorded = _has_store(world, cluster)
     plan.note = f"{ref} already in {registry.describe()} and tagged {cluster.tag} ({digest[:19]})"
     plan.done = f"pushed {ref}, tagged {cluster.tag}" if any(isinstance(s, PushImage) for s in plan.steps) \
         else f"{cluster.tag} now {revision.short}"

@@ -338,8 +338,13 @@ def prepare_world(aws: MotoServer, extras: frozenset[str]) -> None:
         cfn.create_stack(StackName=f"{PROJECT}-stage", TemplateBody=APP_STACK_TEMPLATE,
                          Tags=[{"Key": "mvp:cluster", "Value": "stage"}])
     if "lock" in extras:
+        # A live run on this host (this test's own process): refused at once, never watched.
+        from mvp_tasks.state.store import host_identity, process_start
+
         dynamodb.put_item(TableName=table, Item={
             **store.lock_key("stage", PROJECT), "owner": {"S": "someone else on ci-7 (pid 42)"},
+            "host_id": {"S": host_identity()}, "pid": {"N": str(os.getpid())},
+            "pid_start": {"S": process_start(os.getpid()) or ""}, "rvn": {"S": "their-version"},
             "token": {"S": "their-token"}, "acquired_at": {"S": "2026-01-01T00:00:00.000000+00:00"},
             "expires_at": {"N": str(int(time.time()) + 3600)}})
 

@@ -192,29 +192,53 @@ def test_a_deploy_killed_with_sigkill_is_taken_over_at_once_by_the_next_run_on_t
     assert lab.history("stage")[-1]["action"] == "update" and lab.history("stage")[-1]["outcome"] == "succeeded"
 
 
-def _foreign_lock(lab, seconds: int) -> None:
-    """A lock as a run on another machine leaves it when it is killed: its lease runs `seconds` more."""
+def _foreign_lock(lab, seconds: int, lease: int = 90) -> None:
+    """A lock as a run on another machine leaves it when it is killed (its expiry, on its own
+    clock, `seconds` ahead; never compared with ours): taken over only once it goes one `lease`
+    without a new record version, timed on the acquirer's clock."""
     from tests.support import store
 
     lab.client("dynamodb").put_item(TableName=lab.table(), Item={
         **store.lock_key("stage", PROJECT), "owner": {"S": "arn:aws:sts::123456789012:user/ci on runner-9 (pid 4242)"},
-        "host": {"S": "runner-9"}, "pid": {"N": "4242"}, "token": {"S": "a" * 32},
+        "host": {"S": "runner-9"}, "host_id": {"S": "runner-9-machine/pid:[4026531836]"}, "pid": {"N": "4242"},
+        "token": {"S": "a" * 32}, "rvn": {"S": "0" * 32}, "lease": {"N": str(lease)},
         "acquired_at": {"S": "2026-12-02T10:00:00.000000+00:00"},
         "expires_at": {"N": str(int(time.time()) + seconds)}})
 
 
-def test_a_lock_of_a_run_killed_on_another_machine_frees_itself_within_one_lease(lab):
-    from conftest import assert_one_line_error
+def test_a_lock_of_a_run_on_another_machine_is_held_while_renewed_and_taken_over_one_lease_after(lab):
+    import threading
 
-    _foreign_lock(lab, 4)
-    refused = lab.inv("app.update", PROJECT)
+    from conftest import assert_one_line_error
+    from tests.support import store
+
+    _foreign_lock(lab, 3600, lease=4)
+    beating = threading.Event()
+
+    def heartbeat() -> None:  # the other machine's run lives: a new record version every second
+        n = 0
+        while not beating.wait(1):
+            n += 1
+            lab.client("dynamodb").update_item(TableName=lab.table(), Key=store.lock_key("stage", PROJECT),
+                                               UpdateExpression="SET rvn = :v",
+                                               ExpressionAttributeValues={":v": {"S": f"{n:032d}"}})
+
+    beat = threading.Thread(target=heartbeat, daemon=True)
+    beat.start()
+    try:
+        refused = lab.inv("app.update", PROJECT)
+    finally:
+        beating.set()
+        beat.join()
     assert_one_line_error(refused, f"another deploy of {PROJECT} to stage is running: held by "
                                    "arn:aws:sts::123456789012:user/ci on runner-9 (pid 4242) since 2026-12-02 10:00:00",
                           "if that run died", f"inv app.unlock {PROJECT} --cluster stage")
     assert lab.lock_item("stage")["token"] == "a" * 32  # not touched
-    time.sleep(5)  # the lease runs out: nobody renews it
+
+    # Its run died (no more renewals); its expiry, an hour ahead on its clock, does not matter.
     result = lab.ok("app.update", PROJECT)
-    assert "rolled out" in result.stdout and "took over" not in result.stdout + result.stderr
+    said = result.stdout + result.stderr
+    assert "rolled out" in result.stdout and "took over the deploy lock" in said and "not renewed for 4 s" in said, said
     assert_clean(lab)
 
 

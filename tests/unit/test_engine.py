@@ -57,10 +57,13 @@ class FakeHistory:
         self.records: list[tuple[str, str, str]] = []  # (project, outcome, message)
         self.held: dict[str, str] = {}
 
-    def acquire(self, project, owner, lease, token="", on_takeover=None):
+    def acquire(self, project, owner, lease, token="", on_takeover=None, **waiting):
         with self._lock:
             self.held[project] = token
         return token
+
+    def renew(self, project, token, lease):  # the check before each later step: still ours
+        return 0
 
     def release(self, project, token):
         with self._lock:

@@ -35,6 +35,9 @@ HOST = "build-7"
 PID = 4242
 PID_START = "98765"
 OTHER_TOKEN = "0123456789abcdef0123456789abcdef"
+HERE = "3d1219c7c4c5404aaa1f6d2a48adfda4/pid:[4026531836]"  # this host: machine id / PID namespace
+ELSEWHERE = "77aa0000000000000000000000000000/pid:[4026531836]"
+OTHER_RVN = "11112222333344445555666677778888"
 CONDITION_FAILED = "The conditional request failed"
 
 
@@ -62,7 +65,28 @@ def history(client, stub, monkeypatch):
     monkeypatch.setattr(history_module.os, "getpid", lambda: PID)
     alive = {PID: PID_START, 917: "555"}  # pid -> start time; any other pid is gone
     monkeypatch.setattr(history_module, "process_start", lambda pid: alive.get(pid))
-    return History(client, TABLE, CLUSTER, clock=lambda: NOW + 0.75)
+    return History(client, TABLE, CLUSTER, clock=lambda: NOW + 0.75, monotonic=lambda: MONO.now,
+                   sleep=MONO.sleep, here=lambda: HERE)
+
+
+class Monotonic:
+    """The acquirer's own monotonic clock: it moves only when the acquirer sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 5000.0
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+MONO = Monotonic()
+
+
+@pytest.fixture(autouse=True)
+def fresh_clock():
+    MONO.__init__()
 
 
 def lock_put(lease: int = 90, takeover_of: str = "") -> dict:
@@ -72,18 +96,20 @@ def lock_put(lease: int = 90, takeover_of: str = "") -> dict:
             **LOCK_KEY,
             "owner": {"S": ME},
             "host": {"S": HOST},
+            "host_id": {"S": HERE},
             "pid": {"N": str(PID)},
             "pid_start": {"S": PID_START},
             "token": {"S": TOKEN},
+            "rvn": {"S": TOKEN},  # a fresh random version (uuid4 is pinned here)
+            "lease": {"N": str(lease)},
             "acquired_at": {"S": NOW_ISO},
             "expires_at": {"N": str(NOW + lease)},
         },
-        "ConditionExpression": "attribute_not_exists(pk) OR expires_at < :now",
-        "ExpressionAttributeValues": {":now": {"N": str(NOW)}},
+        "ConditionExpression": "attribute_not_exists(pk)",
     }
     if takeover_of:
-        put.update(ConditionExpression="#t = :theirs", ExpressionAttributeNames={"#t": "token"},
-                   ExpressionAttributeValues={":theirs": {"S": takeover_of}})
+        # Over the version that was judged, and only that one: never by comparing clocks.
+        put.update(ConditionExpression="rvn = :rvn", ExpressionAttributeValues={":rvn": {"S": takeover_of}})
     return put
 
 
@@ -140,8 +166,9 @@ HELD_SINCE = "2026-11-01T11:52:30.000001+00:00"
 HELD_UNTIL = NOW + 1050  # 12:17:30 UTC
 
 
-def holder_item(host: str = "runner-3", pid: int = 917, token: str = OTHER_TOKEN, owner: str = OTHER) -> dict:
-    return {"Item": {
+def holder_item(host: str = "runner-3", pid: int = 917, token: str = OTHER_TOKEN, owner: str = OTHER,
+                host_id: str = ELSEWHERE, rvn: str = OTHER_RVN, lease: int = 90, expires: int = HELD_UNTIL) -> dict:
+    item = {
         **LOCK_KEY,
         "owner": {"S": owner},
         "host": {"S": host},
@@ -149,17 +176,24 @@ def holder_item(host: str = "runner-3", pid: int = 917, token: str = OTHER_TOKEN
         "pid_start": {"S": "555"},
         "token": {"S": token},
         "acquired_at": {"S": HELD_SINCE},
-        "expires_at": {"N": str(HELD_UNTIL)},
-    }}
+        "expires_at": {"N": str(expires)},
+    }
+    item.update({"host_id": {"S": host_id}} if host_id else {})
+    item.update({"rvn": {"S": rvn}} if rvn else {})
+    item.update({"lease": {"N": str(lease)}} if lease else {})
+    return {"Item": item}
 
 
 def add_held_lock(stub: Stubber, **holder) -> None:
+    """A lock held by a live run elsewhere: found, watched, and renewed while watched."""
     condition_failed(stub, "put_item", lock_put())
     stub.add_response("get_item", holder_item(**holder), LOCK_GET)
+    if holder.get("host_id", ELSEWHERE) != HERE:
+        stub.add_response("get_item", holder_item(**{**holder, "rvn": "9" * 32}), LOCK_GET)
 
 
 HELD_MESSAGE = (f"another deploy of {PROJECT} to {CLUSTER} is running: held by {OTHER} since 2026-11-01 11:52:30")
-HELD_HINT = ("wait for it to finish (its lease runs out at 12:17:30 UTC if that run died), "
+HELD_HINT = ("wait for it to finish (if that run died, its lock is taken over 90 s after its last renewal), "
              f"or break the lock: inv app.unlock {PROJECT} --cluster {CLUSTER}")
 
 
@@ -178,8 +212,9 @@ def test_acquire_of_a_held_lock_names_the_holder_since_when_and_both_ways_out(st
 
 
 def test_a_holder_on_this_host_whose_process_is_alive_is_not_taken_over(stub, history):
-    # Same host, pid 917 still runs (with the start time its item names): a live run's lock.
-    add_held_lock(stub, host=HOST)
+    # Same host (machine id and PID namespace), pid 917 still runs (with the start time its item
+    # names): a live run's lock, refused at once without watching it.
+    add_held_lock(stub, host=HOST, host_id=HERE)
 
     with pytest.raises(LockHeld):
         history.acquire(PROJECT, ME, 90)
@@ -190,8 +225,8 @@ def test_a_holder_on_this_host_whose_process_is_alive_is_not_taken_over(stub, hi
 def test_a_holder_on_this_host_whose_process_is_gone_is_taken_over_at_once_and_said(stub, history):
     condition_failed(stub, "put_item", lock_put())
     dead = f"arn:aws:sts::123456789012:assumed-role/deployer/dana on {HOST} (pid 31337)"
-    stub.add_response("get_item", holder_item(host=HOST, pid=31337, owner=dead), LOCK_GET)
-    stub.add_response("put_item", {}, lock_put(takeover_of=OTHER_TOKEN))
+    stub.add_response("get_item", holder_item(host=HOST, pid=31337, owner=dead, host_id=HERE), LOCK_GET)
+    stub.add_response("put_item", {}, lock_put(takeover_of=OTHER_RVN))
     said = []
 
     assert history.acquire(PROJECT, ME, 90, on_takeover=said.append) == TOKEN
@@ -205,10 +240,11 @@ def test_two_runs_taking_over_one_dead_holder_race_on_its_token_and_the_loser_is
     # Both saw the dead holder; the other run's conditional write (on the dead token) landed first,
     # so ours fails, and the lock, read again, is the winner's: held, not ours.
     condition_failed(stub, "put_item", lock_put())
-    stub.add_response("get_item", holder_item(host=HOST, pid=31337), LOCK_GET)
-    condition_failed(stub, "put_item", lock_put(takeover_of=OTHER_TOKEN))
+    stub.add_response("get_item", holder_item(host=HOST, pid=31337, host_id=HERE), LOCK_GET)
+    condition_failed(stub, "put_item", lock_put(takeover_of=OTHER_RVN))
     condition_failed(stub, "put_item", lock_put())
-    stub.add_response("get_item", holder_item(token="f" * 32), LOCK_GET)
+    stub.add_response("get_item", holder_item(token="f" * 32, rvn="f" * 32), LOCK_GET)
+    stub.add_response("get_item", holder_item(token="f" * 32, rvn="e" * 32), LOCK_GET)  # it renews
     said = []
 
     with pytest.raises(LockHeld) as raised:
@@ -221,7 +257,7 @@ def test_two_runs_taking_over_one_dead_holder_race_on_its_token_and_the_loser_is
 def test_our_own_write_whose_answer_was_lost_is_ours(stub, history):
     # botocore retried a PutItem that had landed: the condition fails on our own item.
     condition_failed(stub, "put_item", lock_put())
-    stub.add_response("get_item", holder_item(host=HOST, pid=PID, token=TOKEN, owner=ME), LOCK_GET)
+    stub.add_response("get_item", holder_item(host=HOST, pid=PID, token=TOKEN, owner=ME, host_id=HERE), LOCK_GET)
 
     assert history.acquire(PROJECT, ME, 90) == TOKEN
     stub.assert_no_pending_responses()
@@ -232,10 +268,11 @@ def test_our_own_write_whose_answer_was_lost_is_ours(stub, history):
 RENEW = {
     "TableName": TABLE,
     "Key": LOCK_KEY,
-    "UpdateExpression": "SET expires_at = :exp",
+    "UpdateExpression": "SET expires_at = :exp, rvn = :rvn, lease = :lease",
     "ConditionExpression": "#t = :token",
     "ExpressionAttributeNames": {"#t": "token"},
-    "ExpressionAttributeValues": {":exp": {"N": str(NOW + 90)}, ":token": {"S": TOKEN}},
+    "ExpressionAttributeValues": {":exp": {"N": str(NOW + 90)}, ":rvn": {"S": TOKEN}, ":lease": {"N": "90"},
+                                  ":token": {"S": TOKEN}},
 }
 
 
@@ -545,3 +582,114 @@ def test_access_denied_on_record_says_what_the_policy_must_allow(stub, history):
     assert raised.value.message.startswith("access denied: User: ")
     assert "dynamodb:PutItem" in raised.value.message
     assert raised.value.hint == "the caller's IAM policy must allow this action"
+
+
+# --- who a holder is: its host by machine id and PID namespace, its process by /proc or signal 0 ----
+
+
+def test_a_holder_with_this_hostname_but_another_machine_id_or_pid_namespace_is_not_taken_over_by_pid(stub, history):
+    # A container on this machine: same hostname, a pid that names nothing here. Not "gone": it is
+    # watched for one lease, and it renews, so it is refused.
+    condition_failed(stub, "put_item", lock_put())
+    stub.add_response("get_item", holder_item(host=HOST, pid=31337, host_id=HERE.split("/")[0] + "/pid:[4026532999]"),
+                      LOCK_GET)
+    stub.add_response("get_item", holder_item(host=HOST, pid=31337, rvn="9" * 32), LOCK_GET)
+
+    with pytest.raises(LockHeld):
+        history.acquire(PROJECT, ME, 90)
+    stub.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize("host_id, here, start, expected", [
+    (HERE, HERE, None, "dead"),  # same machine and namespace, no such process
+    (HERE, HERE, "555", "alive"),  # runs, with the start time the item names
+    (HERE, HERE, "", "alive"),  # runs (signal 0), /proc cannot say when it started
+    (HERE, HERE, "556", "dead"),  # the pid names another process now
+    (ELSEWHERE, HERE, None, "unknown"),  # another machine: only its lease can tell
+    (HERE.split("/")[0] + "/pid:[1]", HERE, None, "unknown"),  # another PID namespace
+    ("", HERE, None, "unknown"),  # a lock written by an older version: hostname only
+    (HERE, "", None, "unknown"),  # we cannot tell who we are (macOS, no /proc)
+])
+def test_liveness_of_a_holder_needs_both_machine_id_and_pid_namespace(host_id, here, start, expected):
+    holder = history_module.Holder.from_item(holder_item(host=HOST, host_id=host_id)["Item"])
+    assert holder.liveness_here(here, start_of=lambda pid: start) == expected
+
+
+def _kill_raising(error):
+    def kill(pid, signal):
+        if error is not None:
+            raise error
+    return kill
+
+
+@pytest.mark.parametrize("error, expected", [
+    (ProcessLookupError(), None), (PermissionError(), ""), (None, "")])
+def test_without_proc_the_signal_0_probe_says_whether_a_process_runs(tmp_path, error, expected):
+    # No /proc (macOS): a missing /proc entry is not "gone"; the kernel is asked.
+    assert history_module.process_start(4242, proc=str(tmp_path / "no-proc"), kill=_kill_raising(error)) == expected
+
+
+def test_with_proc_the_start_time_is_read_and_a_zombie_is_gone(tmp_path):
+    (tmp_path / "7").mkdir()
+    (tmp_path / "7" / "stat").write_text("7 (a (b) c) S " + " ".join(str(n) for n in range(1, 30)))
+    (tmp_path / "8").mkdir()
+    (tmp_path / "8" / "stat").write_text("8 (z) Z " + " ".join(str(n) for n in range(1, 30)))
+    assert history_module.process_start(7, proc=str(tmp_path), kill=_kill_raising(AssertionError())) == "19"
+    assert history_module.process_start(8, proc=str(tmp_path), kill=_kill_raising(AssertionError())) is None
+
+
+@pytest.mark.parametrize("files, link, expected", [
+    ({"/etc/machine-id": "abc\n"}, "pid:[4026531836]", "abc/pid:[4026531836]"),
+    ({"/var/lib/dbus/machine-id": "def\n"}, "pid:[9]", "def/pid:[9]"),
+    ({}, "pid:[9]", ""),  # no machine id (macOS, a bare container): unknown
+    ({"/etc/machine-id": "abc\n"}, None, ""),  # no PID namespace to read: unknown
+])
+def test_the_host_identity_is_machine_id_and_pid_namespace_or_nothing(files, link, expected):
+    def read(path):
+        if path not in files:
+            raise FileNotFoundError(path)
+        return files[path]
+
+    def readlink(path):
+        if link is None:
+            raise FileNotFoundError(path)
+        return link
+
+    assert history_module.host_identity(read=read, readlink=readlink) == expected
+
+
+# --- a lease is timed on the acquirer's own clock, by the holder's record version -----------------
+
+
+def test_an_abandoned_lock_is_taken_over_after_one_lease_on_the_acquirers_clock(stub, history):
+    # Its expiry (the holder's clock) says it runs for another 17 minutes: never read. Its version
+    # does not change for one lease (90 s, timed by our monotonic clock): taken over on that version.
+    condition_failed(stub, "put_item", lock_put())
+    for _ in range(46):  # the first read, then a look every 2 s for 90 s
+        stub.add_response("get_item", holder_item(), LOCK_GET)
+    stub.add_response("put_item", {}, lock_put(takeover_of=OTHER_RVN))
+    said, waited = [], []
+
+    assert history.acquire(PROJECT, ME, 90, on_takeover=said.append, on_wait=waited.append) == TOKEN
+
+    stub.assert_no_pending_responses()
+    assert sum(MONO.slept) == pytest.approx(90)
+    assert waited == [f"the deploy lock of {PROJECT} in {CLUSTER} is held by {OTHER} since 2026-11-01 11:52:30: "
+                      "waiting up to 90 s for it to be renewed (taken over if it is not)"]
+    assert said == [f"took over the deploy lock of {PROJECT} in {CLUSTER} from {OTHER} since 2026-11-01 11:52:30: "
+                    "not renewed for 90 s (one lease, timed here)"]
+
+
+def test_a_lock_of_an_older_version_is_taken_over_on_its_token_and_expiry(stub, history):
+    old = holder_item(host_id="", rvn="", lease=0)
+    condition_failed(stub, "put_item", lock_put())
+    for _ in range(46):
+        stub.add_response("get_item", old, LOCK_GET)
+    put = lock_put()
+    put.update(ConditionExpression="#t = :theirs AND expires_at = :exp AND attribute_not_exists(rvn)",
+               ExpressionAttributeNames={"#t": "token"},
+               ExpressionAttributeValues={":theirs": {"S": OTHER_TOKEN}, ":exp": {"N": str(HELD_UNTIL)}})
+    stub.add_response("put_item", {}, put)
+
+    assert history.acquire(PROJECT, ME, 90) == TOKEN
+    stub.assert_no_pending_responses()

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import botocore.exceptions
+from botocore.stub import ANY
 import pytest
 from stubs import (FakeClock as _FakeClock, isolate_from_aws, log_calls, make_client, make_clocked_world,
                    stack_event_data)
@@ -827,14 +828,25 @@ def lock_put(wait_timeout: int = 600, lease: int = 90) -> dict:
             "owner": {"S": f"{CALLER} on {socket.gethostname()} (pid {os.getpid()})"},
             "host": {"S": socket.gethostname()},
             "pid": {"N": str(os.getpid())},
+            "host_id": {"S": history_module.host_identity()},
             "pid_start": {"S": history_module.process_start(os.getpid()) or ""},
             "token": {"S": TOKEN},
+            "rvn": ANY,  # a fresh record version at every write of the lock
+            "lease": {"N": str(lease)},
             "acquired_at": {"S": ACQUIRED_AT},
             "expires_at": {"N": str(NOW + lease)},
         },
-        "ConditionExpression": "attribute_not_exists(pk) OR expires_at < :now",
-        "ExpressionAttributeValues": {":now": {"N": str(NOW)}},
+        "ConditionExpression": "attribute_not_exists(pk)",
     }
+
+
+def add_renewal(app, lease: int = 90) -> None:
+    """The check before a later step of a locked target: the lease renewed, synchronously."""
+    app.ddb.add_response("update_item", {}, {
+        "TableName": TABLE, "Key": LOCK_KEY, "UpdateExpression": "SET expires_at = :exp, rvn = :rvn, lease = :lease",
+        "ConditionExpression": "#t = :token", "ExpressionAttributeNames": {"#t": "token"},
+        "ExpressionAttributeValues": {":exp": {"N": ANY}, ":rvn": ANY, ":lease": {"N": str(lease)},
+                                      ":token": {"S": TOKEN}}})
 
 
 def add_cluster_stack(app) -> None:
@@ -1169,6 +1181,7 @@ def add_promote(app) -> None:
     app.cfn.add_response("describe_stacks", app_stack("UPDATE_COMPLETE", commit=COMMIT), {"StackName": STACK})
     add_rolled(app, OLD_DIGEST)
     add_lock(app)
+    add_renewal(app)  # before the rollout, the second step
     add_force(app)
 
 
@@ -1183,6 +1196,7 @@ def promote_world(app):
 def test_failed_rollout_after_a_promote_points_the_tag_back_and_records_the_failure(app, clock):
     add_promote(app)
     add_circuit_breaker_rollback(app.ecs)
+    add_renewal(app)  # before the undo: the lease is still ours
     add_record_and_release(app)
     world, target = promote_world(app)
 
@@ -1190,8 +1204,9 @@ def test_failed_rollout_after_a_promote_points_the_tag_back_and_records_the_fail
 
     assert_all_answered(app)
     assert clock.slept == [5]
-    assert names(app) == ["DescribeStacks", "DescribeStacks", "Query", "PutItem", "retag",
-                          "UpdateService", "DescribeServices", "DescribeServices", "retag", "TransactWriteItems"]
+    assert names(app) == ["DescribeStacks", "DescribeStacks", "Query", "PutItem", "retag", "UpdateItem",
+                          "UpdateService", "DescribeServices", "DescribeServices", "UpdateItem", "retag",
+                          "TransactWriteItems"]
     retags = [params for name, params in app.calls if name == "retag"]
     assert retags == [{"source": COMMIT, "tag": "stage"}, {"source": OLD_DIGEST, "tag": "stage"}]
     assert world.registry.tags["stage"] == OLD_DIGEST
@@ -1228,6 +1243,7 @@ def test_interrupt_during_the_rollout_points_the_tag_back_records_interrupted_an
     app.ecs.add_response("describe_services", describe_services(service(
         deployment(NEW, "PRIMARY", "IN_PROGRESS", desired=2, running=0, pending=2), old_deployment(),
         running=2, pending=2)), DESCRIBE)
+    add_renewal(app)  # before the undo: the lease is still ours
     add_record_and_release(app)
     world, target = promote_world(app)
     # Ctrl-C while DescribeServices is in flight: the next wait refuses to sleep.
@@ -1297,11 +1313,16 @@ def test_lock_held_by_another_run_is_not_deleted_and_nothing_is_recorded(app):
         **LOCK_KEY, "owner": {"S": OTHER}, "token": {"S": "0a9b8c7d6e5f40312233445566778899"},
         "acquired_at": {"S": "2026-11-01T11:58:00.000000+00:00"}, "expires_at": {"N": str(NOW + 1200)}}},
         {"TableName": TABLE, "Key": LOCK_KEY, "ConsistentRead": True})
+    # Another host's run: watched for one lease, and it renews (a new record version): refused.
+    app.ddb.add_response("get_item", {"Item": {
+        **LOCK_KEY, "owner": {"S": OTHER}, "token": {"S": "0a9b8c7d6e5f40312233445566778899"},
+        "rvn": {"S": "renewed"}, "acquired_at": {"S": "2026-11-01T11:58:00.000000+00:00"},
+        "expires_at": {"N": str(NOW + 1200)}}}, {"TableName": TABLE, "Key": LOCK_KEY, "ConsistentRead": True})
 
     apply(world, roll_target())
 
     assert_all_answered(app)
-    assert names(app) == ["DescribeStacks", "PutItem", "GetItem"]  # no DeleteItem: the lock is theirs
+    assert names(app) == ["DescribeStacks", "PutItem", "GetItem", "GetItem"]  # no DeleteItem: the lock is theirs
     outcome, message = result_of(world)
     assert outcome is Outcome.FAILED
     assert message.startswith(f"another deploy of {PROJECT} to {CLUSTER} is running: held by {OTHER} "
