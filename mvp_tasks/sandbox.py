@@ -83,7 +83,10 @@ def get_stranger(state: MotoState) -> str:
     if is_moto_command(command, state.port) and (not state.start_time or not start_time
                                                   or start_time == state.start_time):
         return ""
-    shown = command if len(command) <= 80 else command[:77] + "..."
+    from .report import printable
+
+    # Another program's command line, shown in an error line: as text only.
+    shown = printable(command if len(command) <= 80 else command[:77] + "...", keep="")
     return f"pid {state.pid} (`{shown}`)"
 
 
