@@ -13,6 +13,7 @@ import contextlib
 import enum
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import IO, Iterator
@@ -80,6 +81,26 @@ class Results:
         return "recap: " + " ".join(f"{k}={v}" for k, v in c.items())
 
 
+# C0 and C1 control characters and DEL: ESC, OSC 52 (clipboard), BEL, CR and the like, from stack
+# reasons, build output and container logs, would drive the terminal that shows them.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: object, keep: str = "\t\n") -> str:
+    """`text` with every control character but those in `keep` shown as a visible escape
+    (ESC as `\\x1b`): what AWS, a build or a container says reaches a terminal as text only.
+    The one filter of every output path (lines, live lines, tables, prompts, logs)."""
+    return CONTROL.sub(lambda m: m.group() if m.group() in keep else f"\\x{ord(m.group()):02x}", str(text))
+
+
+def plain_text(text: object, keep: str = "\t\n"):
+    """`text` as a rich `Text`: printable, and never read as markup (AWS and build messages hold
+    `[...]`, which rich would parse as tags)."""
+    from rich.text import Text
+
+    return Text(printable(text, keep))
+
+
 def is_interactive(stream: IO | None = None) -> bool:
     """A person is there to answer: stdin and the output are terminals, and this is not CI."""
     stream = stream or sys.stdout
@@ -133,7 +154,7 @@ class Reporter:
             return
         with self._lock:
             console = self._live.console if self._live is not None else self.console
-            console.print(text, style=style, markup=False)
+            console.print(plain_text(text), style=style)
 
     def header(self, text: str) -> None:
         self._print(text, "bold")
@@ -177,7 +198,8 @@ class Reporter:
         grid.add_column(no_wrap=True, style="bold")
         grid.add_column(no_wrap=True, overflow="ellipsis", style="dim")
         for target, text in self._status.items():
-            grid.add_row(target, text)
+            # One row each: a newline in a live line is shown, never acted on.
+            grid.add_row(plain_text(target, keep="\t"), plain_text(text, keep="\t"))
         return grid
 
     @contextlib.contextmanager
@@ -205,7 +227,7 @@ class Reporter:
     def progress(self, text: str) -> Iterator[None]:
         """A live spinner on a terminal; one plain line otherwise."""
         if self.interactive and not self.json_output:
-            with self.console.status(text):
+            with self.console.status(plain_text(text, keep="\t")):
                 yield
         else:
             self._print(f"  {text}")
@@ -214,15 +236,19 @@ class Reporter:
     def table(self, columns: list[str], rows: list[list[str]], title: str = "") -> None:
         if self.json_output:
             return
+        columns = [printable(col) for col in columns]
+        rows = [[printable(cell) for cell in row] for row in rows]
         if self.interactive:
             from rich.table import Table
 
-            t = Table(title=title or None)
+            t = Table(title=plain_text(title) if title else None)
             for col in columns:
-                t.add_column(col)
+                t.add_column(plain_text(col))
             for row in rows:
-                t.add_row(*row)
-            self.console.print(t)
+                t.add_row(*(plain_text(cell) for cell in row))
+            with self._lock:
+                console = self._live.console if self._live is not None else self.console
+                console.print(t)
             return
         widths = [max(len(str(x)) for x in [col] + [r[i] for r in rows]) for i, col in enumerate(columns)]
         if title:
@@ -241,7 +267,8 @@ class Reporter:
                duration: float | None = None) -> Result:
         if self.check and outcome is Outcome.CHANGED:
             message = f"{message} (check: nothing was changed)" if message else "(check: nothing was changed)"
-        result = Result(target, outcome, message, commit, duration)
+        # Kept printable: the boundary writes each failure's message on stderr as it is here.
+        result = Result(target, outcome, printable(message), commit, duration)
         # In check mode nothing changed: what would is never labelled "changed".
         label = "would change" if self.check and outcome is Outcome.CHANGED else outcome.value
         text = f"{label}: {target}"
@@ -293,7 +320,7 @@ class Reporter:
 
         self.asking = True
         try:
-            answer = Confirm.ask(f"{question}?", console=self.console, default=False)
+            answer = Confirm.ask(plain_text(f"{question}?"), console=self.console, default=False)
         except (EOFError, KeyboardInterrupt):
             answer = False
         finally:

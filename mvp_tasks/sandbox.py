@@ -1,8 +1,13 @@
 """The local sandbox: a moto server (AWS APIs) on loopback as a background process.
 
 Its state lives in one git-ignored folder (`mvp.sandbox.dir`, default `.sandbox/`):
-`moto.json` says where it listens and which process it is. While that process is alive every
-task targets it (see `world.get_aws_target`). Nothing here prints or reads Invoke config.
+`moto.json` says where it listens and which process it is (pid, start time, command line). While
+that very process runs every task targets it (see `world.get_aws_target`); a pid that now names
+another program (the server died, the pid was reused) is never signalled nor sent AWS calls.
+`moto.used`, written by `sandbox.up` and left by `sandbox.down`, says this repository works
+against its sandbox: while it is there and the server is down, AWS tasks refuse instead of
+quietly targeting real AWS (`sandbox.down --forget` removes it). Nothing here prints or reads
+Invoke config.
 """
 
 from __future__ import annotations
@@ -21,16 +26,68 @@ from .errors import SandboxError
 
 HOST = "127.0.0.1"
 STATE_FILE = "moto.json"
+USED_FILE = "moto.used"
+USED_TEXT = ("This repository's tasks target its local sandbox: while this file is here and the sandbox is down,\n"
+             "AWS tasks refuse to run. `inv sandbox.up` starts it again; `inv sandbox.down --forget` (or removing\n"
+             "this file) makes tasks target AWS again.\n")
+DOWN_HINT = "start it with `inv sandbox.up`, or run `inv sandbox.down --forget` to target AWS"
 
 
 @dataclass(frozen=True)
 class MotoState:
     pid: int
     port: int
+    # /proc/PID/stat's start time (clock ticks after boot): with the pid, it names one process
+    # for good. "" in a state file written before it was recorded.
+    start_time: str = ""
 
     @property
     def endpoint(self) -> str:
         return f"http://{HOST}:{self.port}"
+
+
+def get_process(pid: int) -> tuple[str, str] | None:
+    """(start time, command line) of process `pid`, or None when there is none to read."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            # The command name (field 2) may hold spaces and parentheses: split after its last ")".
+            fields = fh.read().rsplit(") ", 1)[1].split()
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            command = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        return fields[19], command
+    except (OSError, IndexError):
+        pass
+    # No /proc (not Linux): the command line from ps, and no start time.
+    try:
+        result = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True,
+                                timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return ("", result.stdout.strip()) if result.returncode == 0 and result.stdout.strip() else None
+
+
+def is_moto_command(command: str, port: int) -> bool:
+    words = command.split()
+    return "moto.server" in words and str(port) in words
+
+
+def get_stranger(state: MotoState) -> str:
+    """"" when `state`'s pid is the sandbox's moto server (or runs no more); else what runs under
+    that pid instead: the pid was reused by another program, which is never ours to signal."""
+    if not is_alive(state.pid):
+        return ""
+    found = get_process(state.pid)
+    if found is None:
+        return f"pid {state.pid} (a process this user cannot inspect)"
+    start_time, command = found
+    if is_moto_command(command, state.port) and (not state.start_time or not start_time
+                                                  or start_time == state.start_time):
+        return ""
+    from .report import printable
+
+    # Another program's command line, shown in an error line: as text only.
+    shown = printable(command if len(command) <= 80 else command[:77] + "...", keep="")
+    return f"pid {state.pid} (`{shown}`)"
 
 
 def is_alive(pid: int) -> bool:
@@ -48,13 +105,35 @@ def is_alive(pid: int) -> bool:
         return True
 
 
-def read_moto_state(state_dir: Path) -> MotoState | None:
+def read_state_file(state_dir: Path) -> MotoState | None:
+    """What `moto.json` says, whatever runs now (None: no readable file)."""
     try:
         data = json.loads((state_dir / STATE_FILE).read_text())
-        state = MotoState(pid=int(data["pid"]), port=int(data["port"]))
-    except (OSError, ValueError, KeyError, TypeError):
+        return MotoState(pid=int(data["pid"]), port=int(data["port"]), start_time=str(data.get("start_time") or ""))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return state if is_alive(state.pid) else None
+
+
+def read_moto_state(state_dir: Path) -> MotoState | None:
+    """The sandbox's moto server while it runs: the process `moto.json` names, checked by its start
+    time and command line (a reused pid is not it)."""
+    state = read_state_file(state_dir)
+    if state is None or not is_alive(state.pid) or get_stranger(state):
+        return None
+    return state
+
+
+def get_down_reason(state_dir: Path) -> str:
+    """"" unless this repository used its sandbox (`moto.used`, or a `moto.json` left behind) and
+    the sandbox's moto server is not running now: then what to say instead of targeting AWS."""
+    if read_moto_state(state_dir) is not None:
+        return ""
+    state = read_state_file(state_dir)
+    if not (state_dir / USED_FILE).exists() and state is None:
+        return ""
+    stranger = get_stranger(state) if state is not None else ""
+    return "the sandbox of this repository is down" + (
+        f" ({STATE_FILE} names {stranger}, which is not its moto server)" if stranger else "")
 
 
 def get_moto_endpoint(state_dir: Path) -> str:
@@ -131,38 +210,59 @@ def start_moto(state_dir: Path, port: int, wait: float = 30.0, env: dict | None 
         if proc.poll() is not None:
             raise SandboxError(f"the moto server exited at once (code {proc.returncode}); see {state_dir / 'moto.log'}")
         if is_moto_ready(state.endpoint):
-            (state_dir / STATE_FILE).write_text(json.dumps({"pid": proc.pid, "port": port}))
+            found = get_process(proc.pid)
+            state = MotoState(pid=proc.pid, port=port, start_time=found[0] if found else "")
+            (state_dir / STATE_FILE).write_text(json.dumps({"pid": proc.pid, "port": port,
+                                                            "start_time": state.start_time}))
+            (state_dir / USED_FILE).write_text(USED_TEXT)
             return state, True
         time.sleep(0.2)
     proc.kill()
     raise SandboxError(f"the moto server did not answer on {state.endpoint} within {wait:.0f} s; see {state_dir / 'moto.log'}")
 
 
-def stop_moto(state_dir: Path, wait: float = 10.0) -> bool:
-    """Stop the moto server if it runs. Returns whether there was one to stop."""
+@dataclass(frozen=True)
+class Stopped:
+    """What `stop_moto` did: whether it stopped the server, and the process it left alone (a pid
+    in `moto.json` that names another program now), if any."""
+
+    stopped: bool
+    stranger: str = ""
+
+
+def stop_moto(state_dir: Path, wait: float = 10.0, forget: bool = False) -> Stopped:
+    """Stop the moto server if it runs; only the process `moto.json` names *and* that is still the
+    server it started (same start time, a moto command line) is signalled. `forget`: remove
+    `moto.used` too, so tasks target AWS again."""
+    recorded = read_state_file(state_dir)
     state = read_moto_state(state_dir)
-    if state is None and not (state_dir / STATE_FILE).exists():
-        return False
+    stranger = get_stranger(recorded) if recorded is not None else ""
+    used = state_dir / USED_FILE
+    if recorded is None and not (state_dir / STATE_FILE).exists() and not (forget and used.exists()):
+        return Stopped(False)
     require_writable(state_dir)
     try:
         (state_dir / STATE_FILE).unlink(missing_ok=True)
+        if forget:
+            used.unlink(missing_ok=True)
     except OSError as exc:
         raise SandboxError(f"cannot write the sandbox folder {state_dir}: {exc.strerror or exc}",
                            "make it writable, or point mvp.sandbox.dir at another folder inside the repository") from None
     if state is None:
-        return False
+        return Stopped(False, stranger)
     try:
+        # The server was started in a session of its own: its group is its pid.
         os.killpg(state.pid, signal.SIGTERM)
     except ProcessLookupError:
-        return False
+        return Stopped(False)
     except PermissionError:
         os.kill(state.pid, signal.SIGTERM)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline and is_alive(state.pid):
         time.sleep(0.1)
-    if is_alive(state.pid):
+    if is_alive(state.pid) and not get_stranger(state):
         os.killpg(state.pid, signal.SIGKILL)
-    return True
+    return Stopped(True)
 
 
 # --- the image-side services: private dockerd, OCI registry, base image -------------------------

@@ -219,9 +219,12 @@ class World:
 
 
 def get_aws_target(settings: Any):
-    """Where AWS calls go: AWS_ENDPOINT_URL if set, else the local sandbox if it is up, else AWS."""
+    """Where AWS calls go: AWS_ENDPOINT_URL if set, else the local sandbox if it is up, else AWS,
+    unless this repository uses its sandbox and it is down: then nothing (an error saying so),
+    since a task meant for the sandbox would otherwise quietly act on real AWS."""
     from .aws.clients import AwsTarget
-    from .sandbox import get_moto_endpoint
+    from .errors import SandboxError
+    from .sandbox import DOWN_HINT, get_down_reason, get_moto_endpoint
 
     region = settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
     endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
@@ -230,6 +233,9 @@ def get_aws_target(settings: Any):
     sandbox = get_moto_endpoint(settings.sandbox_dir)
     if sandbox:
         return AwsTarget(region=region or "us-east-1", endpoint_url=sandbox, sandbox=True)
+    down = get_down_reason(settings.sandbox_dir)
+    if down:
+        raise SandboxError(down, DOWN_HINT)
     return AwsTarget(region=region, profile=settings.profile)
 
 

@@ -96,11 +96,27 @@ def _wait_stack(run: TargetRun, stacks: Any, name: str, expected: set[str], acti
 
 
 def _delete(run: TargetRun, stacks: Any, name: str, stack_id: str, protection: bool) -> None:
+    undo = None
     if protection:
         stacks.set_termination_protection(name, False)
+        ref = stack_id or name
+
+        def protect_again() -> None:
+            # Only a stack the delete left standing (refused, DELETE_FAILED) is protected again: one
+            # being deleted goes on by itself, and is said to be.
+            current = stacks.get_stack(ref)
+            if current is None or current.status in ("DELETE_IN_PROGRESS", "DELETE_COMPLETE"):
+                raise AwsError(f"stack {name} is {current.status if current else 'gone'}")
+            stacks.set_termination_protection(ref, True)
+
+        # A delete that fails must not leave a protected stack unprotected.
+        undo = (f"termination protection of stack {name} turned back on", protect_again)
+        run.guard.on_undo(*undo)
     after = stacks.get_latest_event_id(stack_id or name)
     stacks.delete_stack(name)
     _wait_stack(run, stacks, name, {"DELETE_COMPLETE"}, "delete", stack_id=stack_id, after=after)
+    if undo is not None:
+        run.guard.undo.remove(undo)  # deleted: there is nothing left to protect
 
 
 def apply_ensure_stack(run: TargetRun, step: EnsureStack) -> None:

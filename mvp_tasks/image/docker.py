@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
 from ..errors import BuildError
-from .runner import Runner
+from .runner import CommandResult, Runner, interrupted
 
 # Settings of the user's config.json a temporary DOCKER_CONFIG keeps: they choose the engine
 # (so `docker push` finds the image `docker build` made) and hold no secret. Never `auths`,
@@ -39,6 +39,20 @@ def _login_failure(registry: str, result, password: str, where: str) -> BuildErr
     else:
         fix = f"check that {registry} is reachable from the Docker engine and that its credentials are right"
     return BuildError(f"docker login to {registry} failed{where}: {reason}", fix)
+
+
+def is_cancelled(result: CommandResult) -> bool:
+    """Whether `docker build` stopped because it was told to: the CLI catches SIGINT and SIGTERM,
+    cancels the build and exits 1 with "context canceled" as its last word (BuildKit marks the
+    step it stopped `CANCELED`). Only a signal to the CLI cancels its context; an engine-side
+    failure says why instead."""
+    if result.ok:
+        return False
+    for text in (result.stderr, result.stdout):
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if lines and lines[-1].lower().endswith("context canceled"):
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -98,7 +112,14 @@ class Docker:
         for key, value in sorted((labels or {}).items()):
             args += ["--label", f"{key}={value}"]
         args.append(context)
-        self.run(*args, on_line=on_line, what=f"docker build of {tags[0]}")
+        what = f"docker build of {tags[0]}"
+        result = self.run(*args, on_line=on_line, check=False, what=what)
+        if is_cancelled(result):
+            # Ctrl-C at a terminal reaches docker as it reaches the tool: the run was interrupted,
+            # and says so once; the build did not fail.
+            raise interrupted(result, what)
+        if not result.ok:
+            raise self.runner.failure(result, what)
 
     def push(self, ref: str, on_line: Callable[[str], None] | None = None) -> None:
         self.run("push", ref, on_line=on_line, what=f"docker push of {ref}")

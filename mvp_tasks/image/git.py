@@ -46,6 +46,11 @@ def git(runner: Runner, root: Path, *args: str, check: bool = True, what: str = 
     return runner.run(["git", "-C", str(root), *args], check=check, what=what or f"git {args[0]}")
 
 
+def split_paths(listing: str) -> list[str]:
+    """The paths of a `git ... -z` listing (NUL-separated, unquoted, spaces kept)."""
+    return [path for path in listing.split("\0") if path]
+
+
 def get_commit(runner: Runner, root: Path, memo: Memo | None = None) -> str:
     return remember(memo, ("git rev-parse HEAD", runner.label, str(root)), lambda: _get_commit(runner, root))
 
@@ -68,7 +73,8 @@ def get_revision(runner: Runner, root: Path, subdir: str, memo: Memo | None = No
     commit = get_commit(runner, root, memo)
     if memo is not None and is_clean(runner, root, memo):
         return Revision(commit, False)  # a clean tree is clean under every project
-    status = git(runner, root, "status", "--porcelain", "--untracked-files=all", "--", subdir).stdout
+    # -z: names as they are (unquoted), so the change's hash is the same whatever git's quotePath.
+    status = git(runner, root, "status", "--porcelain", "-z", "--untracked-files=all", "--", subdir).stdout
     if not status.strip():
         return Revision(commit, False)
     diff = git(runner, root, "diff", "HEAD", "--binary", "--", subdir).stdout
@@ -79,7 +85,7 @@ def get_revision(runner: Runner, root: Path, subdir: str, memo: Memo | None = No
 def is_clean(runner: Runner, root: Path, memo: Memo | None = None) -> bool:
     """True when the whole work tree has no uncommitted or untracked change (asked once per run)."""
     return remember(memo, ("git status", runner.label, str(root)), lambda: not git(
-        runner, root, "status", "--porcelain", "--untracked-files=all").stdout.strip())
+        runner, root, "status", "--porcelain", "-z", "--untracked-files=all").stdout.strip("\0 \n"))
 
 
 def get_remote_url(runner: Runner, root: Path) -> str:

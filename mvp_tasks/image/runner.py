@@ -17,14 +17,19 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import tempfile
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from ..errors import BuildError
+from ..errors import BuildError, MvpError
 
 TAIL_LINES = 25
+# How a command ends when Ctrl-C (SIGINT) or a CI's cancel (SIGTERM) reaches it: a terminal sends
+# the signal to the whole foreground process group, so the command gets it as the tool does.
+# Negative: killed by the signal (Invoke gives Popen's return code); 128+N: a shell said so.
+INTERRUPT_EXITS = frozenset({-signal.SIGINT, -signal.SIGTERM, 128 + signal.SIGINT, 128 + signal.SIGTERM})
 # What `mktemp -d` may answer on a build host: it is put into later commands and environments.
 SAFE_PATH = re.compile(r"/[A-Za-z0-9._/-]+")
 # OpenSSH's own lists of trusted host keys (UserKnownHostsFile, GlobalKnownHostsFile).
@@ -99,6 +104,11 @@ class CommandResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
+
+    @property
+    def interrupted(self) -> bool:
+        """The command ended because the interrupt (Ctrl-C, SIGTERM) reached it."""
+        return self.exit_code in INTERRUPT_EXITS
 
     def tail(self, lines: int = TAIL_LINES) -> str:
         text = (self.stdout + "\n" + self.stderr).strip().splitlines()
@@ -213,7 +223,11 @@ class Runner:
             raise self.failure(done, what)
         return done
 
-    def failure(self, result: CommandResult, what: str = "") -> BuildError:
+    def failure(self, result: CommandResult, what: str = "") -> MvpError:
+        """The error for a command that failed: the run's `Interrupted` when the interrupt ended it
+        (said once, by the run, not as a failure of the command), else a `BuildError` with its tail."""
+        if result.interrupted:
+            return interrupted(result, what)
         program = result.argv[0] if result.argv else "command"
         where = f" on {self.label}" if self.is_remote else ""
         if result.exit_code == 127:
@@ -307,6 +321,13 @@ class Runner:
         close = getattr(self.context, "close", None)
         if self.is_remote and close:
             close()
+
+
+def interrupted(result: CommandResult, what: str = "") -> MvpError:
+    """The run's `Interrupted` for a command the interrupt stopped."""
+    from ..world import Interrupted
+
+    return Interrupted(f"interrupted: {what or shlex.join(result.argv[:3])} was stopped")
 
 
 def _shown(path: str) -> str:

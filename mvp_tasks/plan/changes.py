@@ -42,7 +42,10 @@ def changed_files(root: Path, deployed: str, head: str, memo: Memo | None = None
         known = git.git(local, root, "cat-file", "-e", f"{deployed}^{{commit}}", check=False)
         if not known.ok:
             return None
-        return git.git(local, root, "diff", "--name-only", deployed, head).stdout.split()
+        # -z: git quotes names with non-ASCII bytes or odd characters otherwise ("caf\303\251.png"),
+        # and names may hold spaces; NUL is the one byte no path can contain.
+        listing = git.git(local, root, "diff", "--name-only", "-z", deployed, head).stdout
+        return git.split_paths(listing)
 
     return remember(memo, ("git diff", str(root), deployed, head), ask)
 

@@ -31,9 +31,13 @@ def parse_since(since: str) -> int:
 
 
 def format_event(event: dict) -> str:
+    """One event as a line; what the container wrote is shown, never sent to the terminal as
+    control sequences (an ESC or OSC 52 in a log line stays visible text)."""
+    from ..report import printable
+
     when = datetime.fromtimestamp(event["timestamp"] / 1000, timezone.utc).strftime("%H:%M:%S")
     stream = event.get("logStreamName", "").rsplit("/", 1)[-1][:8]
-    return f"{when} {stream} {event['message'].rstrip()}"
+    return printable(f"{when} {stream} {event['message'].rstrip()}")
 
 
 def print_logs(world: Any, name: str, cluster_name: str | None, since: str, follow: bool) -> None:

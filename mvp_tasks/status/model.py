@@ -14,7 +14,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..errors import MvpError
+from ..errors import CredentialsError, MvpError
 
 TAG_MOVED = "tag moved, not rolled out"
 # How many records of each app and cluster the history is read for (the planner's default too).
@@ -75,6 +75,7 @@ def collect(world: Any, name: str | None, *, records: int = 0) -> list[dict]:
         return []
     with ThreadPoolExecutor(max_workers=max(1, min(settings.parallel, len(targets))),
                             thread_name_prefix="status") as pool:
+        # A credential failure (missing, expired, refused) ends the run as one error line.
         rows = list(pool.map(lambda t: read_row(world, t[0], t[1], head, records), targets))
     add_unshipped(settings, rows, world.memo)
     # Nothing answered at all (AWS unreachable): one line, not a table of dashes.
@@ -104,12 +105,16 @@ def read_row(world: Any, project: Any, cluster: Any, head: dict, records: int = 
         row["tag_digest"] = registry.get_digest(project.repository, cluster.tag) or ""
         if row["tag_digest"]:
             row["tag_commit"] = registry.get_commit(project.repository, cluster.tag) or ""
+    except CredentialsError:
+        raise  # every read of every row would say the same: one line for the whole run
     except MvpError as exc:
         errors.append(f"registry: {exc}")
 
     history = None
     try:
         history = _Read(world.history(cluster).get_records(project.name, limit=max(HISTORY_READ, records)))
+    except CredentialsError:
+        raise  # every read of every row would say the same: one line for the whole run
     except MvpError as exc:
         errors.append(f"history: {exc}")
     if history is not None:
@@ -121,6 +126,8 @@ def read_row(world: Any, project: Any, cluster: Any, head: dict, records: int = 
 
     try:
         _read_service(world, project, cluster, row)
+    except CredentialsError:
+        raise  # every read of every row would say the same: one line for the whole run
     except MvpError as exc:
         errors.append(f"ecs: {exc}")
 

@@ -29,6 +29,10 @@ def up(ctx, port=None, aws_only=False, json=False):
     world = start(ctx, "sandbox.up", aws=False, json_output=json)
     state_dir = world.settings.sandbox_dir
     sbx.require_writable(state_dir)
+    recorded = sbx.read_state_file(state_dir)
+    stranger = sbx.get_stranger(recorded) if recorded is not None else ""
+    if stranger:
+        world.reporter.warn(_left_alone(stranger))
     state, started = sbx.start_moto(state_dir, int(port or world.settings.sandbox.port))
     if started:
         world.reporter.changed("aws", f"moto server started on {state.endpoint} (pid {state.pid})")
@@ -54,21 +58,38 @@ def up(ctx, port=None, aws_only=False, json=False):
     finish(world)
 
 
-@mvp_task(help={"json": "print each service's outcome as JSON for scripts"})
-def down(ctx, json=False):
+def _left_alone(stranger: str) -> str:
+    return (f"{sbx.STATE_FILE} named {stranger}, which is not the sandbox's moto server "
+            "(its pid was reused): left alone")
+
+
+@mvp_task(help={
+    "json": "print each service's outcome as JSON for scripts",
+    "forget": "also forget that this repository uses its sandbox: AWS tasks then target AWS (by default they "
+              "refuse while the sandbox is down)",
+})
+def down(ctx, json=False, forget=False):
     """Stop the local sandbox (its state folder stays; the emulated AWS state is lost)."""
     world = start(ctx, "sandbox.down", aws=False, json_output=json)
     state_dir = world.settings.sandbox_dir
     if state_dir.exists():
         # Checked first: a folder that cannot be written must not leave half the sandbox stopped.
         sbx.require_writable(state_dir)
-    if sbx.stop_moto(state_dir):
+    stopped = sbx.stop_moto(state_dir, forget=bool(forget))
+    if stopped.stranger:
+        world.reporter.warn(_left_alone(stopped.stranger))
+    if stopped.stopped:
         world.reporter.changed("aws", "moto server stopped")
     else:
         world.reporter.ok("aws", "not running")
     if sbx.get_services(state_dir).any:
         sbx.run_services_script(world.settings.root, "stop", state_dir, on_line=world.reporter.event)
         world.reporter.changed("services", "Docker engine and registry stopped")
+    if forget:
+        world.reporter.info("tasks now target AWS (AWS_REGION / AWS_PROFILE); `inv sandbox.up` starts the sandbox again")
+    elif (state_dir / sbx.USED_FILE).exists():
+        world.reporter.info("AWS tasks refuse to run until `inv sandbox.up`; `inv sandbox.down --forget` makes them "
+                            "target AWS instead")
     finish(world)
 
 
@@ -83,7 +104,10 @@ def status(ctx, json=False):
     if json:
         world.reporter.emit_json(data)
         return
+    recorded = sbx.read_state_file(world.settings.sandbox_dir) if state is None else None
+    stranger = sbx.get_stranger(recorded) if recorded is not None else ""
     world.reporter.info(f"aws: running on {state.endpoint} (pid {state.pid})" if state
-                      else "aws: stopped (start it with `inv sandbox.up`)")
+                        else "aws: stopped (start it with `inv sandbox.up`)"
+                        + (f"; {sbx.STATE_FILE} names {stranger}, which is not its moto server" if stranger else ""))
     world.reporter.info("docker: " + (data["docker"]["host"] or "stopped"))
     world.reporter.info("registry: " + (data["registry"]["address"] or "stopped"))

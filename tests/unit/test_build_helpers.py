@@ -64,7 +64,7 @@ def test_clean_tree_is_tagged_with_the_full_commit():
     assert revision.tag == COMMIT and revision.short == COMMIT[:12]
     assert context.commands == [
         "git -C /repo rev-parse --verify 'HEAD^{commit}'",
-        "git -C /repo status --porcelain --untracked-files=all -- projects/app",
+        "git -C /repo status --porcelain -z --untracked-files=all -- projects/app",
     ]
 
 

@@ -172,7 +172,7 @@ def test_confirm_on_a_terminal_refused_answer(monkeypatch):
     r, _ = reporter(interactive=True)
     with pytest.raises(NotConfirmed, match="not confirmed, nothing was changed"):
         r.confirm("delete stack prod")
-    assert asked == {"prompt": "delete stack prod?", "default": False}
+    assert {**asked, "prompt": str(asked["prompt"])} == {"prompt": "delete stack prod?", "default": False}
 
 
 def test_confirm_on_a_terminal_accepted_answer(monkeypatch):
