@@ -402,7 +402,7 @@ def plan_rollback(world: World, project: ProjectSettings, cluster: ClusterSettin
     """`app.rollback`: back to the release deployed before the current one (or `to`), whole: its
     image, and the stack rendered from its commit's template and config. The release it leaves is
     marked bad for this app in this cluster (`release.bad_commits` reads the mark back)."""
-    from .release import bad_commits, releases
+    from .release import releases
 
     check_mapped(world.settings, project, cluster)
     history = world.history(cluster)
@@ -412,12 +412,11 @@ def plan_rollback(world: World, project: ProjectSettings, cluster: ClusterSettin
     current = registry.get_digest(repo, cluster.tag) or ""
     records = releases(history.get_records(project.name, limit=100))
     running = records[0].commit if records else ""
-    bad = bad_commits(records)
     if to:
         commit = resolve_commit(world, project, to)
         earlier = next((r for r in records if r.commit == commit), None)
     else:
-        earlier = next((r for r in records if r.commit != running and r.commit not in bad), None)
+        earlier = next((r for r in records if r.commit != running), None)
         if earlier is None:
             raise UsageError(f"no earlier deploy of {project.name} in {cluster.name} to roll back to",
                              f"see `inv app.history {project.name} --cluster {cluster.name}`, or pass --to SHA")
@@ -430,8 +429,8 @@ def plan_rollback(world: World, project: ProjectSettings, cluster: ClusterSettin
     plan.done = f"rolled back to {commit[:12]}" + (f"; {left[:12]} marked bad for {project.name} in {cluster.name}"
                                                    if left else "")
     if left:
-        plan.reasons = (f"release {left[:12]} -> {commit[:12]}; {left[:12]} will be marked bad: ci.release and "
-                        "app.promote skip it",)
+        plan.reasons = (f"release {left[:12]} -> {commit[:12]}; {left[:12]} will be marked bad: ci.release "
+                        "skips it",)
     step, _ = app_stack_step(world, project, cluster, commit, stack=stack, task="app.rollback",
                              release=get_release(world, project, commit))
     rolled = get_rolled_digest(history, project.name)

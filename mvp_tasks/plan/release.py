@@ -117,7 +117,8 @@ def bad_commits(records: list) -> dict[str, object]:
     """{commit: the rollback record that left it}: the releases `app.rollback` rolled back from, in
     `records` (one app in one cluster, newest first). A rollback's record names the release it
     returned to; the release before it in the history is the one it left. A later successful
-    release of that very commit (an explicit `app.push` + `app.deploy` of it) clears the mark."""
+    release of that very commit (an explicit `app.push` + `app.deploy` of it, or a rollback to
+    it) clears the mark."""
     done = releases(records)
     bad: dict[str, object] = {}
     cleared: set[str] = set()
@@ -129,6 +130,8 @@ def bad_commits(records: list) -> dict[str, object]:
         left = done[i + 1].commit if i + 1 < len(done) else ""
         if left and left != record.commit and left not in cleared and left not in bad:
             bad[left] = record
+        if record.commit not in bad:
+            cleared.add(record.commit)  # rolled back to on purpose: not bad since
     return bad
 
 

@@ -105,3 +105,36 @@ def test_the_registry_counts_for_every_app():
 def test_an_unreadable_config_counts():
     assert release_reasons(["invoke.yaml"], CONFIG, None, "museum", "stage") == [
         "invoke.yaml (not readable as YAML at one of the two commits)"]
+
+
+# --- bad marks: the release a rollback left --------------------------------------------------------
+
+from types import SimpleNamespace  # noqa: E402
+
+from mvp_tasks.plan.release import bad_commits  # noqa: E402
+
+
+def rec(action, commit, outcome="succeeded", at="2026-01-01T00:00:00"):
+    return SimpleNamespace(action=action, commit=commit, outcome=outcome, at=at, succeeded=outcome == "succeeded")
+
+
+def test_a_rollback_marks_the_release_it_left_bad():
+    history = [rec("rollback", "A"), rec("promote", "B"), rec("promote", "A")]  # newest first
+    assert list(bad_commits(history)) == ["B"]
+    assert bad_commits(history)["B"].commit == "A"
+
+
+def test_shipping_the_bad_commit_again_on_purpose_clears_the_mark():
+    history = [rec("deploy", "B"), rec("rollback", "A"), rec("promote", "B"), rec("promote", "A")]
+    assert bad_commits(history) == {}
+
+
+def test_a_newer_commit_is_not_marked_and_failed_or_unrelated_records_do_not_count():
+    history = [rec("release", "C"), rec("secret", ""), rec("rollback", "A"), rec("release", "B", "failed"),
+               rec("release", "B"), rec("release", "A")]
+    assert list(bad_commits(history)) == ["B"]
+
+
+def test_rolling_back_twice_marks_only_the_last_release_left():
+    history = [rec("rollback", "B"), rec("rollback", "A"), rec("promote", "B"), rec("promote", "A")]
+    assert list(bad_commits(history)) == ["A"]
