@@ -546,3 +546,22 @@ def _project(name: Any, data: Any, clusters: Mapping[str, ClusterSettings]) -> P
     if ".." in project.template:
         raise ConfigError(f"config {path}.template: must stay inside projects/{name}/")
     return project
+
+
+def project_from_text(text: str, name: str, clusters: Mapping[str, ClusterSettings], where: str) -> ProjectSettings:
+    """Project `name` as invoke.yaml's text `text` (another commit's) configures it, validated as
+    `load_settings` validates it, against today's `clusters`. Read-only: what a release at that
+    commit was given (`where` names the commit in errors)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invoke.yaml at {where} is not YAML: {str(exc).splitlines()[0]}") from None
+    projects = (data.get("mvp") or {}).get("projects") if isinstance(data, dict) else None
+    if not isinstance(projects, dict) or name not in projects:
+        raise ConfigError(f"invoke.yaml at {where} does not configure project {name}")
+    try:
+        return _project(name, _plain(projects[name]), clusters)
+    except ConfigError as exc:
+        raise ConfigError(f"invoke.yaml at {where}: {exc.message}", exc.hint) from None

@@ -42,6 +42,12 @@ def load_template(path: Path, root: Path, config_key: str = "") -> Template:
         body = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise TemplateError(f"template {label} cannot be read: {exc}") from None
+    return template_from_text(body, label, path)
+
+
+def template_from_text(body: str, label: str, path: Path | None = None) -> Template:
+    """A template from its text (`label`: how a person names it, e.g. `projects/app/deploy.yml at
+    1a2b3c4d5e6f` for one read from a commit)."""
     if len(body.encode("utf-8")) > MAX_TEMPLATE_BODY:
         raise TemplateError(
             f"template {label} is larger than {MAX_TEMPLATE_BODY} bytes, the most CloudFormation takes inline",
@@ -54,7 +60,7 @@ def load_template(path: Path, root: Path, config_key: str = "") -> Template:
     if not isinstance(parameters, dict):
         raise TemplateError(f"template {label}: Parameters must be a mapping")
     return Template(
-        path=path,
+        path=path if path is not None else Path(label),
         label=label,
         body=body,
         parameters={k: (v if isinstance(v, dict) else {}) for k, v in parameters.items()},

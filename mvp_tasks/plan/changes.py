@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Iterable
 
 from ..image import git
 from ..image.runner import Runner
@@ -13,8 +13,103 @@ from ..memo import Memo, remember
 if TYPE_CHECKING:
     from ..settings import ClusterSettings, ProjectSettings, Settings
 
-# Files whose change affects every project (the tool itself and how it is installed).
+# Files whose change affects every project (the tool itself and how it is installed): how a stack
+# is rendered may change with them, so they count for every app in every cluster.
 SHARED = ("tasks.py", "mvp_tasks/*", "pyproject.toml")
+# The keys of a project's entry in invoke.yaml that shape its release in every cluster it runs in
+# (`clusters` and `per_cluster` are read per cluster: only this cluster's part counts).
+PROJECT_KEYS = ("template", "parameters", "environment", "secrets", "build_args", "repository")
+# The keys of a cluster's entry that shape an app's rendering there (its `parameters` and `template`
+# are the cluster stack's own: `cluster.up` ships them, not a release of the app).
+CLUSTER_KEYS = ("tag",)
+# Top-level keys that shape every image reference.
+STUDIO_KEYS = (("registry",), ("region",), ("build", "platform"))
+
+
+def _node(data: Any, *path: str) -> Any:
+    for key in path:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
+def _flat(value: Any, prefix: str) -> dict[str, Any]:
+    """`value` as {dotted key: leaf}, lists of names as one leaf each (`secrets.API_KEY`); an empty
+    mapping, list or None is nothing (so `environment: {}` equals no `environment`)."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flat(item, f"{prefix}.{key}"))
+        return out
+    if isinstance(value, list) and prefix.endswith("secrets"):
+        return {f"{prefix}.{name}": True for name in value}
+    if value in (None, "", [], {}):
+        return {}
+    return {prefix: value}
+
+
+def config_changes(before: Any, after: Any, project: str, cluster: str) -> list[str]:
+    """The keys of invoke.yaml (`mvp.` left out) whose change alters `project` in `cluster`, from
+    the parsed files `before` and `after`: the project's own keys, its `per_cluster` part of THIS
+    cluster, this cluster's tag, and the studio's registry, region and build platform. Another
+    cluster's or another project's keys never count."""
+    def part(data: Any) -> dict[str, Any]:
+        mvp = _node(data, "mvp")
+        own = _node(mvp, "projects", project)
+        out: dict[str, Any] = {}
+        for key in PROJECT_KEYS:
+            out.update(_flat(_node(own, key), f"projects.{project}.{key}"))
+        out.update(_flat(_node(own, "per_cluster", cluster), f"projects.{project}.per_cluster.{cluster}"))
+        for key in CLUSTER_KEYS:
+            out.update(_flat(_node(mvp, "clusters", cluster, key), f"clusters.{cluster}.{key}"))
+        for path in STUDIO_KEYS:
+            out.update(_flat(_node(mvp, *path), ".".join(path)))
+        return out
+
+    old, new = part(before), part(after)
+    return sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
+
+
+def release_reasons(files: Iterable[str], before: Any, after: Any, project: str, cluster: str,
+                    template: str = "deploy.yml") -> list[str]:
+    """THE rule of what counts for `project` in `cluster` between two commits, on plain data:
+    `files` changed between them, `before`/`after` their parsed invoke.yaml (None where it did not
+    change). Counted: the app's build context (files under projects/NAME/ but its template: they
+    need a new image), its template, the tool's own code, and `config_changes`. Not counted:
+    another app's files, any cluster template (the cluster's: `cluster.up`), other clusters' keys."""
+    files = list(files)
+    prefix = f"projects/{project}/"
+    own_template = f"{prefix}{template}"
+    reasons = []
+    context = [f for f in files if f.startswith(prefix) and f != own_template]
+    if context:
+        reasons.append(f"{len(context)} file(s) under {prefix}")
+    if own_template in files:
+        reasons.append(f"its template {own_template}")
+    shared = [f for f in files if any(fnmatch.fnmatch(f, p) for p in SHARED)]
+    if shared:
+        reasons.append("the tool's own files: " + ", ".join(shared[:3]) + (" ..." if len(shared) > 3 else ""))
+    if "invoke.yaml" in files and (before is None or after is None):
+        reasons.append("invoke.yaml (not readable as YAML at one of the two commits)")
+    elif "invoke.yaml" in files:
+        keys = config_changes(before, after, project, cluster)
+        if keys:
+            shown = ", ".join("mvp." + k for k in keys[:6]) + (" ..." if len(keys) > 6 else "")
+            reasons.append(f"its settings in invoke.yaml ({shown})")
+    return reasons
+
+
+def builds_image(files: Iterable[str], before: Any, after: Any, project: str, template: str = "deploy.yml") -> bool:
+    """Whether a change needs a new image of `project`: its build context (projects/NAME/ but its
+    template), its build arguments or the build platform changed. Else the image of the earlier
+    commit is the newer commit's too (retagged server-side, no build)."""
+    files = list(files)
+    prefix = f"projects/{project}/"
+    if any(f.startswith(prefix) and f != f"{prefix}{template}" for f in files):
+        return True
+    if "invoke.yaml" not in files:
+        return False
+    return any(".build_args" in k or k == "build.platform" or k.endswith(".repository")
+               for k in config_changes(before, after, project, ""))
 
 
 def _config_section(text: str, keys: list[list[str]]) -> list:
@@ -44,7 +139,7 @@ def changed_files(root: Path, deployed: str, head: str, memo: Memo | None = None
             return None
         # -z: git quotes names with non-ASCII bytes or odd characters otherwise ("caf\303\251.png"),
         # and names may hold spaces; NUL is the one byte no path can contain.
-        listing = git.git(local, root, "diff", "--name-only", "-z", deployed, head).stdout
+        listing = git.git(local, root, "diff", "--name-only", "--no-renames", "-z", deployed, head).stdout
         return git.split_paths(listing)
 
     return remember(memo, ("git diff", str(root), deployed, head), ask)
@@ -69,24 +164,21 @@ def get_changed_reasons(settings: Settings, project: ProjectSettings, cluster: C
     files = changed_files(root, deployed, head, memo)
     if files is None:
         return [f"deployed commit {deployed[:12]} is not in this clone's history (fetch with full depth)"]
-    reasons = []
-    prefix = f"projects/{project.name}/"
-    changed_own = [f for f in files if f.startswith(prefix)]
-    if changed_own:
-        reasons.append(f"{len(changed_own)} file(s) under {prefix}")
-    cluster_template = settings.clusters[cluster.name].template
-    shared = [f for f in files if f == cluster_template or any(fnmatch.fnmatch(f, p) for p in SHARED)]
-    if shared:
-        reasons.append("shared files: " + ", ".join(shared[:3]) + (" ..." if len(shared) > 3 else ""))
+    before = after = None
     if "invoke.yaml" in files:
-        # Only the parts of the config that shape this project in this cluster count.
-        keys = [["mvp", "projects", project.name], ["mvp", "clusters", cluster.name], ["mvp", "registry"],
-                ["mvp", "region"], ["mvp", "build"]]
-        before = file_at(root, deployed, "invoke.yaml", memo)
-        after = file_at(root, head, "invoke.yaml", memo)
-        if _config_section(before, keys) != _config_section(after, keys):
-            reasons.append("its settings in invoke.yaml")
-    return reasons
+        before = load_config(file_at(root, deployed, "invoke.yaml", memo))
+        after = load_config(file_at(root, head, "invoke.yaml", memo))
+    return release_reasons(files, before, after, project.name, cluster.name, project.template)
+
+
+def load_config(text: str) -> Any:
+    """invoke.yaml's text parsed (None where it is not YAML: then every key reads as changed)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        return None
 
 
 def head_commit(root: Path, memo: Memo | None = None) -> str:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ..settings import ClusterSettings, ProjectSettings, Settings
     from ..state.store import Record
     from .context import World
+    from .release import Release
 
 SHA_PREFIX = re.compile(r"^[0-9a-f]{7,40}$")
 COMMIT_TAG = re.compile(r"^[0-9a-f]{40}$")
@@ -126,28 +127,55 @@ def check_clean_template(world: World, path: str, cluster: ClusterSettings, allo
 
 def app_stack_step(world: World, project: ProjectSettings, cluster: ClusterSettings, commit: str,
                    stack: StackInfo | None = NOT_READ, allow_dirty: bool = False,
-                   task: str = "app.deploy") -> tuple[EnsureStack | None, StackInfo | None]:
+                   task: str = "app.deploy", release: Release | None = None) -> tuple[EnsureStack | None, StackInfo | None]:
     """The step that brings the app's stack to its template and parameters, and the stack now
-    (`stack`: as the caller has just read it, None where there is none; not given: read here)."""
+    (`stack`: as the caller has just read it, None where there is none; not given: read here).
+    `release`: the release at a commit to render (its template and config as git has them);
+    None: the working tree's (refused for a protected cluster when uncommitted, unless allowed)."""
+    from .release import release_in_tree, render
+
     settings = world.settings
-    path = f"projects/{project.name}/{project.template}"
-    template = load_template(settings.root / path, settings.root, f"mvp.projects.{project.name}.template")
-    check_clean_template(world, path, cluster, allow_dirty, task, project)
-    cluster_stack = world.cluster_stack(cluster)
-    image = world.registry.ref(project.repository, cluster.tag)
-    placeholders = parameters.app_placeholders(project, cluster, image, commit)
-    available = {**cluster_stack.outputs, **parameters.app_well_known(project, cluster, image, commit)}
-    values = parameters.app_parameters(template, project, cluster, placeholders, available,
-                                       lambda: discovery.cluster_ecs_cluster(world, cluster, cluster_stack))
-    environment = parameters.layered(project, cluster, "environment", placeholders)
-    check_secrets_set(world, project, cluster)
-    template = parameters.with_app_container(template, project, cluster, environment)
+    if release is None:
+        release = release_in_tree(settings, project, commit)
+        check_clean_template(world, f"projects/{project.name}/{project.template}", cluster, allow_dirty, task,
+                             project)
+    check_secrets_set(world, release.project, cluster)
+    rendering = render(world, release, cluster)
     step, stack = plan_stack(stacks_as(world, cluster.cfn_role), name=project.stack_name(cluster.name),
-                             template=template, parameters=values,
-                             tags={"mvp:cluster": cluster.name, "mvp:project": project.name},
+                             template=rendering.template, parameters=rendering.parameters, tags=rendering.tags,
                              protected=cluster.protected, service=True, poll=settings.poll_interval,
                              change_sets=world.change_sets, stack=stack)
     return with_role(step, cluster.cfn_role), stack
+
+
+def get_release(world: World, project: ProjectSettings, commit: str) -> Release | None:
+    """The release of `project` at `commit` from git; None where git cannot say (no commit known,
+    outside git): then the working tree's is rendered, as before releases were commits."""
+    from ..errors import MvpError
+    from .release import release_at
+
+    if not commit or not world.head_commit():
+        return None
+    try:
+        return release_at(world.settings, project, commit, world.memo)
+    except MvpError:
+        if commit == world.head_commit():
+            return None
+        raise
+
+
+def released_commit(world: World, project: ProjectSettings, cluster: ClusterSettings, digest: str) -> str:
+    """The commit whose release runs `digest` in `cluster`: the newest successful record of that
+    image (a config-only release shares its image with an earlier commit), else the image's label."""
+    from ..errors import MvpError
+
+    try:
+        records = world.history(cluster).get_records(project.name)
+    except MvpError:  # no history yet: the label says it
+        records = []
+    found = next((r.commit for r in records if r.succeeded and r.commit and r.digest == digest
+                  and r.action != Action.DESTROY), "")
+    return found or world.registry.get_commit(project.repository, cluster.tag) or ""
 
 
 def check_secrets_set(world: World, project: ProjectSettings, cluster: ClusterSettings) -> None:
@@ -232,7 +260,7 @@ def _running_note(world: World, stack: StackInfo, cluster: ClusterSettings, comm
 
 
 def plan_deploy(world: World, project: ProjectSettings, cluster: ClusterSettings, action: Action = Action.DEPLOY,
-                allow_dirty: bool = False, task: str = "app.deploy") -> TargetPlan:
+                allow_dirty: bool = False, task: str = "app.deploy", running: bool = False) -> TargetPlan:
     """`app.deploy` (and `fleet.up`): the app's stack as its template says, and its service running
     the image the cluster's tag names; a warning when HEAD has changes that image does not."""
     from .changes import unshipped
@@ -243,7 +271,14 @@ def plan_deploy(world: World, project: ProjectSettings, cluster: ClusterSettings
     plan = _app_plan(project, cluster, action, commit=commit, digest=digest)
     news = unshipped(world.settings, project, cluster, commit, world.head_commit(), world.memo)
     plan.warnings = (news,) if news else ()
-    step, stack = app_stack_step(world, project, cluster, commit, allow_dirty=allow_dirty, task=task)
+    release = None
+    if running:
+        # fleet.up: the release the cluster runs (its commit's template and config), drift repaired.
+        commit = released_commit(world, project, cluster, digest) or commit
+        plan.commit = commit
+        release = get_release(world, project, commit)
+    step, stack = app_stack_step(world, project, cluster, commit, allow_dirty=allow_dirty, task=task,
+                                 release=release)
     if step is not None:
         plan.steps.append(step)
     if stack is not None and (step is None or step.action in (StackAction.UPDATE, StackAction.PROTECT)):
@@ -300,44 +335,91 @@ def plan_promote(world: World, project: ProjectSettings, cluster: ClusterSetting
             f"no image {registry.ref(repo, source_tag)} to promote; nothing was retagged",
             f"push it first: inv app.push {project.name}" + (f" --cluster {source}" if source else ""),
         )
-    source_commit = registry.get_commit(repo, source_tag) or (source_tag if COMMIT_TAG.fullmatch(source_tag) else "")
+    source_commit = _source_commit(world, project, source_tag, source_digest)
     current = registry.get_digest(repo, cluster.tag) or ""
     stack = world.stacks().get_stack(project.stack_name(cluster.name))
     plan = _app_plan(project, cluster, Action.PROMOTE, commit=source_commit, digest=source_digest)
     plan.done = f"{source_commit[:12] or source_digest[:19]} promoted"
+    history = _Records(world.history(cluster).get_records(project.name)) if stack is not None else None
     # The tag may already name the image (`app.push --cluster` moved it) while the service still runs
     # what it last rolled out: then it rolls all the same.
-    rolled = get_rolled_digest(world.history(cluster), project.name) if stack is not None else ""
-    if current == source_digest and stack is not None and rolled in ("", source_digest):
+    rolled = get_rolled_digest(history, project.name) if history is not None else ""
+    running = next((r.commit for r in history.records if r.succeeded and r.commit and r.digest == current), "") \
+        if history is not None and current else ""
+    if running and source_commit and running != source_commit:
+        plan.reasons = (f"release {running[:12]} -> {source_commit[:12]}",)
+    # The release is the commit: its image, and the stack rendered from its template and config.
+    step, _ = app_stack_step(world, project, cluster, source_commit, stack=stack, allow_dirty=allow_dirty,
+                             task="app.promote", release=get_release(world, project, source_commit))
+    if current == source_digest and stack is not None and rolled in ("", source_digest) and step is None:
         plan.note = f"already runs {source_tag[:12]} ({source_digest[:19]})"
         return plan
     if current != source_digest:
         plan.steps.append(MoveTag(repo, cluster.tag, source_tag, current, source_digest,
                                   label=source_tag[:12], protected=cluster.protected))
-    if stack is None:
-        step, _ = app_stack_step(world, project, cluster, source_commit, stack=None, allow_dirty=allow_dirty,
-                                 task="app.promote")
-        if step is not None:
-            plan.steps.append(step)
-    else:
+    if step is not None:
+        plan.steps.append(step)
+    if stack is not None and (step is None or step.action in (StackAction.UPDATE, StackAction.PROTECT)) and \
+            (current != source_digest or rolled not in ("", source_digest)):
         plan.steps.append(RollService(stack.name, protected=cluster.protected,
-                                      names=discovery.service_names(world, stack, cluster)))
+                                      names=_planned_names(world, stack, cluster, step)))
     return plan
 
 
+class _Records:
+    """Records read once, asked the planner's questions (`HistoryReader`)."""
+
+    def __init__(self, records: list) -> None:
+        self.records = records
+
+    def get_records(self, project: str, limit: int = 50) -> list:
+        return self.records[:limit]
+
+
+def _source_commit(world: World, project: ProjectSettings, source_tag: str, digest: str) -> str:
+    """The commit whose release a promotion takes: a commit tag's own, else the release its
+    cluster runs (its history's), else the image's label."""
+    if COMMIT_TAG.fullmatch(source_tag):
+        return source_tag
+    source = next((c for c in world.settings.clusters.values() if c.tag == source_tag), None)
+    if source is not None:
+        from ..errors import MvpError
+
+        from .changes import get_changed_reasons
+
+        try:
+            running = released_commit(world, project, source, digest)
+            head = world.head_commit()
+            # A commit that changes nothing the source cluster runs (a per_cluster value of another
+            # cluster) is its release too: the source runs HEAD's release for itself.
+            if running and head and running != head and \
+                    not get_changed_reasons(world.settings, project, source, running, head, world.memo):
+                return head
+            return running
+        except MvpError:
+            pass
+    return world.registry.get_commit(project.repository, source_tag) or ""
+
+
 def plan_rollback(world: World, project: ProjectSettings, cluster: ClusterSettings, to: str = "") -> TargetPlan:
-    """`app.rollback`: back to the commit deployed before the current one (or `to`)."""
+    """`app.rollback`: back to the release deployed before the current one (or `to`), whole: its
+    image, and the stack rendered from its commit's template and config. The release it leaves is
+    marked bad for this app in this cluster (`release.bad_commits` reads the mark back)."""
+    from .release import releases
+
     check_mapped(world.settings, project, cluster)
     history = world.history(cluster)
     stack = get_app_stack(world, project, cluster)
     registry = world.registry
     repo = project.repository
     current = registry.get_digest(repo, cluster.tag) or ""
+    records = releases(history.get_records(project.name, limit=100))
+    running = records[0].commit if records else ""
     if to:
         commit = resolve_commit(world, project, to)
+        earlier = next((r for r in records if r.commit == commit), None)
     else:
-        records = [r for r in history.get_records(project.name, limit=100) if r.succeeded and r.commit]
-        earlier = next((r for r in records if r.digest != current and r.commit), None)
+        earlier = next((r for r in records if r.commit != running), None)
         if earlier is None:
             raise UsageError(f"no earlier deploy of {project.name} in {cluster.name} to roll back to",
                              f"see `inv app.history {project.name} --cluster {cluster.name}`, or pass --to SHA")
@@ -346,14 +428,26 @@ def plan_rollback(world: World, project: ProjectSettings, cluster: ClusterSettin
     if not digest:
         raise UsageError(f"no image {registry.ref(repo, commit)} to roll back to")
     plan = _app_plan(project, cluster, Action.ROLLBACK, commit=commit, digest=digest)
-    plan.done = f"rolled back to {commit[:12]}"
-    if digest == current:
+    left = running if running and running != commit else ""
+    plan.done = f"rolled back to {commit[:12]}" + (f"; {left[:12]} marked bad for {project.name} in {cluster.name}"
+                                                   if left else "")
+    if left:
+        plan.reasons = (f"release {left[:12]} -> {commit[:12]}; {left[:12]} will be marked bad: ci.release "
+                        "skips it",)
+    step, _ = app_stack_step(world, project, cluster, commit, stack=stack, task="app.rollback",
+                             release=get_release(world, project, commit))
+    rolled = get_rolled_digest(history, project.name)
+    if digest == current and step is None and rolled in ("", digest) and not left:
         plan.note = f"already runs {commit[:12]}"
         return plan
-    plan.steps.append(MoveTag(repo, cluster.tag, commit, current, digest, label=commit[:12],
-                              protected=cluster.protected))
-    plan.steps.append(RollService(stack.name, protected=cluster.protected,
-                                  names=discovery.service_names(world, stack, cluster)))
+    if digest != current:
+        plan.steps.append(MoveTag(repo, cluster.tag, commit, current, digest, label=commit[:12], protected=cluster.protected))
+    if step is not None:
+        plan.steps.append(step)
+    if step is None or step.action in (StackAction.UPDATE, StackAction.PROTECT):
+        if digest != current or rolled not in ("", digest) or step is None:
+            plan.steps.append(RollService(stack.name, protected=cluster.protected,
+                                          names=_planned_names(world, stack, cluster, step)))
     return plan
 
 
@@ -459,17 +553,28 @@ def plan_release(world: World, builder_for: Callable[[], Builder], project: Proj
     if not reasons and stack is not None:
         plan.note = f"unchanged since {deployed[:12]}"
         return plan
+    from .release import bad_commits, bad_line
+
+    marks = bad_commits(history.get_records(project.name, limit=100))
+    if head in marks:
+        plan.skip = bad_line(project.name, cluster.name, head, marks[head])
+        return plan
     plan.reasons = tuple(reasons or ["its stack does not exist"])
     revision = get_revision(root, project, for_push=True, allow_dirty=False, memo=world.memo)
     plan.commit = revision.commit
-    if not registry.get_digest(repo, revision.tag):
+    reused = "" if registry.get_digest(repo, revision.tag) else _reusable_image(world, project, deployed, head)
+    if reused:
+        # The build context is as it was: the earlier commit's image is this commit's too (no build).
+        plan.steps.append(MoveTag(repo, revision.tag, reused, "", reused,
+                                  label=f"{revision.short}: the image of {deployed[:12]}, unchanged"))
+    elif not registry.get_digest(repo, revision.tag):
         # A builder (an SSH connection on a build host) only when there is something to build or push.
         builder = builder_for()
         try:
             plan.steps = image_steps(world, builder, project, revision, push=True)
         finally:
             builder.close()
-    digest = registry.get_digest(repo, revision.tag) or ""
+    digest = registry.get_digest(repo, revision.tag) or reused or ""
     tag_digest = registry.get_digest(repo, cluster.tag) or ""
     plan.digest = digest
     if not digest or tag_digest != digest:
@@ -485,8 +590,30 @@ def plan_release(world: World, builder_for: Callable[[], Builder], project: Proj
                                           names=_planned_names(world, stack, cluster, step)))
     if not plan.steps:
         plan.note = f"{revision.short} already released"
-    plan.done = f"{revision.short} released"
+    plan.done = f"{revision.short} released" + (f" (from {deployed[:12]})"
+                                                 if deployed and deployed != revision.commit else "")
     return plan
+
+
+def _reusable_image(world: World, project: ProjectSettings, deployed: str, head: str) -> str:
+    """The digest of `deployed`'s image where `head` needs no new one (its build context, build
+    arguments and platform are as they were); "" where it does or git cannot tell."""
+    from .changes import builds_image, changed_files, file_at, load_config
+
+    if not deployed or not head or deployed == head:
+        return ""
+    digest = world.registry.get_digest(project.repository, deployed) or ""
+    files = changed_files(world.settings.root, deployed, head, world.memo) if digest else None
+    if files is None:
+        return ""
+    root = world.settings.root
+    before = after = None
+    if "invoke.yaml" in files:
+        before = load_config(file_at(root, deployed, "invoke.yaml", world.memo))
+        after = load_config(file_at(root, head, "invoke.yaml", world.memo))
+        if before is None or after is None:
+            return ""
+    return "" if builds_image(files, before, after, project.name, project.template) else digest
 
 
 # --- promotion: which cluster takes which image ---------------------------------------------------

@@ -15,7 +15,7 @@ from .boundary import app_stub, mvp_task, run_plan, start
     }
 )
 def up(ctx, parallel=None, check=False, yes=False, json=False, allow_dirty=False):
-    """Converge everything in invoke.yaml: cluster stacks, app stacks, and services on their tag's image.
+    """Converge everything in invoke.yaml: cluster stacks, and each app to the release (commit) it runs.
 
     Like Terraform's plan/apply or an Ansible playbook run, for the studio: one plan for every
     target, confirmed once, applied in parallel, a cluster before its apps."""
@@ -43,12 +43,13 @@ def _deploy(world, project, cluster, stub, allow_dirty: bool = False):
     from ..plan.planner import plan_deploy
 
     try:
-        plan = plan_deploy(world, project, cluster, allow_dirty=allow_dirty, task="fleet.up")
+        plan = plan_deploy(world, project, cluster, allow_dirty=allow_dirty, task="fleet.up", running=True)
     except UsageError:
         if world.stacks().get_stack(cluster.stack_name) is not None:
             raise
         # The cluster is created by this very plan: its apps are planned once it exists.
-        stub.deferred = lambda w: plan_deploy(w, project, cluster, allow_dirty=allow_dirty, task="fleet.up")
+        stub.deferred = lambda w: plan_deploy(w, project, cluster, allow_dirty=allow_dirty, task="fleet.up",
+                                              running=True)
         stub.deferred_protected = cluster.protected
         stub.note = f"its cluster {cluster.name} is created first"
         return stub

@@ -628,7 +628,8 @@ def test_rollback_picks_the_newest_successful_deploy_of_another_digest():
     assert plan.steps == [MoveTag(REPO, "stage", C1, D3, D1, label=C1[:12], protected=False),
                           RollService("museum-adventure-stage", protected=False)]
     assert (plan.action, plan.commit, plan.digest) == ("rollback", C1, D1)
-    assert plan.done == f"rolled back to {C1[:12]}"
+    # The release it leaves is marked bad (issue 17).
+    assert plan.done == f"rolled back to {C1[:12]}; {C3[:12]} marked bad for museum-adventure in stage"
     assert plan.lines() == [f"~ tag stage: {D3[:19]} -> {D1[:19]} ({C1[:12]})", "~ new deployment of the service"]
     assert not plan.needs_confirmation
 
@@ -932,7 +933,7 @@ def test_release_changed_builds_pushes_tags_and_rolls(release):
     ]
     assert plan.reasons == ("2 file(s) under projects/museum-adventure/",)
     assert (plan.action, plan.commit, plan.digest) == ("release", HEAD, "")
-    assert plan.done == f"{HEAD[:12]} released"
+    assert plan.done == f"{HEAD[:12]} released (from {C1[:12]})"  # the release it moves from (issue 17)
     assert plan.lines() == [
         f"+ build {HEAD_REF} for linux/amd64",
         f"+ push {HEAD_REF}",

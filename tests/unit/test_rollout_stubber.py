@@ -1180,6 +1180,9 @@ def add_promote(app) -> None:
     add_cluster_stack(app)
     app.cfn.add_response("describe_stacks", app_stack("UPDATE_COMPLETE", commit=COMMIT), {"StackName": STACK})
     add_rolled(app, OLD_DIGEST)
+    # The target's stack rendered from the promoted release, compared with the stack (issue 17).
+    app.cfn.add_response("get_template", {"TemplateBody": APP_TEMPLATE},
+                         {"StackName": STACK, "TemplateStage": "Original"})
     add_lock(app)
     add_renewal(app)  # before the rollout, the second step
     add_force(app)
@@ -1204,7 +1207,7 @@ def test_failed_rollout_after_a_promote_points_the_tag_back_and_records_the_fail
 
     assert_all_answered(app)
     assert clock.slept == [5]
-    assert names(app) == ["DescribeStacks", "DescribeStacks", "Query", "PutItem", "retag", "UpdateItem",
+    assert names(app) == ["DescribeStacks", "DescribeStacks", "Query", "GetTemplate", "PutItem", "retag", "UpdateItem",
                           "UpdateService", "DescribeServices", "DescribeServices", "UpdateItem", "retag",
                           "TransactWriteItems"]
     retags = [params for name, params in app.calls if name == "retag"]
