@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..aws import discovery
-from ..errors import BuildError, ConfigError, UsageError
+from ..errors import BuildError, ConfigError, MvpError, UsageError
 from ..templates import load_template
 from . import parameters
 from .stacks import NOT_READ, plan_stack, stacks_as, with_role
@@ -178,6 +178,22 @@ def released_commit(world: World, project: ProjectSettings, cluster: ClusterSett
     return found or world.registry.get_commit(project.repository, cluster.tag) or ""
 
 
+def preflight(*checks: Callable[[], Any]) -> list[Any]:
+    """Run every check; their answers, or one error naming every problem they found."""
+    answers, problems = [], []
+    for check in checks:
+        try:
+            answers.append(check())
+        except MvpError as exc:
+            answers.append(None)
+            problems.append(exc)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise type(problems[0])("; and ".join(str(p) for p in problems))
+    return answers
+
+
 def check_secrets_set(world: World, project: ProjectSettings, cluster: ClusterSettings) -> None:
     """A secret configured for the app but not set yet in this cluster is refused here, before
     anything changes."""
@@ -267,7 +283,9 @@ def plan_deploy(world: World, project: ProjectSettings, cluster: ClusterSettings
 
     check_mapped(world.settings, project, cluster)
     world.check_cluster_ready(cluster)
-    digest, commit = get_image(world, project, cluster.tag, cluster)
+    # Every problem of the pre-flight at once (a missing image and a missing secret), not one a run.
+    (digest, commit), _ = preflight(lambda: get_image(world, project, cluster.tag, cluster),
+                                    lambda: check_secrets_set(world, project, cluster))
     plan = _app_plan(project, cluster, action, commit=commit, digest=digest)
     news = unshipped(world.settings, project, cluster, commit, world.head_commit(), world.memo)
     plan.warnings = (news,) if news else ()
@@ -551,6 +569,7 @@ def plan_release(world: World, builder_for: Callable[[], Builder], project: Proj
     reasons = get_changed_reasons(world.settings, project, cluster, deployed, head, world.memo)
     plan = _app_plan(project, cluster, Action.RELEASE, commit=head)
     if not reasons and stack is not None:
+        plan.commit = deployed  # what runs, not HEAD: the summary says which commit this target is at
         plan.note = f"unchanged since {deployed[:12]}"
         return plan
     from .release import bad_commits, bad_line

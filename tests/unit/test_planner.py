@@ -1013,3 +1013,27 @@ def test_a_secret_step_never_shows_its_value():
     assert "s3cr3t-value" not in shown
     assert step.lines() == ["~ secret API_KEY (value not shown)"]
     assert not step.locks and PutSecret("web", "stage", "K", "a") == PutSecret("web", "stage", "K", "b")
+
+
+def test_deploy_preflight_names_every_problem_at_once():
+    # No image for the cluster's tag AND a configured secret not set: both in one error, not one a run.
+    settings = load_settings(config(projects={PROJECT: {"clusters": ["stage", "prod"], "secrets": ["API_KEY"]}}),
+                             ROOT)
+    world = make_world(tags={C1: D1}, settings=settings)
+    world.secrets = lambda: SimpleNamespace(list=lambda cluster, project: [])
+    with pytest.raises(BuildError) as exc:
+        planner.plan_deploy(world, settings.projects[PROJECT], settings.clusters["stage"])
+    message = str(exc.value)
+    assert f"image {HOST}/{REPO}:stage does not exist" in message
+    assert "secret API_KEY is configured but not set in stage" in message
+    assert "inv app.secret.set museum-adventure API_KEY --cluster stage" in message
+
+
+def test_preflight_with_one_problem_raises_it_as_it_is():
+    def missing():
+        raise UsageError("only this", "fix it")
+
+    with pytest.raises(UsageError) as exc:
+        planner.preflight(lambda: 1, missing)
+    assert (exc.value.message, exc.value.hint) == ("only this", "fix it")
+    assert planner.preflight(lambda: 1, lambda: "two") == [1, "two"]
