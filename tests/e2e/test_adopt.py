@@ -224,7 +224,8 @@ class TestAdoptedTemplates:
 
     def test_history_records_every_rollout(self, adoption):
         lab = adoption
-        for cluster, expected in (("stage", [("deploy", "B"), ("deploy", "A")]),
+        # app.push --cluster stage moved stage's tag under the app's lock: it is in the history too.
+        for cluster, expected in (("stage", [("deploy", "B"), ("push", "B"), ("deploy", "A"), ("push", "A")]),
                                   ("prod", [("promote", "B"), ("promote", "A")])):
             result = lab.ok("app.history", APP, "--cluster", cluster, "--json")
             records = json.loads(result.stdout)

@@ -172,7 +172,8 @@ class TestStatus:
         assert cells == [("ok", "stage", "yes"), ("absent", "prod", "no")], cells
         stage = dom.split('data-cluster="stage"', 1)[1].split("</td>", 1)[0]
         assert lab.first[:12] in stage and lab.digest("stage")[:19] in stage and f"{PROJECT}-stage:1" in stage
-        assert re.findall(r'<rect class="mark (\w+)"', dom) == ["succeeded"]  # the deploy
+        # The push (it moved stage's tag under the app's lock) and the deploy.
+        assert re.findall(r'<rect class="mark (\w+)"', dom) == ["succeeded", "succeeded"]
 
         from mvp_tasks.status.page import HEADER_COLOUR, LANE_COLOUR, OUTCOME_COLOURS
 

@@ -43,4 +43,4 @@ def test_a_name_with_spaces_is_one_file_named_whole(released):
     # A shared file (it changes every project): the reason names it, spaces and all.
     lab.commit({"mvp_tasks/notes with space.txt": "hello\n"}, "add a spaced name")
 
-    assert planned(lab) == {PROJECT: ["shared files: mvp_tasks/notes with space.txt"]}
+    assert planned(lab) == {PROJECT: ["the tool's own files: mvp_tasks/notes with space.txt"]}

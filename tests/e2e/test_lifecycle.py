@@ -405,7 +405,9 @@ class TestStudioStory:
     def test_history_has_the_deploy_in_stage_and_the_promotion_in_prod(self, story):
         lab, _ = story
         digest = lab.digest(lab.repo.commit)
-        (deploy,) = lab.history("stage")
+        # app.push --cluster stage moved the tag under the app's lock, then the deploy rolled it out.
+        push, deploy = lab.history("stage")
+        assert (push["action"], push["outcome"], push["commit"]) == ("push", "succeeded", lab.repo.commit)
         assert (deploy["action"], deploy["outcome"], deploy["cluster"]) == ("deploy", "succeeded", "stage")
         assert (deploy["commit"], deploy["digest"]) == (lab.repo.commit, digest)
         assert deploy["by"] and deploy["sk"] == f"at#{deploy['at']}"
@@ -972,7 +974,8 @@ class TestImportValueTemplate:
         assert lab.parameters(f"{IMPORTS}-stage") == {"ClusterStack": "stage",
                                                        "Image": f"{lab.registry}/{IMPORTS}:stage"}
         assert f"changed: {IMPORTS}@stage  {lab.repo.commit[:12]} deployed" in deploy.stdout
-        (record,) = lab.history("stage", IMPORTS)
+        pushed, record = lab.history("stage", IMPORTS)
+        assert pushed["action"] == "push"
         assert (record["action"], record["commit"], record["digest"]) == (
             "deploy", lab.repo.commit, lab.digest("stage", IMPORTS))
         # The other app was not touched.
