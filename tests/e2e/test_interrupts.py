@@ -131,6 +131,27 @@ def test_ctrl_c_during_a_promote_rollout_points_the_tag_back(lab, proxy):
     assert_clean(lab, "prod")
 
 
+def test_sigterm_during_a_promote_rollout_is_the_first_ctrl_c(lab, proxy):
+    """CI cancellation, `timeout` and systemd stop a run with SIGTERM: the same undo as Ctrl-C."""
+    from conftest import git
+
+    before = lab.digest("prod")
+    page = lab.work / "projects" / PROJECT / "site" / "index.html"
+    page.write_text(page.read_text() + "\n<!-- to promote, then SIGTERM -->\n")
+    git(lab.work, "commit", "-qam", "something to promote, stopped by SIGTERM", env=lab.git_env)
+    lab.ok("app.push", PROJECT, timeout=BUILD_TIMEOUT)
+    code, out, err = interrupt(lab, proxy, ["app.promote", PROJECT, "--tag", "prod", "--yes"], "UpdateService",
+                               sig=signal.SIGTERM)
+    assert_interrupted(code, out, err)
+    assert "interrupted by SIGTERM: nothing new starts" in out, out
+    assert_clean(lab, "prod")
+    assert lab.digest("prod") == before, "the moved tag must point back at the image it named before"
+    newest = [r for r in lab.history("prod") if r.get("action") == "promote"][-1]
+    assert (newest["outcome"], newest["message"]) == ("interrupted", "interrupted (SIGTERM)"), newest
+    lab.ok("app.promote", PROJECT, "--tag", "prod", "--yes")
+    assert lab.digest("prod") == lab.digest("stage")
+
+
 def test_a_second_ctrl_c_exits_at_once(lab, proxy):
     env = link_sandbox(lab.work, dict(lab.env, AWS_ENDPOINT_URL=proxy.url))
     proxy.slow = 2.0
