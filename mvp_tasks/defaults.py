@@ -71,6 +71,11 @@ DEFAULTS: dict[str, Any] = {
         # Seconds a deploy lock is held without a heartbeat; a run renews it every third of that.
         "lease": _Whole(90),
     },
+    "rollout": {
+        # A rollout fails once this many new tasks of its deployment have stopped with a failure
+        # (before ECS's circuit breaker, which waits for at least 3).
+        "failed_tasks": _Whole(2),
+    },
     "clusters": {},
     "projects": {},
 }

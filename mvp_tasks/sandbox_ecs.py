@@ -332,6 +332,11 @@ def _tasks(svc, dep_id: str) -> list:
     return _state(svc)["tasks"].setdefault(dep_id, [])
 
 
+# Ticks between reaching the circuit breaker's threshold and ECS acting on it (its evaluation lags
+# behind the failed tasks, which is what lets a watcher that counts them be first).
+BREAKER_LAG = 4
+
+
 def _threshold(desired: int) -> int:
     # ECS: half the desired count, at least 3 and at most 200 failed tasks.
     return min(200, max(3, math.ceil(desired * 0.5)))
@@ -364,6 +369,8 @@ def _drive(backend, svc) -> None:
     if primary["rolloutState"] == "IN_PROGRESS":
         breaker = (getattr(svc, "deployment_configuration", None) or {}).get("deploymentCircuitBreaker") or {}
         if breaker.get("enable") and primary["failedTasks"] >= _threshold(primary["desiredCount"]):
+            primary["_mvp_breaker"] = primary.get("_mvp_breaker", 0) + 1
+        if primary.get("_mvp_breaker", 0) > BREAKER_LAG:
             _fail_deployment(backend, svc, primary, "tasks failed to start.", rollback=bool(breaker.get("rollback")))
             _count(svc)
             return

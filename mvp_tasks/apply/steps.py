@@ -134,17 +134,59 @@ def apply_ensure_stack(run: TargetRun, step: EnsureStack) -> None:
 # --- services ------------------------------------------------------------------------------------
 
 
-def _wait_service(run: TargetRun, names: tuple[str, str], deployment_id: str = "") -> None:
+def _wait_service(run: TargetRun, names: tuple[str, str], deployment_id: str = "", task_definition: str = "") -> None:
+    import time
+
+    from ..aws.services import RolloutFailed
+
     ecs_cluster, service = names
     what = f"service {service}: rollout"
     resume = wait_hint(run.plan.project, run.plan.cluster)
-    run.guard.started_in_aws(what, wait_command(run.plan.project, run.plan.cluster))
+    follow = wait_command(run.plan.project, run.plan.cluster)
+    run.guard.started_in_aws(what, follow)
     run.world.checkpoint()
-    with run.waiting():
-        run.service = run.world.services().wait_for_rollout(
-            ecs_cluster, service, deployment_id=deployment_id, timeout=run.timeout, poll=run.poll,
-            resume_hint=resume, on_progress=lambda state: run.event(state.progress()))
+    services = run.world.services()
+    started = time.monotonic()
+
+    def elapsed() -> str:
+        seconds = int(time.monotonic() - started)
+        return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+    def quiet(state: Any, _seconds: float) -> None:
+        run.event(f"[{elapsed()}] still waiting for deployment {deployment_id or 'of'} service {service} to run "
+                  f"{state.desired} task(s) ({state.progress()}); nothing changed for a minute. ECS keeps going "
+                  f"on its own: `{follow}` follows it, `inv app.status {run.plan.project}` shows it")
+
+    try:
+        with run.waiting():
+            run.service = services.wait_for_rollout(
+                ecs_cluster, service, deployment_id=deployment_id, timeout=run.timeout, poll=run.poll,
+                resume_hint=resume, task_definition=task_definition, failed_tasks=_failed_tasks(run),
+                on_progress=lambda state: run.event(f"[{elapsed()}] {state.progress()}"), on_quiet=quiet,
+                elbv2=_client(run, "elbv2"), logs=_client(run, "logs"))
+    except RolloutFailed as failed:
+        # The rollout is over, failed: what is left to do is going back, not following it.
+        run.guard.settled_in_aws(what)
+        if failed.deployment_id and not failed.left:
+            done = services.roll_back(ecs_cluster, service, failed.previous_task_definition, failed.task_definition)
+            run.event(f"[{elapsed()}] " + (done or f"service {service}: no previous deployment to return to"),
+                      failed=not done)
+        raise
     run.guard.settled_in_aws(what)
+
+
+def _failed_tasks(run: TargetRun) -> int:
+    rollout = getattr(run.world.settings, "rollout", None)
+    return rollout.failed_tasks if rollout is not None else 2
+
+
+def _client(run: TargetRun, name: str) -> Any:
+    """An optional client for explaining a failure (a world without it explains less)."""
+    aws = run.world.aws
+    try:
+        return getattr(aws, name) if name in ("logs",) else aws.client(name)
+    except Exception:  # noqa: BLE001 - e.g. a test's world that has only the clients it stubs
+        return None
 
 
 def _app_stack(run: TargetRun, name: str) -> Any:

@@ -209,7 +209,7 @@ def test_rollout_that_completes_returns_the_final_state_and_reports_only_changes
                                       on_progress=lambda s: seen.append(s.progress()))
 
     ecs_stub.assert_no_pending_responses()
-    assert clock.slept == [15, 15, 15]
+    assert clock.slept == [0.5, 1.0, 2.0]  # soon after the start, then less and less often up to `poll`
     assert isinstance(state, ServiceState)
     assert (state.name, state.cluster, state.running, state.desired) == (SERVICE, CLUSTER, 2, 2)
     assert state.task_definition == NEW_TASKDEF
@@ -238,7 +238,7 @@ def test_without_rollout_state_the_rollout_waits_for_the_old_deployment_to_go(ec
     state = services.wait_for_rollout(CLUSTER, SERVICE, deployment_id=NEW, timeout=600, poll=10)
 
     ecs_stub.assert_no_pending_responses()
-    assert clock.slept == [10, 10]
+    assert clock.slept == [0.5, 1.0]
     assert state.primary.id == NEW and len(state.deployments) == 1
     assert state.rollout == "COMPLETED"
 
@@ -246,9 +246,30 @@ def test_without_rollout_state_the_rollout_waits_for_the_old_deployment_to_go(ec
 # --- 2. the deployment circuit breaker -------------------------------------------------------------
 
 
+TASK_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{CLUSTER}/5e0a4f3b2c1d4e6f8a9b0c1d2e3f4a5b"
+PULL_ERROR = ("CannotPullContainerError: pull image manifest has been retried 1 time(s): failed to resolve ref "
+              f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/web:staging: not found")
+STOPPED_TEXT = f"task 5e0a4f3b2c1d4e6f8a9b0c1d2e3f4a5b stopped: {PULL_ERROR}"
+
+
+def add_stopped_task(stub: Stubber, deployment_id: str = NEW) -> None:
+    """The explanation's reads: the deployment's stopped tasks (one that could not pull its image)."""
+    stub.add_response("list_tasks", {"taskArns": [TASK_ARN]}, {
+        "cluster": CLUSTER, "serviceName": SERVICE, "desiredStatus": "STOPPED", "startedBy": deployment_id})
+    stub.add_response("describe_tasks", {"tasks": [{
+        "taskArn": TASK_ARN, "clusterArn": CLUSTER_ARN, "taskDefinitionArn": NEW_TASKDEF, "startedBy": deployment_id,
+        "lastStatus": "STOPPED", "desiredStatus": "STOPPED", "stopCode": "TaskFailedToStart",
+        "stoppedReason": PULL_ERROR, "stoppedAt": at(60),
+        "containers": [{"name": "web", "lastStatus": "STOPPED", "reason": PULL_ERROR}]}], "failures": []},
+        {"cluster": CLUSTER, "tasks": [TASK_ARN]})
+
+
 def add_circuit_breaker_rollback(stub: Stubber) -> None:
+    # One failed task, fewer than the watcher's two: ECS's circuit breaker is first here (Stubber
+    # only: ECS's rollback starts a NEW deployment of the old task definition; the sandbox's
+    # returns to the previous one).
     stub.add_response("describe_services", describe_services(service(
-        deployment(NEW, "PRIMARY", "IN_PROGRESS", desired=2, running=0, pending=1, failed=2),
+        deployment(NEW, "PRIMARY", "IN_PROGRESS", desired=2, running=0, pending=1, failed=1),
         old_deployment(), running=2, pending=1,
         events=(f"(service {SERVICE}) has started 1 tasks: (task 5e0a4f3b2c1d4e6f8a9b0c1d2e3f4a5b).",))), DESCRIBE)
     # ECS marks ours FAILED and starts a new PRIMARY deployment with the old task definition.
@@ -258,6 +279,7 @@ def add_circuit_breaker_rollback(stub: Stubber) -> None:
         running=2,
         events=(f"(service {SERVICE}) rolling back to deployment {ROLLBACK}.",
                 f"(service {SERVICE}) (deployment {NEW}) deployment failed: tasks failed to start."))), DESCRIBE)
+    add_stopped_task(stub)
 
 
 def test_circuit_breaker_rollback_is_a_rollout_failure_with_the_reason(ecs_stub, services, clock):
@@ -269,14 +291,15 @@ def test_circuit_breaker_rollback_is_a_rollout_failure_with_the_reason(ecs_stub,
                                   on_progress=lambda s: seen.append(s.progress()))
 
     ecs_stub.assert_no_pending_responses()
-    assert clock.slept == [15]
+    assert clock.slept == [0.5]
     error = raised.value
     assert isinstance(error, AwsError)
     assert error.message == (f"deployment {NEW} of service {SERVICE} was rolled back by the deployment "
-                             f"circuit breaker: {CIRCUIT_BREAKER}")
+                             f"circuit breaker: {CIRCUIT_BREAKER}; {STOPPED_TEXT}")
+    assert error.left and error.deployment_id == NEW  # ECS rolled back already: nothing for us to undo
     assert "inv app.logs" in error.hint
     assert seen == [
-        f"running 2/2, pending 1; deployment {NEW} IN_PROGRESS, 2 failed task(s); 1 older deployment(s) draining",
+        f"running 2/2, pending 1; deployment {NEW} IN_PROGRESS, 1 failed task(s); 1 older deployment(s) draining",
         f"running 2/2, pending 0; deployment {ROLLBACK} IN_PROGRESS; 1 older deployment(s) draining",
     ]
 
@@ -296,7 +319,8 @@ def test_circuit_breaker_rollback_through_the_task_boundary_exits_1_with_one_lin
     message = raised.value.message
     assert message.startswith(f"error: deployment {NEW} of service {SERVICE} was rolled back by the deployment "
                               "circuit breaker: ECS deployment circuit breaker: tasks failed to start.")
-    assert message.endswith("(look at the tasks' logs (`inv app.logs`) and stopped-task reasons in the ECS console)")
+    assert f"; {STOPPED_TEXT} (" in message
+    assert message.endswith("(fix the cause named above, then deploy again; `inv app.logs` shows the app's output)")
     assert "\n" not in message
 
 
@@ -332,7 +356,7 @@ def test_deployment_that_disappears_under_another_primary_is_rolled_back(ecs_stu
         services.wait_for_rollout(CLUSTER, SERVICE, deployment_id=NEW, timeout=600, poll=15)
 
     ecs_stub.assert_no_pending_responses()
-    assert clock.slept == [15]
+    assert clock.slept == [0.5]
     assert raised.value.message == (
         f"deployment {NEW} of service {SERVICE} is gone: the deployment circuit breaker rolled it back, "
         f"or a newer deployment replaced it: "
@@ -348,7 +372,7 @@ STUCK_TEXT = f"running 3/2, pending 1; deployment {NEW} IN_PROGRESS; 1 older dep
 
 
 def test_wait_that_times_out_names_service_deployment_and_counts(ecs_stub, services, clock):
-    for _ in range(4):  # at t = 0, 10, 20 and 30 s
+    for _ in range(8):  # at t = 0, 0.5, 1.5, 3.5, 7.5, 15.5, 25.5 and 30 s
         ecs_stub.add_response("describe_services", STUCK, DESCRIBE)
     seen: list[str] = []
 
@@ -357,7 +381,7 @@ def test_wait_that_times_out_names_service_deployment_and_counts(ecs_stub, servi
                                   on_progress=lambda s: seen.append(s.progress()))
 
     ecs_stub.assert_no_pending_responses()
-    assert clock.slept == [10, 10, 10]
+    assert clock.slept == [0.5, 1.0, 2.0, 4.0, 8.0, 10, 4.5]
     assert seen == [STUCK_TEXT]  # shown once, not once per poll
     assert raised.value.message == (f"service {SERVICE} in cluster {CLUSTER} has not finished deployment {NEW} "
                                     f"after 30 s ({STUCK_TEXT})")
@@ -973,20 +997,20 @@ def test_rollout_timeout_says_how_to_resume_with_app_wait_and_that_ecs_keeps_goi
     assert [type(s) for s in target.steps] == [RollService]
     add_lock(app, wait_timeout=20)
     add_force(app)
-    for _ in range(3):  # at t = 0, 10 and 20 s
+    for _ in range(7):  # at t = 0, 0.5, 1.5, 3.5, 7.5, 15.5 and 20 s
         app.ecs.add_response("describe_services", STUCK, DESCRIBE)
     add_record_and_release(app)
 
     outcomes = apply(world, target)
 
     assert_all_answered(app)
-    assert clock.slept == [10, 10]
+    assert clock.slept == [0.5, 1.0, 2.0, 4.0, 8.0, 4.5]
     assert outcomes.failed and not outcomes.interrupted
     message = (f"service {SERVICE} in cluster {CLUSTER} has not finished deployment {NEW} after 20 s "
                f"({STUCK_TEXT}) (ECS keeps going on its own; wait again with `inv app.wait {PROJECT} --cluster {CLUSTER}`)")
     assert result_of(world) == (Outcome.FAILED, message)
     out = output(world.reporter)
-    assert out.count(f"    {STUCK_TEXT}") == 1  # progress shown once, not once per poll
+    assert out.count(f"s] {STUCK_TEXT}") == 1  # progress shown once (after the elapsed time), not once per poll
     assert outcomes.still_running == {f"service {SERVICE}: rollout": f"inv app.wait {PROJECT} --cluster {CLUSTER}"}
     with pytest.raises(Exit):
         finish(world, outcomes)
@@ -1189,9 +1213,10 @@ def test_failed_rollout_after_a_promote_points_the_tag_back_and_records_the_fail
     outcomes = apply(world, target)
 
     assert_all_answered(app)
-    assert clock.slept == [5]
+    assert clock.slept == [0.5]
     assert names(app) == ["DescribeStacks", "DescribeStacks", "Query", "PutItem", "retag",
-                          "UpdateService", "DescribeServices", "DescribeServices", "retag", "TransactWriteItems"]
+                          "UpdateService", "DescribeServices", "DescribeServices", "ListTasks", "DescribeTasks",
+                          "retag", "TransactWriteItems"]
     retags = [params for name, params in app.calls if name == "retag"]
     assert retags == [{"source": COMMIT, "tag": "stage"}, {"source": OLD_DIGEST, "tag": "stage"}]
     assert world.registry.tags["stage"] == OLD_DIGEST
