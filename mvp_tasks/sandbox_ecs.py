@@ -125,13 +125,11 @@ _installed = False
 def _state(svc) -> dict:
     state = getattr(svc, "_mvp", None)
     if state is None:
-        state = svc._mvp = {"tasks": {}, "event_seq": 0}
+        state = svc._mvp = {"tasks": {}}
     return state
 
 
 def _event(svc, message: str) -> None:
-    state = _state(svc)
-    state["event_seq"] += 1
     events = list(svc.events)
     events.insert(0, {"id": str(uuid.uuid4()), "createdAt": _now(), "message": f"(service {svc.name}) {message}"})
     svc.events = events[:100]  # DescribeServices shows the newest 100
@@ -663,10 +661,12 @@ def _status_of(dep: dict) -> str:
         dep.get("rolloutState", ""), "IN_PROGRESS")
 
 
-def _backend_for(region: str, account: str = "123456789012"):
+def _backend_for(region: str):
+    from moto.core import DEFAULT_ACCOUNT_ID
     from moto.ecs.models import ecs_backends
 
-    return ecs_backends[account][region]
+    # moto's server answers every request as its one default account
+    return ecs_backends[DEFAULT_ACCOUNT_ID][region]
 
 
 def _find_deployment(backend, arn: str):

@@ -4,6 +4,7 @@ print (progress goes to the reporter as events of their target)."""
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any, Iterator
 
 from ..aws.discovery import service_names
@@ -127,16 +128,17 @@ def apply_ensure_stack(run: TargetRun, step: EnsureStack) -> None:
         # reads its outputs and its ECS cluster again, not the answer from before.
         run.world.memo.forget(("cluster stack", run.cluster.name))
     if step.service:
-        # Read after the operation: its outputs (or resources) name the service.
-        _wait_service(run, service_names(run.world, stacks.get_stack(step.stack), run.cluster, fresh=True))
+        # Read after the operation: its outputs (or resources) name the service, and the task
+        # definition it registered (where the template says), which the rollout must run.
+        stack = stacks.get_stack(step.stack)
+        registered = (stack.outputs.get("TaskDefinitionArn", "") if stack is not None else "")
+        _wait_service(run, service_names(run.world, stack, run.cluster, fresh=True), task_definition=registered)
 
 
 # --- services ------------------------------------------------------------------------------------
 
 
 def _wait_service(run: TargetRun, names: tuple[str, str], deployment_id: str = "", task_definition: str = "") -> None:
-    import time
-
     from ..aws.services import RolloutFailed
 
     ecs_cluster, service = names
@@ -153,9 +155,11 @@ def _wait_service(run: TargetRun, names: tuple[str, str], deployment_id: str = "
         return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
     def quiet(state: Any, _seconds: float) -> None:
-        run.event(f"[{elapsed()}] still waiting for deployment {deployment_id or 'of'} service {service} to run "
-                  f"{state.desired} task(s) ({state.progress()}); nothing changed for a minute. ECS keeps going "
-                  f"on its own: `{follow}` follows it, `inv app.status {run.plan.project}` shows it")
+        primary = state.primary
+        run.event(f"[{elapsed()}] still waiting for service {service} to run {state.desired} task(s) of deployment "
+                  f"{deployment_id or (primary.id if primary else '?')} ({state.progress()}); nothing changed for a "
+                  f"minute. ECS keeps going on its own: `{follow}` follows it, `inv app.status {run.plan.project}` "
+                  "shows it")
 
     try:
         with run.waiting():
@@ -168,24 +172,32 @@ def _wait_service(run: TargetRun, names: tuple[str, str], deployment_id: str = "
         # The rollout is over, failed: what is left to do is going back, not following it.
         run.guard.settled_in_aws(what)
         if failed.deployment_id and not failed.left:
-            done = services.roll_back(ecs_cluster, service, failed.previous_task_definition, failed.task_definition)
-            run.event(f"[{elapsed()}] " + (done or f"service {service}: no previous deployment to return to"),
-                      failed=not done)
+            try:
+                done = services.roll_back(ecs_cluster, service, failed.previous_task_definition,
+                                          failed.task_definition)
+            except AwsError as exc:  # the failure stays what is reported; the rollback's own is told
+                done = ""
+                run.event(f"[{elapsed()}] could not roll service {service} back: {exc}", failed=True)
+            else:
+                run.event(f"[{elapsed()}] " + (done or f"service {service}: nothing to roll back to; ECS keeps "
+                                                       "the previous deployment's tasks running"), failed=not done)
         raise
     run.guard.settled_in_aws(what)
 
 
 def _failed_tasks(run: TargetRun) -> int:
+    from ..defaults import DEFAULTS
+
+    # Settings put together by hand (tests' stand-ins) may lack the key: its declared default.
     rollout = getattr(run.world.settings, "rollout", None)
-    return rollout.failed_tasks if rollout is not None else 2
+    return rollout.failed_tasks if rollout is not None else int(DEFAULTS["rollout"]["failed_tasks"])
 
 
 def _client(run: TargetRun, name: str) -> Any:
-    """An optional client for explaining a failure (a world without it explains less)."""
-    aws = run.world.aws
+    """A client that only explains a failure: a world without it (a test's) explains less."""
     try:
-        return getattr(aws, name) if name in ("logs",) else aws.client(name)
-    except Exception:  # noqa: BLE001 - e.g. a test's world that has only the clients it stubs
+        return run.world.aws.client(name)
+    except AttributeError:
         return None
 
 

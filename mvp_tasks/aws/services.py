@@ -426,6 +426,7 @@ class Services:
 
     def _failed(self, watch: "_Watch", state: ServiceState, failure: tuple[str, bool, str]) -> RolloutFailed:
         what, left, reason = failure
+        ours = watch.ours(state)
         reasons = [reason] if reason else []
         for line in self.explain_failure(watch.cluster, state, watch.deployment_id, elbv2=watch.elbv2,
                                          logs=watch.logs):
@@ -436,7 +437,7 @@ class Services:
             (": " + "; ".join(reasons) if reasons else ""),
             "fix the cause named above, then deploy again; `inv app.logs` shows the app's output",
             deployment_id=watch.deployment_id, left=left, previous_task_definition=watch.previous,
-            task_definition=watch.task_definition)
+            task_definition=ours.task_definition if ours else watch.task_definition)
 
 
 UNABLE = "unable to"  # ECS's service events for tasks it cannot place or start: "(service x) was unable to ..."

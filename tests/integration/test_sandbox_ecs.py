@@ -197,6 +197,23 @@ def test_the_circuit_breaker_fails_the_deployment_and_rolls_back_to_the_previous
     assert "CannotPullContainerError" in raised.value.message
 
 
+def test_without_rollback_the_circuit_breaker_leaves_the_failed_deployment_primary(world):
+    world.create(desired=1, rollback=False)
+    wait(world)
+    world.fail("exit")
+    new = world.services.force_new_deployment(CLUSTER, SERVICE)
+
+    with pytest.raises(RolloutFailed) as raised:  # failed_tasks=0: only ECS's own verdict counts
+        wait(world, deployment_id=new, failed_tasks=0)
+
+    assert raised.value.message.startswith(
+        f"deployment {new} of service {SERVICE} failed: ECS deployment circuit breaker: tasks failed to start.")
+    assert not raised.value.left
+    svc = world.ecs.describe_services(cluster=CLUSTER, services=[SERVICE])["services"][0]
+    assert (svc["deployments"][0]["id"], svc["deployments"][0]["status"]) == (new, "PRIMARY")
+    assert svc["deployments"][0]["rolloutState"] == "FAILED"
+
+
 def test_a_cleared_mark_lets_the_next_deployment_complete(world):
     world.create(desired=1)
     wait(world)

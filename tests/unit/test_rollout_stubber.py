@@ -25,7 +25,7 @@ from stubs import (FakeClock as _FakeClock, isolate_from_aws, log_calls, make_cl
 from botocore.stub import ANY, Stubber
 from invoke import Exit, MockContext
 
-from mvp_tasks.settings import StateSettings
+from mvp_tasks.settings import RolloutSettings, StateSettings
 from mvp_tasks.apply import guard as guard_module
 from mvp_tasks.apply.executor import Engine
 from mvp_tasks.tasks.boundary import carry_out, finish
@@ -191,6 +191,7 @@ def output(rep: Reporter) -> str:
 
 
 def test_rollout_that_completes_returns_the_final_state_and_reports_only_changes(ecs_stub, services, clock):
+    # Stubber only: each DescribeServices answer and every sleep between them exactly; a live sandbox's timing varies.
     starting = describe_services(service(
         deployment(NEW, "PRIMARY", "IN_PROGRESS", desired=2, running=0, pending=2),
         old_deployment(), running=2, pending=2))
@@ -225,6 +226,7 @@ def test_rollout_that_completes_returns_the_final_state_and_reports_only_changes
 
 
 def test_without_rollout_state_the_rollout_waits_for_the_old_deployment_to_go(ecs_stub, services, clock):
+    # Stubber only: ECS without rolloutState (older accounts, other controllers); the sandbox always sets it.
     # ECS gives no `rolloutState` for some services (e.g. ones created before it existed); then
     # the rollout is done only once ours is the only deployment left, all tasks running.
     ecs_stub.add_response("describe_services", describe_services(service(
@@ -283,6 +285,7 @@ def add_circuit_breaker_rollback(stub: Stubber) -> None:
 
 
 def test_circuit_breaker_rollback_is_a_rollout_failure_with_the_reason(ecs_stub, services, clock):
+    # Stubber only: ECS's rollback starts a NEW deployment of the old task definition; the sandbox reactivates the old one.
     add_circuit_breaker_rollback(ecs_stub)
     seen: list[str] = []
 
@@ -305,6 +308,7 @@ def test_circuit_breaker_rollback_is_a_rollout_failure_with_the_reason(ecs_stub,
 
 
 def test_circuit_breaker_rollback_through_the_task_boundary_exits_1_with_one_line(ecs_stub, services):
+    # Stubber only: as above, ECS's own rollback deployment, through the task boundary.
     add_circuit_breaker_rollback(ecs_stub)
 
     @mvp_task
@@ -325,6 +329,7 @@ def test_circuit_breaker_rollback_through_the_task_boundary_exits_1_with_one_lin
 
 
 def test_failed_deployment_without_rollback_says_failed_not_rolled_back(ecs_stub, services):
+    # Also against the sandbox (tests/integration/test_sandbox_ecs.py); here the message for AWS's documented shape.
     # Circuit breaker on, rollback off: ours stays PRIMARY and is marked FAILED.
     ecs_stub.add_response("describe_services", describe_services(service(
         deployment(NEW, "PRIMARY", "FAILED", desired=2, running=0, failed=4, reason=CIRCUIT_BREAKER),
@@ -342,6 +347,7 @@ def test_failed_deployment_without_rollback_says_failed_not_rolled_back(ecs_stub
 
 
 def test_deployment_that_disappears_under_another_primary_is_rolled_back(ecs_stub, services, clock):
+    # Stubber only: ECS dropping ours within one poll; the sandbox keeps a failed deployment listed a few ticks.
     ecs_stub.add_response("describe_services", describe_services(service(
         deployment(NEW, "PRIMARY", "IN_PROGRESS", desired=2, running=0, pending=2), old_deployment(),
         running=2, pending=2)), DESCRIBE)
@@ -372,6 +378,7 @@ STUCK_TEXT = f"running 3/2, pending 1; deployment {NEW} IN_PROGRESS; 1 older dep
 
 
 def test_wait_that_times_out_names_service_deployment_and_counts(ecs_stub, services, clock):
+    # Stubber only: a rollout stuck for the whole wait; the sandbox always settles or fails within seconds.
     for _ in range(8):  # at t = 0, 0.5, 1.5, 3.5, 7.5, 15.5, 25.5 and 30 s
         ecs_stub.add_response("describe_services", STUCK, DESCRIBE)
     seen: list[str] = []
@@ -807,7 +814,7 @@ def app(tmp_path, monkeypatch, clock):
     def make(*, check: bool = False, tags: dict | None = None, **overrides):
         settings = SimpleNamespace(**{"root": tmp_path, "wait_timeout": 600, "poll_interval": 5, "parallel": 1,
                                       "clusters": {CLUSTER: cluster}, "projects": {PROJECT: project},
-                                      "state": StateSettings(), **overrides})
+                                      "state": StateSettings(), "rollout": RolloutSettings(), **overrides})
         aws = SimpleNamespace(get_caller=lambda: CALLER, **clients)
         registry = FakeRegistry(calls, {"stage": DIGEST, COMMIT: DIGEST, DEPLOYED_COMMIT: OLD_DIGEST}
                                 if tags is None else tags)
@@ -990,6 +997,7 @@ def test_roll_service_planned_with_its_names_reads_no_stack_but_says_when_the_st
 
 
 def test_rollout_timeout_says_how_to_resume_with_app_wait_and_that_ecs_keeps_going(app, clock):
+    # Stubber only: a rollout stuck for the whole wait; the sandbox always settles or fails within seconds.
     world = app.make(wait_timeout=20, poll_interval=10)
     add_cluster_stack(app)
     app.cfn.add_response("describe_stacks", app_stack("UPDATE_COMPLETE", commit=COMMIT), {"StackName": STACK})
@@ -1205,6 +1213,7 @@ def promote_world(app):
 
 
 def test_failed_rollout_after_a_promote_points_the_tag_back_and_records_the_failure(app, clock):
+    # Stubber only: ECS's own circuit-breaker rollback deployment (a new one), seen by the step, the guard and the store.
     add_promote(app)
     add_circuit_breaker_rollback(app.ecs)
     add_record_and_release(app)
