@@ -73,6 +73,11 @@ DEFAULTS: dict[str, Any] = {
         # The IAM role CloudFormation uses for the store's stack; empty: the default cluster's cfn_role.
         "cfn_role": "",
     },
+    "rollout": {
+        # A rollout fails once this many new tasks of its deployment have stopped with a failure
+        # (before ECS's circuit breaker, which waits for at least 3).
+        "failed_tasks": _Whole(2),
+    },
     "clusters": {},
     "projects": {},
 }

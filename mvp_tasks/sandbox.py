@@ -195,11 +195,10 @@ def start_moto(state_dir: Path, port: int, wait: float = 30.0, env: dict | None 
         raise SandboxError(f"cannot write the sandbox folder {state_dir}: {exc.strerror or exc}",
                            "make it writable, or point mvp.sandbox.dir at another folder inside the repository") from None
     child_env = dict(os.environ)
-    # The emulator reports services as running only when told how many tasks each runs.
-    child_env.setdefault("MOTO_ECS_SERVICE_RUNNING", "1")
     child_env.update(env or {})
+    # moto, with ECS services that roll out like ECS's and fail on purpose (mvp_tasks/sandbox_ecs.py).
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
+        [sys.executable, "-m", "mvp_tasks.sandbox_ecs", "--host", HOST, "--port", str(port)],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         env=child_env, start_new_session=True, cwd=str(state_dir),
     )

@@ -106,6 +106,11 @@ class SandboxSettings:
 
 
 @dataclass(frozen=True)
+class RolloutSettings:
+    failed_tasks: int = 2
+
+
+@dataclass(frozen=True)
 class StateSettings:
     stack: str = "mvp-deploy-state"
     table: str = ""
@@ -128,6 +133,7 @@ class Settings:
     projects: Mapping[str, ProjectSettings]
     parallel: int = 4
     state: StateSettings = field(default_factory=StateSettings)
+    rollout: RolloutSettings = field(default_factory=RolloutSettings)
 
     def cluster(self, name: str | None, flag: str = "--cluster") -> ClusterSettings:
         """The cluster called `name` (None: `default_cluster`), or a ConfigError with the fix.
@@ -393,6 +399,8 @@ def load_settings(config: Any, root: Path | str) -> Settings:
     poll_interval = top.number("poll_interval", 0.1, 300, integer=False)
     parallel = top.number("parallel", 1, 64)
     build, sandbox, state = _build(top), _sandbox(top), _state(top)
+    rollout = RolloutSettings(failed_tasks=_Reader(top.data["rollout"], "mvp.rollout", DEFAULTS["rollout"]).number(
+        "failed_tasks", 1, 1000))
     clusters = _clusters(top)
     if clusters and default_cluster not in clusters:
         raise ConfigError(
@@ -417,6 +425,7 @@ def load_settings(config: Any, root: Path | str) -> Settings:
         projects=projects,
         parallel=parallel,
         state=state,
+        rollout=rollout,
     )
 
 

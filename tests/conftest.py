@@ -75,18 +75,24 @@ class MotoServer:
         )
 
 
+# Rollout steps of the sandbox's ECS, in seconds: short, so a rollout settles within a poll.
+TEST_TICK = "0.1"
+
+
 @contextlib.contextmanager
-def moto_process(tmp_path_factory, running: int = 1):
-    """A real moto server over HTTP on loopback; its ECS services report `running` tasks each."""
+def moto_process(tmp_path_factory):
+    """The sandbox's own AWS (moto extended by mvp_tasks/sandbox_ecs.py, as `inv sandbox.up` starts
+    it) over HTTP on loopback: ECS services roll out and settle at their desired counts."""
     try:
         import moto.server  # noqa: F401
     except ImportError:
         need(False, "moto[server] is not installed")
     port = free_port()
     log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
-    env = dict(os.environ, MOTO_ECS_SERVICE_RUNNING=str(running))
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOTO_ECS_")}
+    env.setdefault("MVP_SANDBOX_TICK", TEST_TICK)
+    proc = subprocess.Popen([sys.executable, "-m", "mvp_tasks.sandbox_ecs", "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
     server = MotoServer(port, proc)
     try:
         wait_http(f"{server.endpoint}/moto-api/data.json")
@@ -103,7 +109,7 @@ def moto_process(tmp_path_factory, running: int = 1):
 
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory):
-    """The session's moto server, shared and reset per test (one running task per service)."""
+    """The session's moto server, shared and reset per test."""
     with moto_process(tmp_path_factory) as server:
         yield server
 

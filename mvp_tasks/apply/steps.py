@@ -4,6 +4,7 @@ print (progress goes to the reporter as events of their target)."""
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any, Iterator
 
 from ..aws.discovery import service_names
@@ -143,24 +144,77 @@ def apply_ensure_stack(run: TargetRun, step: EnsureStack) -> None:
         # reads its outputs and its ECS cluster again, not the answer from before.
         run.world.memo.forget(("cluster stack", run.cluster.name))
     if step.service:
-        # Read after the operation: its outputs (or resources) name the service.
-        _wait_service(run, service_names(run.world, stacks.get_stack(step.stack), run.cluster, fresh=True))
+        # Read after the operation: its outputs (or resources) name the service, and the task
+        # definition it registered (where the template says), which the rollout must run.
+        stack = stacks.get_stack(step.stack)
+        registered = (stack.outputs.get("TaskDefinitionArn", "") if stack is not None else "")
+        _wait_service(run, service_names(run.world, stack, run.cluster, fresh=True), task_definition=registered)
 
 
 # --- services ------------------------------------------------------------------------------------
 
 
-def _wait_service(run: TargetRun, names: tuple[str, str], deployment_id: str = "") -> None:
+def _wait_service(run: TargetRun, names: tuple[str, str], deployment_id: str = "", task_definition: str = "") -> None:
+    from ..aws.services import RolloutFailed
+
     ecs_cluster, service = names
     what = f"service {service}: rollout"
     resume = wait_hint(run.plan.project, run.plan.cluster)
-    run.guard.started_in_aws(what, wait_command(run.plan.project, run.plan.cluster))
+    follow = wait_command(run.plan.project, run.plan.cluster)
+    run.guard.started_in_aws(what, follow)
     run.world.checkpoint()
-    with run.waiting():
-        run.service = run.world.services().wait_for_rollout(
-            ecs_cluster, service, deployment_id=deployment_id, timeout=run.timeout, poll=run.poll,
-            resume_hint=resume, on_progress=lambda state: run.event(state.progress()))
+    services = run.world.services()
+    started = time.monotonic()
+
+    def elapsed() -> str:
+        seconds = int(time.monotonic() - started)
+        return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+    def quiet(state: Any, _seconds: float) -> None:
+        primary = state.primary
+        run.event(f"[{elapsed()}] still waiting for service {service} to run {state.desired} task(s) of deployment "
+                  f"{deployment_id or (primary.id if primary else '?')} ({state.progress()}); nothing changed for a "
+                  f"minute. ECS keeps going on its own: `{follow}` follows it, `inv app.status {run.plan.project}` "
+                  "shows it")
+
+    try:
+        with run.waiting():
+            run.service = services.wait_for_rollout(
+                ecs_cluster, service, deployment_id=deployment_id, timeout=run.timeout, poll=run.poll,
+                resume_hint=resume, task_definition=task_definition, failed_tasks=_failed_tasks(run),
+                on_progress=lambda state: run.event(f"[{elapsed()}] {state.progress()}"), on_quiet=quiet,
+                elbv2=_client(run, "elbv2"), logs=_client(run, "logs"))
+    except RolloutFailed as failed:
+        # The rollout is over, failed: what is left to do is going back, not following it.
+        run.guard.settled_in_aws(what)
+        if failed.deployment_id and not failed.left:
+            try:
+                done = services.roll_back(ecs_cluster, service, failed.previous_task_definition,
+                                          failed.task_definition)
+            except AwsError as exc:  # the failure stays what is reported; the rollback's own is told
+                done = ""
+                run.event(f"[{elapsed()}] could not roll service {service} back: {exc}", failed=True)
+            else:
+                run.event(f"[{elapsed()}] " + (done or f"service {service}: nothing to roll back to; ECS keeps "
+                                                       "the previous deployment's tasks running"), failed=not done)
+        raise
     run.guard.settled_in_aws(what)
+
+
+def _failed_tasks(run: TargetRun) -> int:
+    from ..defaults import DEFAULTS
+
+    # Settings put together by hand (tests' stand-ins) may lack the key: its declared default.
+    rollout = getattr(run.world.settings, "rollout", None)
+    return rollout.failed_tasks if rollout is not None else int(DEFAULTS["rollout"]["failed_tasks"])
+
+
+def _client(run: TargetRun, name: str) -> Any:
+    """A client that only explains a failure: a world without it (a test's) explains less."""
+    try:
+        return run.world.aws.client(name)
+    except AttributeError:
+        return None
 
 
 def _app_stack(run: TargetRun, name: str) -> Any:

@@ -17,7 +17,33 @@ from .clients import aws_errors
 
 
 class RolloutFailed(AwsError):
-    """The deployment failed or the circuit breaker rolled it back."""
+    """The deployment failed or the circuit breaker rolled it back.
+
+    Carries what a rollback needs: the deployment, whether ECS already left it (rolled back or
+    replaced), and the task definition the service ran before it."""
+
+    def __init__(self, message: str, hint: str = "", *, deployment_id: str = "", left: bool = False,
+                 previous_task_definition: str = "", task_definition: str = ""):
+        super().__init__(message, hint)
+        self.deployment_id = deployment_id
+        self.left = left
+        self.previous_task_definition = previous_task_definition
+        self.task_definition = task_definition
+
+
+def _epoch(value: Any) -> float:
+    """A timestamp as boto3 gives it (datetime) or as a number, in epoch seconds (0: unknown)."""
+    if hasattr(value, "timestamp"):
+        return float(value.timestamp())
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _short(arn: str) -> str:
+    """`family:revision` of a task definition ARN, the id of a task ARN."""
+    return arn.rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)
@@ -31,6 +57,7 @@ class Deployment:
     pending: int
     failed_tasks: int
     task_definition: str
+    created_at: float = 0.0
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> "Deployment":
@@ -44,6 +71,7 @@ class Deployment:
             pending=int(data.get("pendingCount", 0)),
             failed_tasks=int(data.get("failedTasks", 0)),
             task_definition=data.get("taskDefinition", ""),
+            created_at=_epoch(data.get("createdAt")),
         )
 
 
@@ -58,6 +86,9 @@ class ServiceState:
     task_definition: str
     deployments: tuple[Deployment, ...] = ()
     events: tuple[str, ...] = field(default=())
+    # The newest events with their times (epoch seconds), to tell this rollout's from older ones.
+    timed_events: tuple[tuple[float, str], ...] = field(default=())
+    target_groups: tuple[str, ...] = field(default=())
 
     @property
     def primary(self) -> Deployment | None:
@@ -96,6 +127,8 @@ def _state(svc: Mapping[str, Any], cluster: str) -> ServiceState:
         task_definition=svc.get("taskDefinition", ""),
         deployments=tuple(Deployment.from_api(d) for d in svc.get("deployments", [])),
         events=tuple(e.get("message", "") for e in svc.get("events", [])[:5]),
+        timed_events=tuple((_epoch(e.get("createdAt")), e.get("message", "")) for e in svc.get("events", [])[:20]),
+        target_groups=tuple(lb["targetGroupArn"] for lb in svc.get("loadBalancers", []) if lb.get("targetGroupArn")),
     )
 
 
@@ -112,6 +145,7 @@ def _live(data: Mapping[str, Any], cluster: str) -> dict[str, ServiceState]:
 
 
 BATCH = 10  # DescribeServices reads at most 10 services per call
+FIRST_POLL = 0.5  # seconds before the first look again at a rollout; doubled up to the poll interval
 
 
 class _Read:
@@ -249,52 +283,236 @@ class Services:
                 return deployment.get("id", "")
         return ""
 
+    def get_stopped_tasks(self, cluster: str, service: str, deployment_id: str) -> list[dict]:
+        """The stopped tasks of deployment `deployment_id` (ECS starts a service's tasks "by" its
+        deployment), newest first, as DescribeTasks gives them."""
+        with aws_errors():
+            arns = [a for page in self.client.get_paginator("list_tasks").paginate(
+                cluster=cluster, serviceName=service, desiredStatus="STOPPED", startedBy=deployment_id)
+                for a in page.get("taskArns", [])]
+            tasks = []
+            for start in range(0, len(arns), 100):
+                tasks += self.client.describe_tasks(cluster=cluster, tasks=arns[start:start + 100]).get("tasks", [])
+        tasks = [t for t in tasks if t.get("startedBy", deployment_id) == deployment_id]
+        return sorted(tasks, key=lambda t: _epoch(t.get("stoppedAt")), reverse=True)
+
+    def explain_failure(self, cluster: str, state: ServiceState, deployment_id: str, *, elbv2=None,
+                        logs=None) -> list[str]:
+        """Why deployment `deployment_id` fails, in AWS's words: the last two stopped tasks' reasons
+        and exit codes, unhealthy targets of the service's target groups, the last log lines of a
+        stopped task. Whatever cannot be read is left out: the failure is known already."""
+        reasons: list[str] = []
+        failed = []
+        try:
+            failed = [t for t in self.get_stopped_tasks(cluster, state.name, deployment_id) if _is_failure(t)]
+        except Exception:  # noqa: BLE001 - an explanation must never hide the failure it explains
+            pass
+        for task in failed[:2]:
+            reasons.append(_task_reason(task))
+        for arn in state.target_groups if elbv2 is not None else ():
+            try:
+                with aws_errors():
+                    health = elbv2.describe_target_health(TargetGroupArn=arn).get("TargetHealthDescriptions", [])
+            except Exception:  # noqa: BLE001
+                continue
+            for item in health:
+                th = item.get("TargetHealth", {})
+                if th.get("State") not in ("healthy", "initial", "unused", "draining"):
+                    detail = ": ".join(x for x in (th.get("Reason", ""), th.get("Description", "")) if x)
+                    reasons.append(f"target {item.get('Target', {}).get('Id', '?')} in {_short(arn)} is "
+                                   f"{th.get('State', '?')}" + (f" ({detail})" if detail else ""))
+                    break
+        if logs is not None and failed:
+            lines = self._last_log_lines(failed[0], logs)
+            if lines:
+                reasons.append("last log lines: " + " | ".join(lines))
+        return reasons
+
+    def _last_log_lines(self, task: dict, logs, count: int = 3) -> list[str]:
+        from .logs import Logs
+
+        try:
+            definition = self.get_task_definition(task.get("taskDefinitionArn", ""))
+            task_id = _short(task.get("taskArn", ""))
+            for container in definition.get("containerDefinitions", []):
+                config = container.get("logConfiguration") or {}
+                options = config.get("options") or {}
+                group, prefix = options.get("awslogs-group"), options.get("awslogs-stream-prefix")
+                if config.get("logDriver") != "awslogs" or not group or not prefix:
+                    continue
+                stream = f"{prefix}/{container.get('name', '')}/{task_id}"
+                lines = [e.get("message", "").rstrip() for e in Logs(logs).get_events(group, stream, 0)]
+                if lines:
+                    return lines[-count:]
+        except Exception:  # noqa: BLE001 - no log group, no stream, no permission: say nothing
+            return []
+        return []
+
+    def roll_back(self, cluster: str, service: str, previous_task_definition: str, task_definition: str) -> str:
+        """Return the service to its previous deployment: StopServiceDeployment(ROLLBACK) where ECS
+        offers it, else the previous task definition. Says what was done ("" when nothing could be)."""
+        try:
+            with aws_errors():
+                found = self.client.list_service_deployments(cluster=cluster, service=service,
+                                                               status=["PENDING", "IN_PROGRESS"])
+                arns = [d["serviceDeploymentArn"] for d in found.get("serviceDeployments", [])]
+                if len(arns) == 1:
+                    self.client.stop_service_deployment(serviceDeploymentArn=arns[0], stopType="ROLLBACK")
+                    return f"rolling back: ECS returns service {service} to its previous deployment"
+        except Exception:  # noqa: BLE001 - no such API here (older ECS, an emulator): the fallback below
+            pass
+        if previous_task_definition and previous_task_definition != task_definition:
+            with aws_errors():
+                self.client.update_service(cluster=cluster, service=service, taskDefinition=previous_task_definition)
+            return f"rolled back: service {service} runs {_short(previous_task_definition)} again"
+        return ""
+
     def wait_for_rollout(self, cluster: str, service: str, *, deployment_id: str = "", timeout: float,
                          poll: float, on_progress: Callable[[ServiceState], None] | None = None,
-                         resume_hint: str = "") -> ServiceState:
+                         resume_hint: str = "", task_definition: str = "", failed_tasks: int = 2,
+                         on_quiet: Callable[[ServiceState, float], None] | None = None, quiet: float = 60.0,
+                         elbv2=None, logs=None) -> ServiceState:
         """Block until deployment `deployment_id` (default: the current primary) has replaced every
-        older one with all desired tasks running; raise `RolloutFailed` if it fails or is rolled back."""
+        older one with all desired tasks running; raise `RolloutFailed`, naming AWS's reasons, as
+        soon as it fails: FAILED or no longer the primary (rolled back, replaced), not running
+        `task_definition` (when given), `failed_tasks` of its tasks stopped with a failure, or an
+        "unable to" service event since it started. `on_quiet` hears after each `quiet` seconds
+        without change."""
         deadline = self.clock() + timeout
+        watch = _Watch(cluster, service, deployment_id, task_definition, failed_tasks, elbv2, logs)
         try:
-            return self._wait(cluster, service, deployment_id, deadline, timeout, poll, on_progress, resume_hint)
+            return self._wait(watch, deadline, timeout, poll, on_progress, resume_hint, on_quiet, quiet)
         finally:
             if self.reader is not None:
                 self.reader.forget(cluster, service)
 
-    def _wait(self, cluster, service, deployment_id, deadline, timeout, poll, on_progress, resume_hint):
+    def _wait(self, watch, deadline, timeout, poll, on_progress, resume_hint, on_quiet, quiet):
+        cluster, service = watch.cluster, watch.service
         last = ""
+        started = changed = self.clock()
+        interval = slept = min(poll, FIRST_POLL)
         while True:
             # A shared read at most most of a poll old: the rollouts of one cluster are read together.
-            state = self.get_service(cluster, service, max_age=poll * 0.8)
+            state = self.get_service(cluster, service, max_age=slept * 0.8)
             if state is None:
                 raise RolloutFailed(f"service {service} is not running in cluster {cluster}")
-            if not deployment_id and state.primary:
-                deployment_id = state.primary.id
-            ours = next((d for d in state.deployments if d.id == deployment_id), None)
+            watch.see(state)
             text = state.progress()
             if on_progress and text != last:
                 on_progress(state)
                 last = text
-            if ours is None or ours.rollout_state == "FAILED":
-                reason = (ours.reason if ours else "") or next(iter(state.events), "")
-                if ours is None:
-                    what = ("is gone: the deployment circuit breaker rolled it back, "
-                            "or a newer deployment replaced it")
-                elif state.primary is not None and state.primary.id != deployment_id:
-                    what = "was rolled back by the deployment circuit breaker"
-                else:
-                    what = "failed"
-                raise RolloutFailed(
-                    f"deployment {deployment_id} of service {service} {what}" + (f": {reason}" if reason else ""),
-                    "look at the tasks' logs (`inv app.logs`) and stopped-task reasons in the ECS console",
-                )
+                changed = self.clock()
+            elif on_quiet and self.clock() - changed >= quiet:
+                on_quiet(state, self.clock() - started)
+                changed = self.clock()
+            failure = watch.failure(state)
+            if failure:
+                raise self._failed(watch, state, failure)
+            ours = watch.ours(state)
             done_state = ours.rollout_state in ("COMPLETED", "")
             if ours.status == "PRIMARY" and len(state.deployments) == 1 and done_state and ours.running >= ours.desired:
                 return state
             if self.clock() >= deadline:
                 raise WaitTimeout(
-                    f"service {service} in cluster {cluster} has not finished deployment {deployment_id} "
+                    f"service {service} in cluster {cluster} has not finished deployment {watch.deployment_id} "
                     f"after {timeout:.0f} s ({text})",
                     resume_hint or "ECS keeps going on its own; check it with `inv app.status`",
                 )
-            self.sleep(poll)
+            slept = min(interval, max(0.0, deadline - self.clock())) or interval
+            self.sleep(slept)
+            # Soon after the start, then every `poll`: a rollout with nothing to replace, or whose first
+            # tasks fail at once, is told in about a second, and a long one costs no more calls.
+            interval = min(poll, interval * 2)
+
+    def _failed(self, watch: "_Watch", state: ServiceState, failure: tuple[str, bool, str]) -> RolloutFailed:
+        what, left, reason = failure
+        ours = watch.ours(state)
+        reasons = [reason] if reason else []
+        for line in self.explain_failure(watch.cluster, state, watch.deployment_id, elbv2=watch.elbv2,
+                                         logs=watch.logs):
+            if line not in reasons:
+                reasons.append(line)
+        return RolloutFailed(
+            f"deployment {watch.deployment_id} of service {watch.service} {what}" +
+            (": " + "; ".join(reasons) if reasons else ""),
+            "fix the cause named above, then deploy again; `inv app.logs` shows the app's output",
+            deployment_id=watch.deployment_id, left=left, previous_task_definition=watch.previous,
+            task_definition=ours.task_definition if ours else watch.task_definition)
+
+
+UNABLE = "unable to"  # ECS's service events for tasks it cannot place or start: "(service x) was unable to ..."
+
+
+def _is_failure(task: Mapping[str, Any]) -> bool:
+    """A task stopped by a failure, not by ECS replacing or scaling it."""
+    code = task.get("stopCode", "")
+    reason = task.get("stoppedReason", "")
+    if code in ("TaskFailedToStart", "EssentialContainerExited"):
+        return True
+    if "health check" in reason.lower():
+        return True
+    return any(c.get("exitCode") not in (None, 0) for c in task.get("containers", [])) and \
+        not reason.startswith("Scaling activity")
+
+
+def _task_reason(task: Mapping[str, Any]) -> str:
+    text = f"task {_short(task.get('taskArn', '?'))} stopped: {task.get('stoppedReason') or task.get('stopCode') or '?'}"
+    for container in task.get("containers", []):
+        code, reason = container.get("exitCode"), container.get("reason", "")
+        if code is not None and code != 0:
+            text += f"; container {container.get('name', '?')} exit code {code}"
+        if reason and reason not in text:
+            text += f"; container {container.get('name', '?')}: {reason}"
+    return text
+
+
+class _Watch:
+    """What one rollout is watched for: its deployment, and what it replaces."""
+
+    def __init__(self, cluster, service, deployment_id, task_definition, failed_tasks, elbv2, logs):
+        self.cluster, self.service = cluster, service
+        self.deployment_id = deployment_id
+        self.task_definition = task_definition
+        self.failed_tasks = failed_tasks
+        self.elbv2, self.logs = elbv2, logs
+        self.previous = ""
+
+    def see(self, state: ServiceState) -> None:
+        if not self.deployment_id and state.primary:
+            self.deployment_id = state.primary.id
+        if not self.previous:
+            # What ran before: the newest other deployment that completed, else any other.
+            others = [d for d in state.deployments if d.id != self.deployment_id]
+            done = [d for d in others if d.rollout_state in ("COMPLETED", "")]
+            if done or others:
+                self.previous = (done or others)[0].task_definition
+
+    def ours(self, state: ServiceState) -> Deployment | None:
+        return next((d for d in state.deployments if d.id == self.deployment_id), None)
+
+    def failure(self, state: ServiceState) -> tuple[str, bool, str] | None:
+        """(what happened, whether ECS already left the deployment, AWS's reason), or None."""
+        ours = self.ours(state)
+        primary = state.primary
+        if ours is None:
+            return ("is gone: the deployment circuit breaker rolled it back, or a newer deployment replaced it",
+                    True, next(iter(state.events), ""))
+        if primary is not None and primary.id != ours.id:
+            if ours.rollout_state == "FAILED":
+                return "was rolled back by the deployment circuit breaker", True, ours.reason
+            # Right after UpdateService ECS may still list the old deployment as PRIMARY (reads are
+            # eventually consistent): only a newer primary has replaced ours.
+            if primary.created_at > ours.created_at > 0:
+                return f"was replaced by deployment {primary.id}", True, ""
+        if ours.rollout_state == "FAILED":
+            return "failed", False, ours.reason
+        if self.task_definition and ours.task_definition and ours.task_definition != self.task_definition:
+            return (f"runs {_short(ours.task_definition)}, not {_short(self.task_definition)} that this run registered",
+                    False, "")
+        if self.failed_tasks and ours.failed_tasks >= self.failed_tasks:
+            return f"failed: {ours.failed_tasks} of its tasks stopped", False, ""
+        if ours.created_at:
+            unable = next((m for t, m in state.timed_events if t >= ours.created_at and UNABLE in m), "")
+            if unable:
+                return "failed: ECS cannot start its tasks", False, unable
+        return None

@@ -111,3 +111,42 @@ def status(ctx, json=False):
                         + (f"; {sbx.STATE_FILE} names {stranger}, which is not its moto server" if stranger else ""))
     world.reporter.info("docker: " + (data["docker"]["host"] or "stopped"))
     world.reporter.info("registry: " + (data["registry"]["address"] or "stopped"))
+
+
+@mvp_task(
+    help={
+        "name": "project whose service should fail (default: the project whose folder you are in)",
+        "cluster": "cluster (default: mvp.default_cluster)",
+        "reason": "how its new tasks fail: image (cannot be pulled), exit (the container exits 1) or health "
+                  "(ELB health checks fail)",
+        "clear": "stop failing: new deployments succeed again",
+    },
+    positional=["name"],
+)
+def fail(ctx, name=None, cluster=None, reason=None, clear=False):
+    """Make an app's next deployments in the sandbox fail, as ECS's do (rehearse a bad day)."""
+    from ..aws.discovery import service_names
+    from ..errors import UsageError
+    from ..plan.planner import check_mapped, get_app_stack
+    from ..sandbox_ecs import REASONS, send_mark
+    from .boundary import project_name
+
+    if clear == bool(reason):
+        raise UsageError("give --reason image|exit|health, or --clear", "e.g. inv sandbox.fail museum-adventure "
+                         "--cluster stage --reason image")
+    if reason and reason not in REASONS:
+        raise UsageError(f"--reason {reason} is not one of {', '.join(REASONS)}")
+    world = start(ctx, f"sandbox.fail {name or ''}".strip())
+    project = world.settings.project(project_name(world, name, "sandbox.fail"))
+    target = world.settings.cluster(cluster)
+    check_mapped(world.settings, project, target)
+    world.cluster_stack(target)
+    ecs_cluster, service = service_names(world, get_app_stack(world, project, target), target)
+    send_mark(world.aws.target.endpoint_url, ecs_cluster, service, "" if clear else reason)
+    key = f"{project.name}@{target.name}"
+    if clear:
+        world.reporter.changed(key, f"service {service}: new deployments succeed again")
+    else:
+        world.reporter.changed(key, f"service {service}: new deployments fail ({reason}) until "
+                                    f"`inv sandbox.fail {project.name} --cluster {target.name} --clear`")
+    finish(world)

@@ -84,9 +84,9 @@ def everything_stored(lab) -> str:
 
 @pytest.fixture(scope="module")
 def moto_three(tmp_path_factory):
-    """A moto server of its own: its services report three running tasks (the session's, one), so
-    prod's three-task service settles; stage's one-task service settles with more than it needs."""
-    with moto_process(tmp_path_factory, running=3) as server:
+    """A moto server of its own (its services settle at their own desired counts: prod's three
+    tasks, stage's one)."""
+    with moto_process(tmp_path_factory) as server:
         yield server
 
 

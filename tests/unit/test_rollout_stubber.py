@@ -26,7 +26,7 @@ from stubs import (FakeClock as _FakeClock, isolate_from_aws, log_calls, make_cl
 from botocore.stub import ANY, Stubber
 from invoke import Exit, MockContext
 
-from mvp_tasks.settings import StateSettings
+from mvp_tasks.settings import RolloutSettings, StateSettings
 from mvp_tasks.apply import guard as guard_module
 from mvp_tasks.apply.executor import Engine
 from mvp_tasks.tasks.boundary import carry_out, finish
@@ -192,6 +192,7 @@ def output(rep: Reporter) -> str:
 
 
 def test_rollout_that_completes_returns_the_final_state_and_reports_only_changes(ecs_stub, services, clock):
+    # Stubber only: each DescribeServices answer and every sleep between them exactly; a live sandbox's timing varies.
     starting = describe_services(service(
         deployment(NEW, "PRIMARY", "IN_PROGRESS", desired=2, running=0, pending=2),
         old_deployment(), running=2, pending=2))
@@ -210,7 +211,7 @@ def test_rollout_that_completes_returns_the_final_state_and_reports_only_changes
                                       on_progress=lambda s: seen.append(s.progress()))
 
     ecs_stub.assert_no_pending_responses()
-    assert clock.slept == [15, 15, 15]
+    assert clock.slept == [0.5, 1.0, 2.0]  # soon after the start, then less and less often up to `poll`
     assert isinstance(state, ServiceState)
     assert (state.name, state.cluster, state.running, state.desired) == (SERVICE, CLUSTER, 2, 2)
     assert state.task_definition == NEW_TASKDEF
@@ -226,6 +227,7 @@ def test_rollout_that_completes_returns_the_final_state_and_reports_only_changes
 
 
 def test_without_rollout_state_the_rollout_waits_for_the_old_deployment_to_go(ecs_stub, services, clock):
+    # Stubber only: ECS without rolloutState (older accounts, other controllers); the sandbox always sets it.
     # ECS gives no `rolloutState` for some services (e.g. ones created before it existed); then
     # the rollout is done only once ours is the only deployment left, all tasks running.
     ecs_stub.add_response("describe_services", describe_services(service(
@@ -239,7 +241,7 @@ def test_without_rollout_state_the_rollout_waits_for_the_old_deployment_to_go(ec
     state = services.wait_for_rollout(CLUSTER, SERVICE, deployment_id=NEW, timeout=600, poll=10)
 
     ecs_stub.assert_no_pending_responses()
-    assert clock.slept == [10, 10]
+    assert clock.slept == [0.5, 1.0]
     assert state.primary.id == NEW and len(state.deployments) == 1
     assert state.rollout == "COMPLETED"
 
@@ -247,9 +249,30 @@ def test_without_rollout_state_the_rollout_waits_for_the_old_deployment_to_go(ec
 # --- 2. the deployment circuit breaker -------------------------------------------------------------
 
 
+TASK_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{CLUSTER}/5e0a4f3b2c1d4e6f8a9b0c1d2e3f4a5b"
+PULL_ERROR = ("CannotPullContainerError: pull image manifest has been retried 1 time(s): failed to resolve ref "
+              f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/web:staging: not found")
+STOPPED_TEXT = f"task 5e0a4f3b2c1d4e6f8a9b0c1d2e3f4a5b stopped: {PULL_ERROR}"
+
+
+def add_stopped_task(stub: Stubber, deployment_id: str = NEW) -> None:
+    """The explanation's reads: the deployment's stopped tasks (one that could not pull its image)."""
+    stub.add_response("list_tasks", {"taskArns": [TASK_ARN]}, {
+        "cluster": CLUSTER, "serviceName": SERVICE, "desiredStatus": "STOPPED", "startedBy": deployment_id})
+    stub.add_response("describe_tasks", {"tasks": [{
+        "taskArn": TASK_ARN, "clusterArn": CLUSTER_ARN, "taskDefinitionArn": NEW_TASKDEF, "startedBy": deployment_id,
+        "lastStatus": "STOPPED", "desiredStatus": "STOPPED", "stopCode": "TaskFailedToStart",
+        "stoppedReason": PULL_ERROR, "stoppedAt": at(60),
+        "containers": [{"name": "web", "lastStatus": "STOPPED", "reason": PULL_ERROR}]}], "failures": []},
+        {"cluster": CLUSTER, "tasks": [TASK_ARN]})
+
+
 def add_circuit_breaker_rollback(stub: Stubber) -> None:
+    # One failed task, fewer than the watcher's two: ECS's circuit breaker is first here (Stubber
+    # only: ECS's rollback starts a NEW deployment of the old task definition; the sandbox's
+    # returns to the previous one).
     stub.add_response("describe_services", describe_services(service(
-        deployment(NEW, "PRIMARY", "IN_PROGRESS", desired=2, running=0, pending=1, failed=2),
+        deployment(NEW, "PRIMARY", "IN_PROGRESS", desired=2, running=0, pending=1, failed=1),
         old_deployment(), running=2, pending=1,
         events=(f"(service {SERVICE}) has started 1 tasks: (task 5e0a4f3b2c1d4e6f8a9b0c1d2e3f4a5b).",))), DESCRIBE)
     # ECS marks ours FAILED and starts a new PRIMARY deployment with the old task definition.
@@ -259,9 +282,11 @@ def add_circuit_breaker_rollback(stub: Stubber) -> None:
         running=2,
         events=(f"(service {SERVICE}) rolling back to deployment {ROLLBACK}.",
                 f"(service {SERVICE}) (deployment {NEW}) deployment failed: tasks failed to start."))), DESCRIBE)
+    add_stopped_task(stub)
 
 
 def test_circuit_breaker_rollback_is_a_rollout_failure_with_the_reason(ecs_stub, services, clock):
+    # Stubber only: ECS's rollback starts a NEW deployment of the old task definition; the sandbox reactivates the old one.
     add_circuit_breaker_rollback(ecs_stub)
     seen: list[str] = []
 
@@ -270,19 +295,21 @@ def test_circuit_breaker_rollback_is_a_rollout_failure_with_the_reason(ecs_stub,
                                   on_progress=lambda s: seen.append(s.progress()))
 
     ecs_stub.assert_no_pending_responses()
-    assert clock.slept == [15]
+    assert clock.slept == [0.5]
     error = raised.value
     assert isinstance(error, AwsError)
     assert error.message == (f"deployment {NEW} of service {SERVICE} was rolled back by the deployment "
-                             f"circuit breaker: {CIRCUIT_BREAKER}")
+                             f"circuit breaker: {CIRCUIT_BREAKER}; {STOPPED_TEXT}")
+    assert error.left and error.deployment_id == NEW  # ECS rolled back already: nothing for us to undo
     assert "inv app.logs" in error.hint
     assert seen == [
-        f"running 2/2, pending 1; deployment {NEW} IN_PROGRESS, 2 failed task(s); 1 older deployment(s) draining",
+        f"running 2/2, pending 1; deployment {NEW} IN_PROGRESS, 1 failed task(s); 1 older deployment(s) draining",
         f"running 2/2, pending 0; deployment {ROLLBACK} IN_PROGRESS; 1 older deployment(s) draining",
     ]
 
 
 def test_circuit_breaker_rollback_through_the_task_boundary_exits_1_with_one_line(ecs_stub, services):
+    # Stubber only: as above, ECS's own rollback deployment, through the task boundary.
     add_circuit_breaker_rollback(ecs_stub)
 
     @mvp_task
@@ -297,11 +324,13 @@ def test_circuit_breaker_rollback_through_the_task_boundary_exits_1_with_one_lin
     message = raised.value.message
     assert message.startswith(f"error: deployment {NEW} of service {SERVICE} was rolled back by the deployment "
                               "circuit breaker: ECS deployment circuit breaker: tasks failed to start.")
-    assert message.endswith("(look at the tasks' logs (`inv app.logs`) and stopped-task reasons in the ECS console)")
+    assert f"; {STOPPED_TEXT} (" in message
+    assert message.endswith("(fix the cause named above, then deploy again; `inv app.logs` shows the app's output)")
     assert "\n" not in message
 
 
 def test_failed_deployment_without_rollback_says_failed_not_rolled_back(ecs_stub, services):
+    # Also against the sandbox (tests/integration/test_sandbox_ecs.py); here the message for AWS's documented shape.
     # Circuit breaker on, rollback off: ours stays PRIMARY and is marked FAILED.
     ecs_stub.add_response("describe_services", describe_services(service(
         deployment(NEW, "PRIMARY", "FAILED", desired=2, running=0, failed=4, reason=CIRCUIT_BREAKER),
@@ -319,6 +348,7 @@ def test_failed_deployment_without_rollback_says_failed_not_rolled_back(ecs_stub
 
 
 def test_deployment_that_disappears_under_another_primary_is_rolled_back(ecs_stub, services, clock):
+    # Stubber only: ECS dropping ours within one poll; the sandbox keeps a failed deployment listed a few ticks.
     ecs_stub.add_response("describe_services", describe_services(service(
         deployment(NEW, "PRIMARY", "IN_PROGRESS", desired=2, running=0, pending=2), old_deployment(),
         running=2, pending=2)), DESCRIBE)
@@ -333,7 +363,7 @@ def test_deployment_that_disappears_under_another_primary_is_rolled_back(ecs_stu
         services.wait_for_rollout(CLUSTER, SERVICE, deployment_id=NEW, timeout=600, poll=15)
 
     ecs_stub.assert_no_pending_responses()
-    assert clock.slept == [15]
+    assert clock.slept == [0.5]
     assert raised.value.message == (
         f"deployment {NEW} of service {SERVICE} is gone: the deployment circuit breaker rolled it back, "
         f"or a newer deployment replaced it: "
@@ -349,7 +379,8 @@ STUCK_TEXT = f"running 3/2, pending 1; deployment {NEW} IN_PROGRESS; 1 older dep
 
 
 def test_wait_that_times_out_names_service_deployment_and_counts(ecs_stub, services, clock):
-    for _ in range(4):  # at t = 0, 10, 20 and 30 s
+    # Stubber only: a rollout stuck for the whole wait; the sandbox always settles or fails within seconds.
+    for _ in range(8):  # at t = 0, 0.5, 1.5, 3.5, 7.5, 15.5, 25.5 and 30 s
         ecs_stub.add_response("describe_services", STUCK, DESCRIBE)
     seen: list[str] = []
 
@@ -358,7 +389,7 @@ def test_wait_that_times_out_names_service_deployment_and_counts(ecs_stub, servi
                                   on_progress=lambda s: seen.append(s.progress()))
 
     ecs_stub.assert_no_pending_responses()
-    assert clock.slept == [10, 10, 10]
+    assert clock.slept == [0.5, 1.0, 2.0, 4.0, 8.0, 10, 4.5]
     assert seen == [STUCK_TEXT]  # shown once, not once per poll
     assert raised.value.message == (f"service {SERVICE} in cluster {CLUSTER} has not finished deployment {NEW} "
                                     f"after 30 s ({STUCK_TEXT})")
@@ -784,7 +815,7 @@ def app(tmp_path, monkeypatch, clock):
     def make(*, check: bool = False, tags: dict | None = None, **overrides):
         settings = SimpleNamespace(**{"root": tmp_path, "wait_timeout": 600, "poll_interval": 5, "parallel": 1,
                                       "clusters": {CLUSTER: cluster}, "projects": {PROJECT: project},
-                                      "state": StateSettings(), **overrides})
+                                      "state": StateSettings(), "rollout": RolloutSettings(), **overrides})
         aws = SimpleNamespace(get_caller=lambda: CALLER, **clients)
         registry = FakeRegistry(calls, {"stage": DIGEST, COMMIT: DIGEST, DEPLOYED_COMMIT: OLD_DIGEST}
                                 if tags is None else tags)
@@ -978,6 +1009,7 @@ def test_roll_service_planned_with_its_names_reads_no_stack_but_says_when_the_st
 
 
 def test_rollout_timeout_says_how_to_resume_with_app_wait_and_that_ecs_keeps_going(app, clock):
+    # Stubber only: a rollout stuck for the whole wait; the sandbox always settles or fails within seconds.
     world = app.make(wait_timeout=20, poll_interval=10)
     add_cluster_stack(app)
     app.cfn.add_response("describe_stacks", app_stack("UPDATE_COMPLETE", commit=COMMIT), {"StackName": STACK})
@@ -985,20 +1017,20 @@ def test_rollout_timeout_says_how_to_resume_with_app_wait_and_that_ecs_keeps_goi
     assert [type(s) for s in target.steps] == [RollService]
     add_lock(app, wait_timeout=20)
     add_force(app)
-    for _ in range(3):  # at t = 0, 10 and 20 s
+    for _ in range(7):  # at t = 0, 0.5, 1.5, 3.5, 7.5, 15.5 and 20 s
         app.ecs.add_response("describe_services", STUCK, DESCRIBE)
     add_record_and_release(app)
 
     outcomes = apply(world, target)
 
     assert_all_answered(app)
-    assert clock.slept == [10, 10]
+    assert clock.slept == [0.5, 1.0, 2.0, 4.0, 8.0, 4.5]
     assert outcomes.failed and not outcomes.interrupted
     message = (f"service {SERVICE} in cluster {CLUSTER} has not finished deployment {NEW} after 20 s "
                f"({STUCK_TEXT}) (ECS keeps going on its own; wait again with `inv app.wait {PROJECT} --cluster {CLUSTER}`)")
     assert result_of(world) == (Outcome.FAILED, message)
     out = output(world.reporter)
-    assert out.count(f"    {STUCK_TEXT}") == 1  # progress shown once, not once per poll
+    assert out.count(f"s] {STUCK_TEXT}") == 1  # progress shown once (after the elapsed time), not once per poll
     assert outcomes.still_running == {f"service {SERVICE}: rollout": f"inv app.wait {PROJECT} --cluster {CLUSTER}"}
     with pytest.raises(Exit):
         finish(world, outcomes)
@@ -1197,6 +1229,7 @@ def promote_world(app):
 
 
 def test_failed_rollout_after_a_promote_points_the_tag_back_and_records_the_failure(app, clock):
+    # Stubber only: ECS's own circuit-breaker rollback deployment (a new one), seen by the step, the guard and the store.
     add_promote(app)
     add_circuit_breaker_rollback(app.ecs)
     add_renewal(app)  # before the undo: the lease is still ours
@@ -1206,10 +1239,10 @@ def test_failed_rollout_after_a_promote_points_the_tag_back_and_records_the_fail
     outcomes = apply(world, target)
 
     assert_all_answered(app)
-    assert clock.slept == [5]
+    assert clock.slept == [0.5]
     assert names(app) == ["DescribeStacks", "DescribeStacks", "Query", "GetTemplate", "PutItem", "retag", "UpdateItem",
-                          "UpdateService", "DescribeServices", "DescribeServices", "UpdateItem", "retag",
-                          "TransactWriteItems"]
+                          "UpdateService", "DescribeServices", "DescribeServices", "ListTasks", "DescribeTasks",
+                          "UpdateItem", "retag", "TransactWriteItems"]
     retags = [params for name, params in app.calls if name == "retag"]
     assert retags == [{"source": COMMIT, "tag": "stage"}, {"source": OLD_DIGEST, "tag": "stage"}]
     assert world.registry.tags["stage"] == OLD_DIGEST

@@ -1,0 +1,138 @@
+"""Bad days end to end: `inv` as a subprocess against the sandbox's ECS (moto extended by
+mvp_tasks/sandbox_ecs.py, the session's server), a real OCI registry and Docker engine, in a real git
+studio. Rollouts progress and settle at their desired counts; `inv sandbox.fail` makes the next ones
+fail as ECS's do; the tool must fail fast, name AWS's reason, roll back and leave nothing behind.
+Every assertion reads the state back with boto3 (ECS, the deploy store) and the registry's API."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from conftest import PROJECT, ROOT
+from test_lifecycle import BUILD_TIMEOUT, clusters_up, index_change, new_lab, records
+
+pytestmark = pytest.mark.e2e
+
+SERVICE = f"{PROJECT}-stage"
+
+
+def per_cluster_files() -> dict[str, str]:
+    """The README's per-cluster example: three tasks in one cluster (stage here: one cluster is enough)."""
+    data = yaml.safe_load((ROOT / "invoke.yaml").read_text())
+    data["mvp"]["projects"][PROJECT]["per_cluster"] = {"stage": {"parameters": {"DesiredCount": 3}}}
+    return {"invoke.yaml": yaml.safe_dump(data, sort_keys=False)}
+
+
+@pytest.fixture(scope="class")
+def lab(tmp_path_factory, git_env, image_services, moto_server):
+    lab = new_lab(tmp_path_factory.mktemp("baddays"), git_env, image_services, moto_server, files=per_cluster_files())
+    clusters_up(lab, prod=False)
+    lab.ok("app.push", PROJECT, timeout=BUILD_TIMEOUT)
+    lab.deployed = lab.ok("app.deploy", PROJECT)
+    yield lab
+    lab.inv("sandbox.fail", PROJECT, "--cluster", "stage", "--clear")
+
+
+def ecs_cluster(lab) -> str:
+    return lab.outputs("stage")["ClusterName"]
+
+
+def service(lab) -> dict:
+    return lab.service(ecs_cluster(lab), SERVICE)
+
+
+def primary(svc: dict) -> dict:
+    return next(d for d in svc["deployments"] if d["status"] == "PRIMARY")
+
+
+def running_tasks(lab) -> list[dict]:
+    ecs = lab.client("ecs")
+    arns = ecs.list_tasks(cluster=ecs_cluster(lab), serviceName=SERVICE, desiredStatus="RUNNING")["taskArns"]
+    tasks = ecs.describe_tasks(cluster=ecs_cluster(lab), tasks=arns)["tasks"] if arns else []
+    return [t for t in tasks if t["lastStatus"] == "RUNNING"]
+
+
+def fail_next(lab, reason: str) -> None:
+    result = lab.ok("sandbox.fail", PROJECT, "--cluster", "stage", "--reason", reason)
+    assert f"service {SERVICE}: new deployments fail ({reason})" in result.stdout
+
+
+def failed_update(lab, *args: str):
+    """`inv ARGS`, which must fail, with one `error:` line and no traceback."""
+    result = lab.inv(*args, timeout=BUILD_TIMEOUT)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    return result, result.stdout + result.stderr
+
+
+@pytest.mark.usefixtures("lab")
+class TestBadDays:
+    def test_the_per_cluster_example_settles_at_three_running_tasks(self, lab):
+        svc = service(lab)
+        assert (svc["desiredCount"], svc["runningCount"], svc["pendingCount"]) == (3, 3, 0)
+        assert [(d["status"], d["rolloutState"]) for d in svc["deployments"]] == [("PRIMARY", "COMPLETED")]
+        tasks = running_tasks(lab)
+        assert len(tasks) == 3 and {t["startedBy"] for t in tasks} == {primary(svc)["id"]}
+        # The live lines told the rollout as it went, each with its elapsed time.
+        assert "s] running 3/3" in lab.deployed.stdout + lab.deployed.stderr
+
+    def test_an_image_that_cannot_be_pulled_fails_the_release_rolls_back_and_points_the_tag_back(self, lab):
+        before = service(lab)
+        digest_before = lab.digest("stage")
+        lab.commit(index_change(lab, "a release whose image cannot be pulled"), "bad image")
+        fail_next(lab, "image")
+
+        # Build, push, move the cluster tag, roll: the rollout fails.
+        result, out = failed_update(lab, "ci.release", "--cluster", "stage")
+
+        assert "CannotPullContainerError: pull image manifest has been retried 1 time(s)" in out
+        assert "rolling back: ECS returns service" in out  # the watcher was first: StopServiceDeployment
+        after = service(lab)
+        assert after["taskDefinition"] == before["taskDefinition"]
+        assert primary(after)["id"] == primary(before)["id"]
+        failed = [d for d in after["deployments"] if d["rolloutState"] == "FAILED"]
+        assert failed and failed[0]["status"] == "ACTIVE"
+        assert lab.digest("stage") == digest_before  # the cluster tag is back
+        assert "pointed back at" in out
+        assert lab.lock_item("stage") is None
+        record = lab.history("stage")[-1]
+        assert record["outcome"] == "failed"
+        assert "CannotPullContainerError" in record["message"]
+
+    def test_a_container_that_exits_fails_the_update_naming_its_exit_code_and_log_line(self, lab):
+        before = service(lab)
+        fail_next(lab, "exit")
+
+        result, out = failed_update(lab, "app.update", PROJECT)
+
+        assert "Essential container in task exited; container web exit code 1" in out
+        assert "last log lines: sandbox: the app exited with code 1" in out
+        after = service(lab)
+        assert after["taskDefinition"] == before["taskDefinition"]
+        assert primary(after)["id"] == primary(before)["id"]
+        assert len(running_tasks(lab)) == 3
+        assert lab.lock_item("stage") is None
+        [record] = records(lab, "stage", "update")[-1:]
+        assert record["outcome"] == "failed" and "exit code 1" in record["message"]
+
+    def test_failing_health_checks_fail_the_update_naming_the_target_group(self, lab):
+        before = service(lab)
+        fail_next(lab, "health")
+
+        result, out = failed_update(lab, "app.update", PROJECT)
+
+        assert "Task failed ELB health checks in (target-group arn:aws:elasticloadbalancing:" in out
+        assert "Health checks failed with these codes: [502]" in out
+        after = service(lab)
+        assert primary(after)["id"] == primary(before)["id"]
+        assert lab.lock_item("stage") is None
+        [record] = records(lab, "stage", "update")[-1:]
+        assert record["outcome"] == "failed" and "ELB health checks" in record["message"]
+
+    def test_once_cleared_the_next_update_rolls_out(self, lab):
+        lab.ok("sandbox.fail", PROJECT, "--cluster", "stage", "--clear")
+        lab.ok("app.update", PROJECT)
+        svc = service(lab)
+        assert [(d["status"], d["rolloutState"]) for d in svc["deployments"]] == [("PRIMARY", "COMPLETED")]
+        assert len(running_tasks(lab)) == 3
