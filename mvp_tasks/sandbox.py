@@ -66,9 +66,13 @@ def get_process(pid: int) -> tuple[str, str] | None:
     return ("", result.stdout.strip()) if result.returncode == 0 and result.stdout.strip() else None
 
 
+# What `start_moto` runs: the tool's extension of moto (earlier versions ran moto's own server).
+SERVER_MODULES = ("mvp_tasks.sandbox_ecs", "moto.server")
+
+
 def is_moto_command(command: str, port: int) -> bool:
     words = command.split()
-    return "moto.server" in words and str(port) in words
+    return any(module in words for module in SERVER_MODULES) and str(port) in words
 
 
 def get_stranger(state: MotoState) -> str:

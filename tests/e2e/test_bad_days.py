@@ -87,7 +87,9 @@ class TestBadDays:
         result, out = failed_update(lab, "ci.release", "--cluster", "stage")
 
         assert "CannotPullContainerError: pull image manifest has been retried 1 time(s)" in out
-        assert "rolling back: ECS returns service" in out  # the watcher was first: StopServiceDeployment
+        # The watcher is first as a rule (StopServiceDeployment); on a loaded machine ECS's own circuit
+        # breaker may act before its next look: either way the service is back, as read below.
+        assert "rolling back: ECS returns service" in out or "circuit breaker" in out, out
         after = service(lab)
         assert after["taskDefinition"] == before["taskDefinition"]
         assert primary(after)["id"] == primary(before)["id"]
