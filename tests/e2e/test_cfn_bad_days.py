@@ -189,3 +189,12 @@ def test_delete_failed_is_repaired_keeping_what_cannot_go(ministack, studio):
     assert cfn.describe_stacks(StackName=stack_id)["Stacks"][0]["StackStatus"] == "DELETE_COMPLETE"
     assert any(e["LogicalResourceId"] == "Gate" and e["ResourceStatus"] == "DELETE_SKIPPED"
                for e in cfn.describe_stack_events(StackName=stack_id)["StackEvents"])
+
+
+def test_app_repair_of_an_app_without_a_stack_has_nothing_to_repair(ministack, studio):
+    # An app stack stuck on ministack would need an image pushed first; the planning and applying
+    # of a repair are the cluster's (the tests above), only the stack's name differs.
+    project = sorted(p.name for p in (studio / "projects").iterdir() if (p / "Dockerfile").exists())[0]
+    result = run_inv(studio, "app.repair", project, "--cluster", "stage", "--yes", env=inv_env(ministack.endpoint))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "nothing to repair" in result.stdout, result.stdout
