@@ -9,7 +9,7 @@ PIP_LOG := $(VENV)/install.log
 pip_install = $(BIN)/python -m pip install --disable-pip-version-check --no-input $(1) >$(PIP_LOG) 2>&1 || \
 	{ tail -n 40 $(PIP_LOG) >&2; echo "make: pip install $(1) failed (full log: $(PIP_LOG))" >&2; exit 1; }
 
-.PHONY: demo test venv provision bench clean sandbox-down
+.PHONY: demo test venv provision ministack bench clean sandbox-down
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,17 @@ venv: $(STAMP)
 provision:
 	@bash scripts/provision.sh
 
+# ministack, the emulator of CloudFormation's failure paths, in a venv of its own (it pins its own
+# botocore); the tests that need it would make it too, but `make test` makes it first.
+MINISTACK_VERSION := 1.5.33
+MINISTACK_STAMP   := .venv-ministack/.installed-$(MINISTACK_VERSION)
+
+$(MINISTACK_STAMP):
+	@echo "installing ministack $(MINISTACK_VERSION) into .venv-ministack (its own botocore)"
+	@$(PYTHON) tests/support/ministack.py $(PYTHON) >/dev/null
+
+ministack: $(MINISTACK_STAMP)
+
 # The studio's whole story in the sandbox: clusters up, the example app released to stage,
 # promoted to prod (no rebuild), then the status table. Safe to re-run: the second run is all `ok`.
 demo: venv provision
@@ -37,7 +48,7 @@ demo: venv provision
 	$(BIN)/inv fleet.up --check
 	$(BIN)/inv app.status
 
-test: venv provision
+test: venv provision ministack
 	$(BIN)/python -m pytest -ra
 
 # All three benchmarks run even when one misses its goal; non-zero when any one fails.
@@ -54,4 +65,4 @@ sandbox-down: venv
 
 clean:
 	-$(BIN)/inv sandbox.down
-	rm -rf $(VENV) .sandbox .pytest_cache
+	rm -rf $(VENV) .venv-ministack .sandbox .pytest_cache

@@ -121,11 +121,34 @@ def aws(moto_server):
     return moto_server
 
 
+@pytest.fixture(scope="session")
+def ministack_server(tmp_path_factory):
+    """The session's ministack server (its own venv, made once per machine), on a free loopback port."""
+    from tests.support import ministack
+
+    try:
+        program = ministack.ensure_venv()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        need(False, f"ministack {ministack.VERSION} cannot be installed into {ministack.VENV}: {exc}")
+    server = ministack.start(program, free_port(), tmp_path_factory.mktemp("ministack") / "ministack.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def ministack(ministack_server):
+    """A clean ministack for one test; `.endpoint` goes to `inv` as AWS_ENDPOINT_URL."""
+    ministack_server.reset()
+    return ministack_server
+
+
 @pytest.fixture
 def studio(tmp_path):
     """A copy of the studio repository to run `inv` in, so tests never touch the working tree."""
     dest = tmp_path / "studio"
-    ignore = shutil.ignore_patterns(".git", ".venv", ".sandbox", "__pycache__", ".pytest_cache", "*.egg-info")
+    ignore = shutil.ignore_patterns(".git", ".venv", ".venv-ministack", ".sandbox", "__pycache__", ".pytest_cache", "*.egg-info")
     shutil.copytree(ROOT, dest, ignore=ignore)
     return dest
 

@@ -9,8 +9,9 @@ from typing import Any, Iterator
 
 from ..aws.discovery import service_names
 from ..errors import AwsError, MvpError, UsageError
-from ..plan.steps import (BreakLock, BuildImage, DeleteSecret, DeleteStack, EnsureStack, EnsureStore, MigrateHistory,
-                          MoveTag, PushImage, PutSecret, RollService, StackAction, TargetKind, wait_command, wait_hint)
+from ..plan.steps import (BreakLock, BuildImage, CancelUpdate, ContinueRollback, DeleteSecret, DeleteStack, EnsureStack,
+                          EnsureStore, MigrateHistory, MoveTag, PushImage, PutSecret, RetainDelete, RollService,
+                          StackAction, TargetKind, wait_command, wait_hint)
 
 
 class TargetRun:
@@ -344,7 +345,35 @@ def apply_delete_secret(run: TargetRun, step: DeleteSecret) -> None:
         run.record = f"secret {step.key} was already gone"
 
 
+# --- repairs -------------------------------------------------------------------------------------
+
+
+def apply_continue_rollback(run: TargetRun, step: ContinueRollback) -> None:
+    stacks = _stacks_as(run, step.role_arn)
+    after = stacks.get_latest_event_id(step.stack)
+    stacks.continue_update_rollback(step.stack, step.skip)
+    _wait_stack(run, stacks, step.stack, {"UPDATE_ROLLBACK_COMPLETE"}, "continued rollback", after=after)
+
+
+def apply_cancel_update(run: TargetRun, step: CancelUpdate) -> None:
+    stacks = run.world.stacks()
+    after = stacks.get_latest_event_id(step.stack)
+    stacks.cancel_update(step.stack)
+    _wait_stack(run, stacks, step.stack, {"UPDATE_ROLLBACK_COMPLETE"}, "cancelled update", after=after)
+
+
+def apply_retain_delete(run: TargetRun, step: RetainDelete) -> None:
+    stacks = _stacks_as(run, step.role_arn)
+    ref = step.stack_id or step.stack
+    after = stacks.get_latest_event_id(ref)
+    stacks.delete_stack_retaining(step.stack, [logical for logical, _, _ in step.retain])
+    _wait_stack(run, stacks, step.stack, {"DELETE_COMPLETE"}, "delete", stack_id=step.stack_id, after=after)
+
+
 APPLY = {
+    ContinueRollback: apply_continue_rollback,
+    CancelUpdate: apply_cancel_update,
+    RetainDelete: apply_retain_delete,
     BreakLock: apply_break_lock,
     PutSecret: apply_put_secret,
     DeleteSecret: apply_delete_secret,

@@ -54,6 +54,8 @@ class StackInfo:
     created: datetime | None = None
     last_updated: datetime | None = None
     termination_protection: bool = False
+    # The id of the stack's latest operation (DescribeStacks' LastOperations); "" where unknown.
+    last_operation_id: str = ""
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> "StackInfo":
@@ -68,6 +70,8 @@ class StackInfo:
             created=data.get("CreationTime"),
             last_updated=data.get("LastUpdatedTime"),
             termination_protection=bool(data.get("EnableTerminationProtection", False)),
+            last_operation_id=next((o.get("OperationId", "") for o in data.get("LastOperations", [])
+                                    if o.get("OperationId")), ""),
         )
 
 
@@ -89,6 +93,7 @@ class StackEvent:
     resource_type: str
     status: str
     reason: str = ""
+    operation_id: str = ""  # the operation it belongs to ("" where the API does not say)
 
     @property
     def failed(self) -> bool:
@@ -125,6 +130,27 @@ def _event(data: Mapping[str, Any]) -> StackEvent:
         resource_type=data.get("ResourceType", ""),
         status=data.get("ResourceStatus", ""),
         reason=data.get("ResourceStatusReason", ""),
+        operation_id=data.get("OperationId", ""),
+    )
+
+
+def _operation_event(data: Mapping[str, Any]) -> StackEvent:
+    """One of DescribeEvents' operation events: a resource's failure, or a failed validation (no
+    resource status: its reason and path are the validation's)."""
+    reason = data.get("ResourceStatusReason", "")
+    if not reason and data.get("ValidationStatusReason"):
+        reason = data["ValidationStatusReason"]
+        if data.get("ValidationPath"):
+            reason += f" (at {data['ValidationPath']})"
+    return StackEvent(
+        event_id=data.get("EventId", ""),
+        timestamp=data.get("Timestamp"),
+        logical_id=data.get("LogicalResourceId", ""),
+        resource_type=data.get("ResourceType", ""),
+        status=data.get("ResourceStatus") or ("VALIDATION_FAILED" if data.get("EventType") == "VALIDATION_ERROR"
+                                              else f"{data.get('EventType') or 'OPERATION'}_FAILED"),
+        reason=reason,
+        operation_id=data.get("OperationId", ""),
     )
 
 
@@ -133,10 +159,37 @@ NOISE = ("Resource creation cancelled", "Resource update cancelled", "The follow
 
 
 def failure_summary(events: Iterable[StackEvent]) -> list[StackEvent]:
-    """The failed resource events that explain a failure, root causes first, oldest first."""
+    """The failed resource events that explain a failure, oldest first: root causes rather than their
+    echoes, and one per resource (its first failure: what the rollback reports later follows from it)."""
     failed = [e for e in events if e.failed and e.reason]
     causes = [e for e in failed if not e.reason.startswith(NOISE)]
-    return sorted(causes or failed, key=lambda e: (e.timestamp is None, e.timestamp or 0))
+    ordered = sorted(causes or failed, key=lambda e: (e.timestamp is None, e.timestamp or 0))
+    resources = [e for e in ordered if e.resource_type != "AWS::CloudFormation::Stack"] or ordered
+    seen: set[str] = set()
+    out = []
+    for event in resources:
+        if event.logical_id not in seen:
+            seen.add(event.logical_id)
+            out.append(event)
+    return out
+
+
+def blocking_resources(events: Iterable[StackEvent]) -> list[StackEvent]:
+    """The resources that hold a stuck stack (UPDATE_ROLLBACK_FAILED, DELETE_FAILED), as its last
+    operation left them: each resource's latest event since that operation began, where it failed.
+    `events`: the stack's events, oldest first."""
+    events = list(events)
+    start = 0
+    for i, event in enumerate(events):
+        # The stack's own event that began its latest rollback or delete.
+        if event.resource_type == "AWS::CloudFormation::Stack" and event.status in (
+                "UPDATE_ROLLBACK_IN_PROGRESS", "DELETE_IN_PROGRESS", "UPDATE_IN_PROGRESS"):
+            start = i
+    latest: dict[str, StackEvent] = {}
+    for event in events[start:]:
+        if event.resource_type != "AWS::CloudFormation::Stack":
+            latest[event.logical_id] = event
+    return [e for e in latest.values() if e.failed]
 
 
 class Stacks:
@@ -222,6 +275,39 @@ class Stacks:
                 if n + 1 >= limit_pages:
                     break
         return list(reversed(events))
+
+    def get_operation_failures(self, name: str, operation_id: str = "",
+                               since: datetime | None = None) -> list[StackEvent] | None:
+        """The failed events of one operation (DescribeEvents, failures only): by `operation_id`,
+        else the stack's from `since` on. None where the API does not offer DescribeEvents."""
+        if not hasattr(self.client, "describe_events"):  # botocore before DescribeEvents (2025)
+            return None
+        query: dict[str, Any] = {"StackName": name, "Filters": {"FailedEvents": True}}
+        if operation_id:
+            query["OperationId"] = operation_id
+        events: list[StackEvent] = []
+        try:
+            with aws_errors():
+                token = ""
+                for _ in range(10):
+                    page = self.client.describe_events(**query, **({"NextToken": token} if token else {}))
+                    events.extend(_operation_event(e) for e in page.get("OperationEvents", []))
+                    token = page.get("NextToken", "")
+                    if not token:
+                        break
+        except AwsError as exc:
+            if error_code(exc.__cause__) in ("InvalidAction", "UnknownOperationException", "UnknownOperation",
+                                              "NotImplemented", "AccessDenied", "AccessDeniedException"):
+                return None  # an endpoint without it, or a role that may not call it: the stack events say enough
+            raise
+        if not operation_id and since is not None:
+            # A second's slack: an operation's validation events are written just before its first
+            # stack event, and clocks round.
+            from datetime import timedelta
+
+            start = _aware(since) - timedelta(seconds=1)
+            events = [e for e in events if e.timestamp is None or _aware(e.timestamp) >= start]
+        return sorted(events, key=lambda e: (e.timestamp is None, e.timestamp or 0))
 
     def get_latest_event_id(self, name: str) -> str:
         with aws_errors():
@@ -320,6 +406,28 @@ class Stacks:
         except AwsError as exc:
             raise self._busy_or(exc, name) from None
 
+    def delete_stack_retaining(self, name: str, retain: Iterable[str]) -> None:
+        """Delete a DELETE_FAILED stack again, leaving the resources `retain` names in place."""
+        try:
+            with aws_errors():
+                self.client.delete_stack(StackName=name, RetainResources=list(retain), **self._role())
+        except AwsError as exc:
+            raise self._busy_or(exc, name) from None
+
+    def continue_update_rollback(self, name: str, skip: Iterable[str] = ()) -> None:
+        """Move an UPDATE_ROLLBACK_FAILED stack on to UPDATE_ROLLBACK_COMPLETE, not rolling back `skip`
+        (CloudFormation then counts them as rolled back, whatever they really are)."""
+        try:
+            with aws_errors():
+                self.client.continue_update_rollback(StackName=name, ResourcesToSkip=list(skip), **self._role())
+        except AwsError as exc:
+            raise self._busy_or(exc, name) from None
+
+    def cancel_update(self, name: str) -> None:
+        """Stop an update in progress; CloudFormation rolls it back."""
+        with aws_errors():
+            self.client.cancel_update_stack(StackName=name)
+
     def set_termination_protection(self, name: str, enabled: bool) -> None:
         with aws_errors():
             self.client.update_termination_protection(StackName=name, EnableTerminationProtection=enabled)
@@ -382,12 +490,65 @@ class Stacks:
         status = stack.status if stack else "DELETE_COMPLETE"
         if status in expected:
             return
-        causes = failure_summary(events)
+        causes = failure_summary(self.get_failed_events(stack, events))
         if causes:
-            detail = "; ".join(f"{e.logical_id} ({e.resource_type}) {e.status}: {e.reason}" for e in causes[:5])
+            # One part per failing resource; the target's failure stays one line.
+            detail = "; ".join(f"{e.logical_id} ({e.resource_type}) {e.status}: {_one_line(e.reason)}"
+                               for e in causes[:8])
+            if len(causes) > 8:
+                detail += f"; and {len(causes) - 8} more"
         else:
             detail = (stack.status_reason if stack else "") or "no failure events were reported"
-        raise StackFailed(f"{action} of stack {stack.name if stack else ''} ended in {status}: {detail}")
+        hint = repair_hint(stack)
+        raise StackFailed(f"{action} of stack {stack.name if stack else ''} ended in {status}: {detail}", hint)
+
+    def get_failed_events(self, stack: StackInfo | None, events: list[StackEvent]) -> list[StackEvent]:
+        """The failures of the operation `events` (its stack events, from its first on) belong to:
+        DescribeEvents by its operation id where the API names one (every event of the operation,
+        validation failures included, however long ago they scrolled by), else the stack events."""
+        failed = [e for e in events if e.failed]
+        if stack is None:
+            return failed
+        operation_id = next((e.operation_id for e in events if e.operation_id), "") or stack.last_operation_id
+        since = next((e.timestamp for e in events if e.timestamp is not None), None)
+        if not operation_id and since is None:
+            return failed
+        try:
+            found = self.get_operation_failures(stack.stack_id or stack.name, operation_id, since=since)
+        except AwsError:
+            found = None  # the stack events are enough to go on
+        return (found or []) + failed
+
+
+def repair_hint(stack: StackInfo | None) -> str:
+    """What to run for a stack left stuck (UPDATE_ROLLBACK_FAILED, DELETE_FAILED, ...), "" otherwise."""
+    if stack is None or stack.status not in REPAIRABLE:
+        return ""
+    command = repair_command(stack.tags)
+    return f"get it moving again: {command}" if command else ""
+
+
+# The stuck states `inv cluster.repair` / `inv app.repair` get moving again.
+REPAIRABLE = {"UPDATE_ROLLBACK_FAILED", "UPDATE_IN_PROGRESS", "DELETE_FAILED"}
+
+
+def repair_command(tags: Mapping[str, str]) -> str:
+    """The task that repairs a stack of the tool's, from the tags it gave it ("": not one of them)."""
+    if tags.get("mvp:project") and tags.get("mvp:cluster"):
+        return f"inv app.repair {tags['mvp:project']} --cluster {tags['mvp:cluster']}"
+    if tags.get("mvp:cluster"):
+        return f"inv cluster.repair {tags['mvp:cluster']}"
+    return ""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _aware(moment: datetime) -> datetime:
+    from datetime import timezone
+
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _parameters(parameters: Mapping[str, str]) -> list[dict[str, str]]:

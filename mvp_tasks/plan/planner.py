@@ -723,3 +723,83 @@ def plan_secret_unset(world: Any, project: Any, cluster: Any, key: str) -> Targe
                          "again, before the next deploy (it would be refused); running tasks keep the value they "
                          "started with",)
     return plan
+
+
+# --- repairing a stuck stack -------------------------------------------------------------------------
+
+
+def plan_repair_cluster(world: Any, cluster: Any, skip: tuple[str, ...] | None = None) -> TargetPlan:
+    """`cluster.repair`: get the cluster's stack moving again (see `repair_steps`)."""
+    plan = TargetPlan(cluster_key(cluster.name), kind=TargetKind.CLUSTER, cluster=cluster.name, action=Action.REPAIR)
+    return _plan_repair(world, plan, cluster.stack_name, cluster, skip)
+
+
+def plan_repair_app(world: Any, project: Any, cluster: Any, skip: tuple[str, ...] | None = None) -> TargetPlan:
+    """`app.repair`: get the app's stack in the cluster moving again (see `repair_steps`)."""
+    check_mapped(world.settings, project, cluster)
+    plan = _app_plan(project, cluster, Action.REPAIR)
+    return _plan_repair(world, plan, project.stack_name(cluster.name), cluster, skip)
+
+
+def _plan_repair(world: Any, plan: TargetPlan, name: str, cluster: Any, skip: tuple[str, ...] | None) -> TargetPlan:
+    stacks = world.stacks()
+    stack = stacks.get_stack(name)
+    if stack is None:
+        plan.note = f"no stack {name}; nothing to repair"
+        return plan
+    step = repair_step(stacks, stack, skip, protected=cluster.protected, role_arn=cluster.cfn_role)
+    if step is None:
+        plan.note = f"nothing to repair: stack {name} is {stack.status}"
+        return plan
+    plan.steps.append(step)
+    plan.done = step.done()
+    return plan
+
+
+def repair_step(stacks: Any, stack: Any, skip: tuple[str, ...] | None = None, *, protected: bool = False,
+                role_arn: str = "") -> Step | None:
+    """The step that gets a stuck stack moving again, None for a healthy one:
+    UPDATE_ROLLBACK_FAILED: continue the rollback, skipping the resources that block it (all of them
+    unless `skip` chooses); UPDATE_IN_PROGRESS: cancel the update; DELETE_FAILED: delete it again,
+    keeping the resources that could not be deleted."""
+    from ..aws.stacks import blocking_resources, is_in_progress
+    from ..errors import StackBusy, StackFailed
+    from .steps import CancelUpdate, ContinueRollback, RetainDelete
+
+    status = stack.status
+    if status == "UPDATE_ROLLBACK_FAILED":
+        blocked = tuple((e.logical_id, e.resource_type, " ".join(e.reason.split()))
+                        for e in blocking_resources(stacks.get_events(stack.stack_id or stack.name)))
+        names = [b[0] for b in blocked]
+        if skip is None:
+            chosen = tuple(names)
+        else:
+            unknown = [s for s in skip if s not in names]
+            if unknown:
+                raise UsageError(f"--skip {','.join(unknown)}: not a resource whose rollback failed in stack "
+                                 f"{stack.name} (those: {', '.join(names) or 'none'})",
+                                 "name only those, or leave --skip out to skip them all")
+            chosen = tuple(skip)
+        return ContinueRollback(stack.name, skip=chosen, blocked=blocked, protected=protected, role_arn=role_arn)
+    if status == "UPDATE_IN_PROGRESS":
+        if skip:
+            raise UsageError(f"--skip: stack {stack.name} is {status}; only a failed rollback skips resources")
+        return CancelUpdate(stack.name, protected=protected)
+    if status == "DELETE_FAILED":
+        if skip:
+            raise UsageError(f"--skip: stack {stack.name} is {status}; only a failed rollback skips resources")
+        failed = {e.logical_id: e for e in blocking_resources(stacks.get_events(stack.stack_id or stack.name))}
+        # The stack's own word on what failed to delete, with the reason its events give.
+        retain = tuple((r.logical_id, r.resource_type, " ".join(failed[r.logical_id].reason.split())
+                        if r.logical_id in failed else "")
+                       for r in stacks.list_stack_resources(stack.stack_id or stack.name)
+                       if r.status == "DELETE_FAILED")
+        return RetainDelete(stack.name, retain=retain, stack_id=stack.stack_id, protected=protected,
+                            role_arn=role_arn)
+    if is_in_progress(status):
+        raise StackBusy(f"stack {stack.name} is {status}: CloudFormation is still at work",
+                        "wait for it to settle (`inv cluster.status`), then run the repair again if it is stuck")
+    if status in ("ROLLBACK_FAILED", "IMPORT_ROLLBACK_FAILED"):
+        raise StackFailed(f"stack {stack.name} is {status}: only deleting it gets it out of there",
+                          "delete it (`inv cluster.down` / `inv app.destroy`), then deploy again")
+    return None

@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any, Mapping
 
-from ..aws.stacks import UPDATABLE, StackInfo, Stacks, is_in_progress
+from ..aws.stacks import UPDATABLE, StackInfo, Stacks, is_in_progress, repair_command
 from ..errors import StackBusy, StackFailed
 from .steps import EnsureStack, StackAction
 
@@ -41,10 +41,13 @@ def plan_stack(stacks: Stacks, *, name: str, template: Template, parameters: Map
         stack = stacks.get_stack(name)
     common = dict(stack=name, template=template, parameters=dict(parameters), tags=tags, protected=protected,
                   service=service)
+    repair = repair_command(tags)
     if stack is not None and is_in_progress(stack.status):
         raise StackBusy(
             f"stack {name} is {stack.status}: another operation is running",
-            "wait for it to finish (watch `inv cluster.status` or `inv app.status`), then re-run",
+            "wait for it to finish (watch `inv cluster.status` or `inv app.status`), then re-run"
+            + (f"; an update that hangs is cancelled with `{repair}`" if repair and stack.status == "UPDATE_IN_PROGRESS"
+               else ""),
         )
     if stack is not None and stack.status == "ROLLBACK_COMPLETE":
         # A failed create leaves a stack that can only be deleted; re-creating it is the only way on.
@@ -58,7 +61,7 @@ def plan_stack(stacks: Stacks, *, name: str, template: Template, parameters: Map
         raise StackFailed(
             f"stack {name} is {stack.status} and cannot be updated"
             + (f" ({stack.status_reason})" if stack.status_reason else ""),
-            "fix it in the CloudFormation console (e.g. continue the rollback or delete the stack), then re-run",
+            _stuck_hint(stack.status, repair),
         )
     protection_change = protect and not stack.termination_protection
     effective = effective_parameters(template, parameters)
@@ -79,6 +82,14 @@ def plan_stack(stacks: Stacks, *, name: str, template: Template, parameters: Map
     return EnsureStack(action=StackAction.UPDATE, protect=protection_change, change_set=change_set,
                        changes=tuple(c.line() for c in changes), parameter_changes=parameter_changes,
                        **common), stack
+
+
+def _stuck_hint(status: str, repair: str) -> str:
+    if repair and status == "UPDATE_ROLLBACK_FAILED":
+        return f"continue its rollback with `{repair}`, then re-run"
+    if repair and status == "DELETE_FAILED":
+        return f"finish its delete with `{repair}` (it keeps what cannot be deleted), then re-run"
+    return "fix it in the CloudFormation console (e.g. continue the rollback or delete the stack), then re-run"
 
 
 def stacks_as(world: Any, role_arn: str) -> Stacks:

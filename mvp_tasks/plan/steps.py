@@ -59,6 +59,7 @@ class Action(_Word):
     CLUSTER_DOWN = "cluster.down"
     SECRET = "secret"  # app.secret.set / unset
     UNLOCK = "unlock"
+    REPAIR = "repair"  # cluster.repair / app.repair
 
 
 def short(digest: str) -> str:
@@ -456,3 +457,74 @@ class Plan:
         if any(s.destructive for t in risky for s in t.steps):
             parts.append("delete what the plan marks with -")
         return f"apply this plan to {len(changing)} target(s) ({'; '.join(parts)})"
+
+
+# --- repairing a stuck stack (cluster.repair, app.repair) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContinueRollback(Step):
+    """Continue the rollback of an UPDATE_ROLLBACK_FAILED stack, skipping `skip` (CloudFormation then
+    counts them as rolled back: each may differ from its template until the next deploy).
+
+    `blocked`: (logical id, type, reason) of each resource whose rollback failed."""
+
+    stack: str
+    skip: tuple[str, ...] = ()
+    blocked: tuple[tuple[str, str, str], ...] = ()
+    role_arn: str = ""
+
+    destructive = True  # a skipped resource is left as it is, whatever its template says
+
+    def lines(self) -> list[str]:
+        out = [f"~ stack {self.stack}: continue the rollback (UPDATE_ROLLBACK_FAILED)"]
+        for logical, rtype, reason in self.blocked:
+            verb = "skip" if logical in self.skip else "retry"
+            out.append(f"  {'-' if verb == 'skip' else '~'} {verb} {rtype} {logical}" + (f": {reason}" if reason else ""))
+        out += [f"  - skip {logical}" for logical in self.skip if logical not in {b[0] for b in self.blocked}]
+        return out
+
+    def summary(self) -> str:
+        return "continue the rollback" + (f", skipping {', '.join(self.skip)}" if self.skip else "")
+
+    def done(self) -> str:
+        return "rollback completed" + (f" (skipped {', '.join(self.skip)})" if self.skip else "")
+
+
+@dataclass(frozen=True)
+class CancelUpdate(Step):
+    """Cancel an update stuck in UPDATE_IN_PROGRESS; CloudFormation rolls it back."""
+
+    stack: str
+
+    def lines(self) -> list[str]:
+        return [f"~ stack {self.stack}: cancel the update in progress (CloudFormation rolls it back)"]
+
+    def summary(self) -> str:
+        return "cancel the update"
+
+    def done(self) -> str:
+        return "update cancelled and rolled back"
+
+
+@dataclass(frozen=True)
+class RetainDelete(Step):
+    """Delete a DELETE_FAILED stack again, keeping the resources that cannot go (`retain`: logical
+    id, type, reason); they stay in the account, outside any stack."""
+
+    stack: str
+    retain: tuple[tuple[str, str, str], ...] = ()
+    stack_id: str = ""
+    role_arn: str = ""
+
+    destructive = True
+
+    def lines(self) -> list[str]:
+        return [f"- stack {self.stack} (DELETE_FAILED), again",
+                *[f"  = keep {rtype} {logical}" + (f": {reason}" if reason else "") for logical, rtype, reason in self.retain]]
+
+    def summary(self) -> str:
+        return f"delete stack {self.stack}" + (f", keeping {', '.join(r[0] for r in self.retain)}" if self.retain else "")
+
+    def done(self) -> str:
+        return f"deleted stack {self.stack}" + (f" (kept {', '.join(r[0] for r in self.retain)})" if self.retain else "")

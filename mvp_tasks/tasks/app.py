@@ -333,3 +333,22 @@ def destroy(ctx, name=None, cluster=None, check=False, yes=False, json=False):
     what = "protected cluster " if target.protected else ""
     run_plan(world, "app.destroy", [(app_stub(project.name, target.name), lambda world: plan_destroy(world, project, target))],
              confirm=f"delete {project.name} from {what}{target.name} (stack {project.stack_name(target.name)})")
+
+
+@mvp_task(help={"name": "project whose stack is stuck" + NAME_HELP, "cluster": CLUSTER_HELP,
+                "skip": "UPDATE_ROLLBACK_FAILED: skip only these resources (LOGICAL_ID[,..]; default: every one "
+                        "that blocks it)",
+                "check": "show what the repair would do; change nothing",
+                "yes": "repair without asking (needed without a terminal)", "json": JSON_HELP},
+          positional=["name"])
+def repair(ctx, name=None, cluster=None, skip=None, check=False, yes=False, json=False):
+    """Get an app's stuck stack moving again: continue a failed rollback, cancel a hung update, finish a failed delete."""
+    from ..plan.planner import plan_repair_app
+    from .cluster import _skip_list
+
+    skipped = _skip_list(skip)
+    world = start(ctx, f"app.repair {name or ''}".strip(), check=check, yes=yes, json_output=json)
+    project, target = _app(world, name, cluster, "app.repair")
+    run_plan(world, "app.repair", [(app_stub(project.name, target.name),
+                                    lambda world: plan_repair_app(world, project, target, skipped))],
+             confirm=f"repair the stack of {project.name} in {target.name} ({project.stack_name(target.name)})")

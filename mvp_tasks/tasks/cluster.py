@@ -96,3 +96,37 @@ def down(ctx, name=None, yes=False, check=False, json=False):
     what = "protected cluster" if cluster.protected else "cluster"
     run_plan(world, "cluster.down", [(_stub(cluster.name), lambda world: plan_cluster_down(world, cluster))],
              confirm=f"delete {what} {cluster.name} (stack {cluster.stack_name})")
+
+
+def _skip_list(skip):
+    """`--skip A,B` as a tuple of logical ids; None when not given (skip every blocking resource)."""
+    if skip is None:
+        return None
+    from ..errors import UsageError
+
+    names = tuple(s.strip() for s in str(skip).split(",") if s.strip())
+    if not names or any(not n.replace("-", "").isalnum() for n in names):
+        raise UsageError(f"--skip {skip!r}: give logical ids separated by commas (e.g. --skip Service,LoadBalancer)")
+    return names
+
+
+@mvp_task(
+    help={
+        "name": "cluster whose stack is stuck (required)",
+        "skip": "UPDATE_ROLLBACK_FAILED: skip only these resources (LOGICAL_ID[,..]; default: every one that blocks it)",
+        "check": "show what the repair would do; change nothing",
+        "yes": "repair without asking (needed without a terminal)",
+        "json": "print the outcome as JSON for scripts",
+    },
+    positional=["name"],
+)
+def repair(ctx, name=None, skip=None, check=False, yes=False, json=False):
+    """Get a stuck cluster stack moving again: continue a failed rollback, cancel a hung update, finish a failed delete."""
+    from ..plan.planner import plan_repair_cluster
+
+    require(name, "NAME", "inv cluster.repair stage")
+    skipped = _skip_list(skip)
+    world = start(ctx, f"cluster.repair {name}", check=check, yes=yes, json_output=json)
+    cluster = world.settings.cluster(name, flag="--name")
+    run_plan(world, "cluster.repair", [(_stub(cluster.name), lambda world: plan_repair_cluster(world, cluster, skipped))],
+             confirm=f"repair the stack of cluster {cluster.name} ({cluster.stack_name})")
