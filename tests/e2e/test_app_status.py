@@ -129,8 +129,12 @@ class TestStatus:
         assert row["image"] == definition["containerDefinitions"][0]["image"] == f"{lab.registry}/{PROJECT}:stage"
         assert (row["running"], row["desired"]) == (service["runningCount"], service["desiredCount"]) == (1, 1)
         assert (row["ecs_cluster"], row["service"]) == ("stage", service["serviceName"])
-        # moto lists no task for the service: the digest is the last successful rollout's.
-        assert ecs.list_tasks(cluster="stage", serviceName=service["serviceName"])["taskArns"] == []
+        # The sandbox's ECS runs the service's one task, but reports no image digest for it (as ECS
+        # does before it resolved one): the digest is the last successful rollout's.
+        tasks = ecs.list_tasks(cluster="stage", serviceName=service["serviceName"])["taskArns"]
+        assert len(tasks) == 1
+        described = ecs.describe_tasks(cluster="stage", tasks=tasks)["tasks"][0]
+        assert not any(c.get("imageDigest") for c in described.get("containers", []))
         assert (row["digest"], row["digest_source"]) == (lab.digest("stage"), "history")
         # Where the tag points, from the registry; HEAD; live.
         assert (row["tag"], row["tag_digest"], row["tag_commit"]) == ("stage", lab.digest("stage"), lab.first)
