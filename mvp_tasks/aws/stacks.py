@@ -242,6 +242,18 @@ class Stacks:
                         names.append(data["StackName"])
         return sorted(set(names))
 
+    def list_stacks_with_tag(self, key: str) -> list[StackInfo]:
+        """Live stacks carrying tag `key` whatever its value (the tool's own stacks: `mvp:cluster`)."""
+        found: dict[str, StackInfo] = {}
+        with aws_errors():
+            for page in self.client.get_paginator("describe_stacks").paginate():
+                for data in page.get("Stacks", []):
+                    if data.get("StackStatus") == "DELETE_COMPLETE":
+                        continue
+                    if any(t.get("Key") == key for t in data.get("Tags", [])):
+                        found[data["StackName"]] = StackInfo.from_api(data)
+        return [found[name] for name in sorted(found)]
+
     def list_stack_resources(self, name: str) -> list[StackResource]:
         """Every resource of the stack (`name`: its name or id), every page."""
         resources = []

@@ -470,6 +470,13 @@ def plan_rollback(world: World, project: ProjectSettings, cluster: ClusterSettin
 
 
 def plan_destroy(world: World, project: ProjectSettings, cluster: ClusterSettings) -> TargetPlan:
+    """`app.destroy`: the app's stack deleted. A stack of an app no longer mapped to the cluster
+    (an orphan: `find_orphans`) is deleted too, without mapping it again."""
+    if cluster.name not in project.clusters:
+        orphan = next((o for o in find_orphans(world) if o.project == project.name and o.cluster == cluster.name),
+                      None)
+        if orphan is not None:
+            return plan_orphan(world, orphan, prune=True)
     check_mapped(world.settings, project, cluster)
     plan = _app_plan(project, cluster, Action.DESTROY)
     stack = world.stacks().get_stack(project.stack_name(cluster.name))
@@ -803,3 +810,97 @@ def repair_step(stacks: Any, stack: Any, skip: tuple[str, ...] | None = None, *,
         raise StackFailed(f"stack {stack.name} is {status}: only deleting it gets it out of there",
                           "delete it (`inv cluster.down` / `inv app.destroy`), then deploy again")
     return None
+
+
+# --- orphans: stacks the tool made for an app or a cluster invoke.yaml no longer maps -------------
+
+
+class Orphan:
+    """A stack the tool made (its tags say for which app and cluster) that invoke.yaml no longer
+    maps: an app's (`project` set) or a cluster's (`project` "")."""
+
+    def __init__(self, stack: StackInfo, project: str, cluster: str) -> None:
+        self.stack, self.project, self.cluster = stack, project, cluster
+
+    @property
+    def key(self) -> str:
+        return app_key(self.project, self.cluster) if self.project else cluster_key(self.cluster)
+
+    @property
+    def remove(self) -> str:
+        """The command that removes it."""
+        if self.project:
+            return f"inv app.destroy {self.project} --cluster {self.cluster}"
+        return "inv fleet.up --prune"
+
+    def line(self) -> str:
+        what = (f"{self.project} is not mapped to cluster {self.cluster} in invoke.yaml" if self.project else
+                f"cluster {self.cluster} is not in invoke.yaml")
+        return f"orphan: stack {self.stack.name} ({self.stack.status}) remains but {what}; remove it: {self.remove}"
+
+
+def is_orphan(settings: Settings, tags: dict, name: str) -> tuple[str, str] | None:
+    """(project, cluster) of a stack whose `tags` say the tool made it for an app or a cluster that
+    `settings` no longer map; None for any other stack. Plain data, for the unit tests."""
+    from .stacks import MANAGED_TAG
+
+    cluster = tags.get("mvp:cluster", "")
+    if not cluster:
+        return None
+    project = tags.get("mvp:project", "")
+    if project:
+        if any(tags.get(k) != v for k, v in MANAGED_TAG.items()):
+            return None  # a stack someone else tagged: never ours to delete
+        mapped = settings.projects.get(project)
+        if mapped is not None and cluster in mapped.clusters and cluster in settings.clusters:
+            return None
+        return project, cluster
+    if cluster in settings.clusters or any(c.stack_name == name for c in settings.clusters.values()):
+        return None
+    return "", cluster
+
+
+def find_orphans(world: World) -> list[Orphan]:
+    """Every orphan stack (`is_orphan`), apps first, read once per run."""
+    def read() -> list[Orphan]:
+        found = []
+        for stack in world.stacks().list_stacks_with_tag("mvp:cluster"):
+            mark = is_orphan(world.settings, dict(stack.tags), stack.name)
+            if mark is not None:
+                found.append(Orphan(stack, *mark))
+        return sorted(found, key=lambda o: (not o.project, o.cluster, o.project))
+
+    return world.memo.get(("orphans",), read)
+
+
+def plan_orphan(world: World, orphan: Orphan, prune: bool = False, after: tuple[str, ...] = ()) -> TargetPlan:
+    """An orphan stack as a target: without `prune` skipped with the line that removes it; with it,
+    deleted (destructive: confirmed). `after`: the targets deleted first (a cluster's apps)."""
+    settings = world.settings
+    cluster = settings.clusters.get(orphan.cluster)
+    kind = TargetKind.APP if orphan.project else TargetKind.CLUSTER
+    plan = TargetPlan(orphan.key, kind=kind, project=orphan.project, cluster=orphan.cluster,
+                      action=Action.DESTROY if orphan.project else Action.CLUSTER_DOWN, depends_on=after,
+                      # Its history is recorded only where the cluster is still configured and has a store.
+                      recorded=bool(orphan.project and cluster is not None and _has_store(world, cluster)))
+    if not prune:
+        plan.skip = orphan.line()
+        return plan
+    stack = orphan.stack
+    what = "orphan: load balancer, service, task definition, logs" if orphan.project else \
+        "orphan cluster: VPC, subnets, ECS cluster"
+    plan.steps.append(DeleteStack(stack.name, stack.status, stack.stack_id, stack.termination_protection, what,
+                                  protected=bool(cluster and cluster.protected),
+                                  role_arn=cluster.cfn_role if cluster is not None else ""))
+    plan.done = "orphan stack deleted"
+    return plan
+
+
+def plan_destroy_orphan(world: World, project: str, cluster: str, refused: MvpError) -> TargetPlan:
+    """`app.destroy NAME --cluster C` where invoke.yaml no longer has the app or the cluster: the
+    orphan stack the tool made for them, deleted; `refused` (why the config has no such target)
+    where there is none."""
+    orphan = next((o for o in find_orphans(world) if o.project == project and o.cluster == cluster), None)
+    if orphan is None:
+        raise refused
+    return plan_orphan(world, orphan, prune=True)

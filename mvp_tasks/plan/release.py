@@ -113,6 +113,16 @@ def releases(records: list) -> list:
     return [r for r in records if r.succeeded and r.commit and r.action not in NOT_RELEASES]
 
 
+def released_in(records: list, digest: str) -> str:
+    """The commit whose release runs image `digest`, from one app's `records` in one cluster
+    (newest first): the newest release of that image (a config-only release retags an earlier
+    commit's image, whose label names that earlier commit), else any successful record of it
+    but a destroy; "" where the history does not say."""
+    found = next((r.commit for r in releases(records) if r.digest == digest), "")
+    return found or next((r.commit for r in records if r.succeeded and r.commit and r.digest == digest
+                          and r.action != "destroy"), "")
+
+
 def bad_commits(records: list) -> dict[str, object]:
     """{commit: the rollback record that left it}: the releases `app.rollback` rolled back from, in
     `records` (one app in one cluster, newest first). A rollback's record names the release it

@@ -5,8 +5,13 @@
 the digest its running tasks resolved comes from DescribeTasks, and where ECS lists no task (the
 emulator never does) from the last successful rollout the deploy history recorded. Where the
 cluster tag points now is read from the registry; when the two differ the row says "tag moved,
-not rolled out". HEAD's commit (what `app.push` would tag) stands next to what runs: `live` is yes
-when that very commit runs.
+not rolled out". A cluster runs a release (one commit: image, template, config): the commit that
+runs is the newest release of the running image in the history (a config-only release shares its
+image, and its label, with an earlier commit), else the image's label. The row says whether the
+stack still equals that commit's rendering (`drift`), what HEAD changes for this app in this
+cluster (`head_changes`, by `plan.changes`' one rule), and sums it all up in `state` (`decide_state`):
+what a person must do, if anything, with `action` the command that does it. Stacks the tool made
+for an app or cluster invoke.yaml no longer maps are rows too (`orphan`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,19 @@ from typing import Any
 from ..errors import CredentialsError, MvpError
 
 TAG_MOVED = "tag moved, not rolled out"
+# The states of a row (`decide_state`); only UP_TO_DATE means there is nothing to do.
+UP_TO_DATE = "up to date"
+BEHIND = "behind HEAD"
+DRIFT = "drift"
+ROLLING = "rolling"
+FAILED = "failed"
+NOT_DEPLOYED = "not deployed"
+ORPHAN = "orphan"
+UNKNOWN = "unknown"
+STATES = (UP_TO_DATE, BEHIND, DRIFT, TAG_MOVED, ROLLING, FAILED, NOT_DEPLOYED, ORPHAN, UNKNOWN)
+# Stack states a failed operation leaves (UPDATE_ROLLBACK_COMPLETE is the earlier release, whole).
+FAILED_STACKS = ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED", "DELETE_FAILED", "UPDATE_FAILED",
+                 "UPDATE_ROLLBACK_FAILED", "IMPORT_ROLLBACK_FAILED", "IMPORT_ROLLBACK_COMPLETE")
 # How many records of each app and cluster the history is read for (the planner's default too).
 HISTORY_READ = 50
 # How many of them the HTML page's timeline shows, per app and cluster.
@@ -67,34 +85,64 @@ def collect(world: Any, name: str | None, *, records: int = 0) -> list[dict]:
     carries its app's newest `records` history records in that cluster (`row["records"]`, for
     the HTML page)."""
     settings = world.settings
-    projects = [settings.project(name)] if name else list(settings.projects.values())
+    unknown = None
+    try:
+        projects = [settings.project(name)] if name else list(settings.projects.values())
+    except MvpError as exc:  # no longer in invoke.yaml: its orphan stacks, if any, are its rows
+        projects, unknown = [], exc
+    if unknown is not None:
+        # The unknown name stays the error unless AWS holds an orphan stack of it.
+        try:
+            world.aws.session
+            orphans = read_orphans(world, name)
+        except MvpError:
+            raise unknown from None
+        if not orphans:
+            raise unknown
+        return orphans
     world.aws.session  # a profile that does not exist is one line, not a table of the same error
     head = read_head(settings, world.memo)
     targets = [(p, settings.clusters[c]) for p in projects for c in p.clusters]
+    unlisted = None
+    try:
+        orphans = read_orphans(world, name)
+    except CredentialsError:
+        raise  # every read would say the same: one line for the whole run
+    except MvpError as exc:
+        if not targets:
+            raise
+        orphans, unlisted = [], exc  # the rows still say what runs; the missing list is said once
     if not targets:
-        return []
+        return orphans
     with ThreadPoolExecutor(max_workers=max(1, min(settings.parallel, len(targets))),
                             thread_name_prefix="status") as pool:
         # A credential failure (missing, expired, refused) ends the run as one error line.
-        rows = list(pool.map(lambda t: read_row(world, t[0], t[1], head, records), targets))
+        rows = list(pool.map(lambda t: read_row(world, t[0], t[1], head, records, judge=True), targets))
     add_unshipped(settings, rows, world.memo)
+    for row in rows:
+        row["state"], row["action"] = decide_state(row, settings.clusters[row["cluster"]].promote_from)
+    rows += orphans
     # Nothing answered at all (AWS unreachable): one line, not a table of dashes.
     errors = [e for r in rows for e in r["errors"]]
     if all(r["errors"] for r in rows) and errors and all("cannot reach" in e for e in errors):
         raise MvpError(errors[0].split(": ", 1)[1])
+    if unlisted is not None:
+        world.reporter.warn(f"could not list the stacks invoke.yaml no longer maps (orphans): {unlisted}")
     return rows
 
 
-def read_row(world: Any, project: Any, cluster: Any, head: dict, records: int = 0) -> dict:
+def read_row(world: Any, project: Any, cluster: Any, head: dict, records: int = 0, *, judge: bool = False) -> dict:
     """The facts of one app in one cluster. A read that fails leaves its facts empty ("-") and
-    says why in `errors`; it never stops the other reads or the other rows."""
+    says why in `errors`; it never stops the other reads or the other rows. `judge`: also whether
+    the stack still equals the rendering of the release it runs (`drift`)."""
     row: dict[str, Any] = {
         "app": project.name, "cluster": cluster.name, "stack": project.stack_name(cluster.name),
         "stack_status": "NOT_DEPLOYED", "url": "", "ecs_cluster": "", "service": "",
         "task_definition": "", "task_definition_arn": "", "image": "",
         "digest": "", "digest_source": "", "commit": "",
         "tag": cluster.tag, "tag_digest": "", "tag_commit": "", "tag_moved": False,
-        "head": head["commit"], "head_dirty": project.name in head["dirty"], "live": None,
+        "head": head["commit"], "head_dirty": project.name in head["dirty"], "image_commit": "",
+        "drift": [], "head_changes": [], "state": "", "action": "", "orphan": False,
         "running": 0, "desired": 0, "rollout": "-",
         "deployed_at": "", "deployed_by": "", "last_action": "", "unshipped": "", "errors": [],
     }
@@ -124,8 +172,9 @@ def read_row(world: Any, project: Any, cluster: Any, head: dict, records: int = 
         if records:
             row["records"] = [_fields(r) for r in history.records[:records]]
 
+    stack = None
     try:
-        _read_service(world, project, cluster, row)
+        stack = _read_service(world, project, cluster, row)
     except CredentialsError:
         raise  # every read of every row would say the same: one line for the whole run
     except MvpError as exc:
@@ -138,28 +187,116 @@ def read_row(world: Any, project: Any, cluster: Any, head: dict, records: int = 
         if rolled:
             row.update(digest=rolled, digest_source="history")
     if row["digest"]:
+        from ..plan.release import released_in
+
         if row["digest"] == row["tag_digest"]:
-            row["commit"] = row["tag_commit"]
-        if not row["commit"] and history is not None:
-            row["commit"] = next((r.commit for r in history.records if r.digest == row["digest"] and r.commit), "")
+            row["image_commit"] = row["tag_commit"]
+        # The release that runs, as the planner reads it: the history's newest release of this
+        # image (a config-only release retagged an earlier commit's image: its label names that one).
+        row["commit"] = released_in(history.records if history is not None else [], row["digest"]) \
+            or row["image_commit"]
+        if not row["image_commit"] and history is not None:
+            row["image_commit"] = next((r.commit for r in history.records if r.digest == row["digest"] and r.commit), "")
     row["tag_moved"] = bool(row["digest"] and row["tag_digest"] and row["digest"] != row["tag_digest"])
-    if row["head"]:
-        row["live"] = bool(row["commit"] and row["commit"] == row["head"] and row["running"] > 0)
+    if judge and stack is not None and row["commit"] and row["service"]:
+        try:
+            row["drift"] = read_drift(world, project, cluster, row["commit"], stack)
+        except CredentialsError:
+            raise
+        except MvpError as exc:
+            errors.append(f"stack's release (drift): {exc}")
     return row
 
 
+def read_drift(world: Any, project: Any, cluster: Any, commit: str, stack: Any) -> list[str]:
+    """How the app's stack differs from the rendering of the release at `commit` (as `fleet.up`
+    renders it to repair it): empty when it equals it."""
+    from ..plan.planner import get_release
+    from ..plan.release import drift, release_in_tree, render
+
+    release = get_release(world, project, commit) or release_in_tree(world.settings, project, commit)
+    return drift(world, render(world, release, cluster, check_secrets=False), stack)
+
+
+def read_orphans(world: Any, name: str | None) -> list[dict]:
+    """A row per stack the tool made for an app or cluster invoke.yaml no longer maps (only app
+    `name`'s, given one)."""
+    from ..plan.planner import find_orphans
+
+    rows = []
+    for orphan in find_orphans(world):
+        if name and orphan.project != name:
+            continue
+        stack = orphan.stack
+        rows.append({
+            "app": orphan.project or "-", "cluster": orphan.cluster, "stack": stack.name,
+            "stack_status": stack.status, "url": stack.outputs.get("Url", ""), "ecs_cluster": "", "service": "",
+            "task_definition": "", "task_definition_arn": "", "image": "", "digest": "", "digest_source": "",
+            "commit": "", "tag": "", "tag_digest": "", "tag_commit": "", "tag_moved": False, "head": "",
+            "head_dirty": False, "image_commit": "", "drift": [], "head_changes": [], "state": ORPHAN,
+            "action": orphan.remove, "orphan": True, "running": 0, "desired": 0, "rollout": "-",
+            "deployed_at": "", "deployed_by": "", "last_action": "", "unshipped": orphan.line(), "errors": [],
+        })
+    return rows
+
+
+def ship_command(name: str, cluster: str, promote_from: str, tag: str = "") -> str:
+    """The command that ships HEAD's release of app `name` to `cluster`: `ci.release` where the
+    cluster takes releases from HEAD, else a release to its source and a promotion."""
+    if promote_from:
+        return (f"inv ci.release --cluster {promote_from} --only {name} && "
+                f"inv app.promote {name} --tag {tag or cluster}")
+    return f"inv ci.release --cluster {cluster} --only {name}"
+
+
+def decide_state(row: dict, promote_from: str = "") -> tuple[str, str]:
+    """(state, action) of one row, from its plain facts: what a person must do, first things first,
+    and the command that does it ("" where there is nothing to do). `promote_from`: the cluster
+    this one takes its releases from ("" for HEAD's, by ci.release)."""
+    name, cluster = row["app"], row["cluster"]
+    ship = ship_command(name, cluster, promote_from, row.get("tag", ""))
+    status = row.get("stack_status", "NOT_DEPLOYED")
+    if row.get("orphan"):
+        return ORPHAN, row.get("action") or f"inv app.destroy {name} --cluster {cluster}"
+    if status == "NOT_DEPLOYED":
+        return NOT_DEPLOYED, ship
+    if row.get("rollout") == "FAILED" or status in FAILED_STACKS:
+        return FAILED, (f"see inv app.history {name} --cluster {cluster}; fix, then {ship}, "
+                        f"or inv app.rollback {name} --cluster {cluster}")
+    if status.endswith("_IN_PROGRESS") or row.get("rollout") == "IN_PROGRESS":
+        return ROLLING, f"inv app.wait {name} --cluster {cluster}"
+    if row.get("tag_moved"):
+        return TAG_MOVED, f"inv app.update {name} --cluster {cluster}"
+    if row.get("drift"):
+        return DRIFT, "inv fleet.up (brings the stack back to the release it runs)"
+    if row.get("head_changes"):
+        return BEHIND, ship
+    if not row.get("head") or not row.get("commit") or not row.get("service"):
+        return UNKNOWN, ""  # what runs, or HEAD, cannot be told: nothing is said to be fine
+    return UP_TO_DATE, ""
+
+
 def add_unshipped(settings: Any, rows: list[dict], memo: Any) -> None:
-    """Each row's changes at HEAD that its cluster's tag does not have (git only, asked once each)."""
-    from ..plan.changes import unshipped
+    """Each row's changes at HEAD for its app in its cluster that the release it runs does not
+    have (`plan.changes`' rule: another app's files or another cluster's keys never count), and
+    the line that says so with the command that ships them. Git only, asked once each."""
+    from ..plan.changes import get_changed_reasons
 
     for row in rows:
-        if not row["head"]:
+        deployed = row["commit"] or row["tag_commit"]
+        if not row["head"] or not deployed or deployed == row["head"]:
             continue
+        cluster = settings.clusters[row["cluster"]]
         try:
-            row["unshipped"] = unshipped(settings, settings.projects[row["app"]], settings.clusters[row["cluster"]],
-                                         row["tag_commit"] or row["commit"], row["head"], memo)
+            reasons = get_changed_reasons(settings, settings.projects[row["app"]], cluster, deployed, row["head"], memo)
         except MvpError as exc:
             row["errors"].append(f"git: {exc}")
+            continue
+        row["head_changes"] = reasons
+        if reasons:
+            row["unshipped"] = (f"HEAD {row['head'][:12]} has changes for {row['app']} in {row['cluster']} that its "
+                                f"release {deployed[:12]} does not have ({'; '.join(reasons)}); to ship them: "
+                                + ship_command(row["app"], row["cluster"], cluster.promote_from, cluster.tag))
 
 
 def _fields(record: Any) -> dict:
@@ -168,12 +305,13 @@ def _fields(record: Any) -> dict:
     return dataclasses.asdict(record) if dataclasses.is_dataclass(record) else dict(vars(record))
 
 
-def _read_service(world: Any, project: Any, cluster: Any, row: dict) -> None:
+def _read_service(world: Any, project: Any, cluster: Any, row: dict) -> Any:
+    """Fills the row's stack and service facts; the stack (None where there is none)."""
     from ..aws.discovery import service_names
 
     stack = world.stacks().get_stack(row["stack"])
     if stack is None:
-        return
+        return None
     row["stack_status"] = stack.status
     row["url"] = stack.outputs.get("Url", "")
     ecs_cluster, service = service_names(world, stack, cluster)
@@ -181,12 +319,12 @@ def _read_service(world: Any, project: Any, cluster: Any, row: dict) -> None:
     services = world.services()
     state = services.get_service(ecs_cluster, service)
     if state is None:
-        return
+        return stack
     row.update(service=state.name or service, running=state.running, desired=state.desired, rollout=state.rollout)
     primary = state.primary
     arn = (primary.task_definition if primary else "") or state.task_definition
     if not arn:
-        return
+        return stack
     row.update(task_definition_arn=arn, task_definition=arn.rsplit("/", 1)[-1])
     container, image = _container(world, arn, world.registry.ref(project.repository, cluster.tag))
     row["image"] = image
@@ -194,6 +332,7 @@ def _read_service(world: Any, project: Any, cluster: Any, row: dict) -> None:
     digests = services.get_task_digests(ecs_cluster, row["service"], arn, container)
     if digests:
         row.update(digest=digests.most_common(1)[0][0], digest_source="ecs")
+    return stack
 
 
 def _container(world: Any, arn: str, ref: str) -> tuple[str, str]:

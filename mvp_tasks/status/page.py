@@ -1,8 +1,9 @@
 """`app.status --html FILE`: one self-contained HTML page of the studio's status.
 
 The page holds the app x cluster matrix (what runs: commit, digest, task definition, tasks,
-rollout state, whether HEAD's commit is live, and "tag moved, not rolled out" where the cluster
-tag points elsewhere than what runs) and, for each app, a timeline of its recent history: one
+rollout state, and the row's state: `up to date` (green, the only green: nothing to do), `behind
+HEAD`, `drift`, "tag moved, not rolled out", `rolling`, `failed` (the only red), `not deployed`,
+`orphan`) and, for each app, a timeline of its recent history: one
 mark per record on a time axis shared by every app, one lane per cluster, coloured by outcome.
 
 It needs no server and no network: CSS is inline, the one small script (it says how old the page
@@ -32,6 +33,14 @@ OTHER_COLOUR = "#757575"
 LANE_COLOUR = "#e8ecf2"
 HEADER_COLOUR = "#24364b"
 MOVED_COLOUR = "#fff1c2"
+# A cell's background by its row's state (`status.model.decide_state`): green only when there is
+# nothing to do, red only when something failed, amber where a person has something to do.
+UP_TO_DATE_COLOUR = "#e3f4e6"
+FAILED_COLOUR = "#fde8e8"
+ROLLING_COLOUR = "#e6eefb"
+STATE_CLASSES = {"up to date": "ok", "behind HEAD": "behind", "drift": "drift", "tag moved, not rolled out": "moved",
+                 "rolling": "rolling", "failed": "broken", "not deployed": "absent", "orphan": "orphan",
+                 "unknown": "unknown"}
 
 TAG_MOVED = "tag moved, not rolled out"
 
@@ -110,12 +119,15 @@ table.matrix th {{ background: {HEADER_COLOUR}; color: #ffffff; text-align: left
 table.matrix td {{ border: 1px solid #c9d1db; padding: 8px 12px; vertical-align: top; min-width: 220px; }}
 table.matrix td.app {{ font-weight: 600; min-width: 0; background: #f5f7fa; }}
 td.absent {{ color: #6b7785; background: #fafbfc; }}
-td.moved {{ background: {MOVED_COLOUR}; }}
-td.broken {{ background: #fde8e8; }}
+td.ok {{ background: {UP_TO_DATE_COLOUR}; }}
+td.moved, td.behind, td.drift, td.orphan {{ background: {MOVED_COLOUR}; }}
+td.rolling {{ background: {ROLLING_COLOUR}; }}
+td.broken {{ background: {FAILED_COLOUR}; }}
+td.unknown {{ background: #f1f3f6; }}
+.state {{ font-weight: 600; }}
 .warn {{ color: #7a4b00; font-weight: 600; }}
 .err {{ color: #8a1f1f; }}
-.yes {{ color: #135d2a; font-weight: 600; }}
-.no {{ color: #8a1f1f; font-weight: 600; }}
+.ok .state {{ color: #135d2a; }}
 .src {{ color: #4a5868; }}
 .legend span {{ display: inline-block; margin-right: 16px; }}
 .legend i {{ display: inline-block; width: 10px; height: 10px; margin-right: 4px; vertical-align: -1px; }}
@@ -167,11 +179,11 @@ def render(rows: list[Mapping[str, Any]], *, clusters: Iterable[str] = (), gener
         f'<p class="meta">generated {h(_shown(generated_at))} UTC '
         f'<span class="ago" data-at="{h(generated_at)}"></span> &middot; HEAD '
         f'<code>{h(head[:12] or "-")}</code> (the commit <code>inv app.push</code> would tag; '
-        "live = HEAD&rsquo;s commit runs)</p>",
+        "<em>up to date</em> = HEAD&rsquo;s release of the app in that cluster is what runs)</p>",
         '<h2 id="matrix">What runs where</h2>',
         _matrix(apps, columns),
         '<h2 id="history">Recent history</h2>',
-        _legend(),
+        _legend(rows),
         _timelines(apps, columns),
         f"<script>{SCRIPT}</script>",
         "</body></html>",
@@ -199,12 +211,16 @@ def _cell(row: Mapping[str, Any]) -> str:
     deployed = row.get("stack_status", "NOT_DEPLOYED") != "NOT_DEPLOYED"
     moved = bool(row.get("tag_moved"))
     errors = [e for e in row.get("errors", []) if deployed or not str(e).startswith("history: ")]
-    state = "moved" if moved else ("broken" if row.get("rollout") == "FAILED" or (deployed and errors) else
-                                   ("ok" if deployed else "absent"))
-    lines = []
-    if not deployed:
-        lines.append("not deployed")
-    else:
+    state = row.get("state") or ("not deployed" if not deployed else "unknown")
+    css = STATE_CLASSES.get(state, "unknown")
+    lines = [f'<span class="state">{h(state)}</span>']
+    if row.get("orphan"):
+        lines.append(f'stack <code>{h(row.get("stack", ""))}</code> ({h(row.get("stack_status", ""))})')
+        lines.append(f'<span class="warn orphan" title="{h(row.get("unshipped", ""))}">not in invoke.yaml</span>: '
+                     f'<code>{h(row.get("action", ""))}</code>')
+        return (f'<td class="cell {css}" data-cluster="{h(row.get("cluster", ""))}" data-state="{h(state)}">'
+                + "<br>".join(lines) + "</td>")
+    if deployed:
         commit = row.get("commit", "")
         digest = row.get("digest", "")
         lines.append(f'runs <code class="commit">{h(commit[:12] or "-")}</code>')
@@ -214,9 +230,6 @@ def _cell(row: Mapping[str, Any]) -> str:
             lines.append(f'task def <code>{h(row["task_definition"])}</code>')
         tasks = f'{row.get("running", 0)}/{row.get("desired", 0)}' if row.get("service") else "-"
         lines.append(f"tasks {h(tasks)} &middot; {h(row.get('rollout', '-'))}")
-        live = row.get("live")
-        word, cls = ("-", "src") if live is None else (("yes", "yes") if live else ("no", "no"))
-        lines.append(f'live <span class="live {cls}">{word}</span>')
         if row.get("deployed_at"):
             lines.append(f'<span class="src">{h(row.get("last_action", ""))} {h(row["deployed_at"][:16].replace("T", " "))}'
                          "</span>")
@@ -226,26 +239,31 @@ def _cell(row: Mapping[str, Any]) -> str:
                      f"<code>{h(tag or '-')}</code>")
     elif tag:
         lines.append(f'<span class="src">tag <code>{h(row.get("tag", ""))}</code> is <code>{h(tag)}</code></span>')
+    for difference in row.get("drift") or []:
+        lines.append(f'<span class="warn drift">drift: {h(difference)}</span>')
     if row.get("unshipped"):
         # The whole line (its commands too) on hover; the cell says only that there is one.
         lines.append(f'<span class="warn unshipped" title="{h(row["unshipped"])}">HEAD has changes '
-                     "its tag does not</span>")
+                     "for it here</span>")
+    if row.get("action") and state != "up to date":
+        lines.append(f'<span class="src">to do: <code>{h(row["action"])}</code></span>')
     for error in errors:
         lines.append(f'<span class="err">could not read the {h(error)}</span>')
     url = str(row.get("url", ""))
     if url.startswith(("http://", "https://")):
         lines.append(f'<a href="{h(url)}">{h(url)}</a>')
-    return (f'<td class="cell {state}" data-cluster="{h(row.get("cluster", ""))}" data-live="{h(live_word(row))}">'
+    return (f'<td class="cell {css}" data-cluster="{h(row.get("cluster", ""))}" data-state="{h(state)}">'
             + "<br>".join(lines) + "</td>")
 
 
-def live_word(row: Mapping[str, Any]) -> str:
-    live = row.get("live")
-    return "-" if live is None else ("yes" if live else "no")
-
-
-def _legend() -> str:
-    items = [f'<span><i style="background:{c}"></i>{h(o)}</span>' for o, c in OUTCOME_COLOURS.items()]
+def _legend(rows: list[Mapping[str, Any]]) -> str:
+    # Only the outcomes the timeline shows: a page where nothing failed draws no red at all.
+    seen = {str(r.get("outcome", "")) for row in rows for r in row.get("records") or []}
+    items = [f'<span><i style="background:{c}"></i>{h(o)}</span>' for o, c in OUTCOME_COLOURS.items() if o in seen]
+    if any(o not in OUTCOME_COLOURS for o in seen):
+        items.append(f'<span><i style="background:{OTHER_COLOUR}"></i>other</span>')
+    if not items:
+        return ""
     return '<p class="legend">' + "".join(items) + "</p>"
 
 

@@ -1,8 +1,9 @@
 """`app.status` on a terminal: the table of rows (`status.model`), fitted to the terminal's width.
 
 Every fact fits a wide output (a pipe, a CI log, a wide terminal); narrower, the short columns;
-narrower still, one block of lines per row. What does not fit a cell (a moved tag, unshipped
-changes, a read that failed, the app's URL where the URL column is not shown) is a note line.
+narrower still, one block of lines per row. What does not fit a cell (what to do about the row's
+state, a moved tag, drift, HEAD's changes, a read that failed, the app's URL where the URL column
+is not shown) is a note line.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ import os
 import textwrap
 from typing import Any
 
-from .model import TAG_MOVED, read_head
+from .model import BEHIND, NOT_DEPLOYED, TAG_MOVED, read_head
 
 
-WIDE = ["app", "cluster", "task def", "runs", "digest", "from", "tag", "live", "tasks", "rollout",
+WIDE = ["app", "cluster", "state", "task def", "runs", "digest", "from", "tag", "tasks", "rollout",
         "deployed (UTC)", "by", "stack", "url"]
-SHORT = ["app", "cluster", "runs", "tag", "live", "tasks", "rollout"]
+SHORT = ["app", "cluster", "state", "runs", "tag", "tasks", "rollout"]
 
 
 def terminal_width(reporter: Any) -> int | None:
@@ -28,8 +29,10 @@ def terminal_width(reporter: Any) -> int | None:
     return reporter.console.width if reporter.interactive else None
 
 
-def _live(row: dict) -> str:
-    return "-" if row["live"] is None else ("yes" if row["live"] else "no")
+def _state(row: dict) -> str:
+    # The one long state is said whole in its note line; its cell must fit 80 columns.
+    state = row.get("state") or "-"
+    return "tag moved" if state == TAG_MOVED else state
 
 
 def _tasks(row: dict) -> str:
@@ -41,14 +44,14 @@ def _tag(row: dict, n: int) -> str:
 
 
 def _wide(row: dict) -> list[str]:
-    return [row["app"], row["cluster"], row["task_definition"] or "-", row["commit"][:12] or "-",
-            row["digest"][7:19] or "-", row["digest_source"] or "-", _tag(row, 12), _live(row), _tasks(row),
+    return [row["app"], row["cluster"], _state(row), row["task_definition"] or "-", row["commit"][:12] or "-",
+            row["digest"][7:19] or "-", row["digest_source"] or "-", _tag(row, 12), _tasks(row),
             row["rollout"], row["deployed_at"][:16].replace("T", " ") or "-", _short_arn(row["deployed_by"]) or "-",
             row["stack_status"], row["url"] or "-"]
 
 
 def _short(row: dict) -> list[str]:
-    return [row["app"], row["cluster"], row["commit"][:7] or "-", _tag(row, 7), _live(row), _tasks(row),
+    return [row["app"], row["cluster"], _state(row), row["commit"][:7] or "-", _tag(row, 7), _tasks(row),
             row["rollout"]]
 
 
@@ -64,6 +67,15 @@ def notes(row: dict, *, url: bool = False) -> list[str]:
     out = []
     if url and row.get("url"):
         out.append(f"url {row['url']}")
+    if row.get("orphan"):
+        out.append(row["unshipped"])
+        return out
+    if row.get("action") and row.get("state") not in (BEHIND, NOT_DEPLOYED):
+        out.append(f"{row['state']}: {row['action']}")
+    elif row.get("state") == NOT_DEPLOYED and row.get("action"):
+        out.append(f"{NOT_DEPLOYED}: to ship it: {row['action']}")
+    for difference in row.get("drift") or []:
+        out.append(f"drift from its release {row['commit'][:12]}: {difference}")
     if row["tag_moved"]:
         out.append(f"{TAG_MOVED}: tag {row['tag']} is {_tag(row, 12)}, the service runs "
                    f"{row['commit'][:12] or row['digest'][:19]} ({row['digest_source']})")
@@ -83,7 +95,8 @@ def show(world: Any, rows: list[dict]) -> None:
     reporter = world.reporter
     width = terminal_width(reporter)
     head = rows[0]["head"] if rows else read_head(world.settings)["commit"]
-    _line(reporter, f"HEAD {head[:12] or '-'}: the commit app.push would tag; live = it runs", width)
+    _line(reporter, f"HEAD {head[:12] or '-'}: the commit app.push would tag; state `up to date`: HEAD's "
+                    "release of the app in that cluster is what runs", width)
     wide = [_wide(r) for r in rows]
     short = [_short(r) for r in rows]
     url_column = width is None or _table_width(WIDE, wide, reporter.interactive) <= width
@@ -100,7 +113,7 @@ def show(world: Any, rows: list[dict]) -> None:
 
 
 def _blocks(reporter: Any, row: dict, width: int) -> None:
-    _line(reporter, f"{row['app']}@{row['cluster']}  live {_live(row)}  tasks {_tasks(row)}  {row['rollout']}", width)
+    _line(reporter, f"{row['app']}@{row['cluster']}  {_state(row)}  tasks {_tasks(row)}  {row['rollout']}", width)
     _line(reporter, f"  runs {row['commit'][:12] or '-'}  {row['task_definition'] or '-'}  "
                     f"{row['digest'][:19] or '-'} ({row['digest_source'] or '-'})", width)
     _line(reporter, f"  tag {row['tag']} {_tag(row, 12)}  {row['tag_digest'][:19] or '-'}", width)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import UsageError
+from ..errors import ConfigError, UsageError
 from .boundary import app_stub, finish, mvp_task, project_from_cwd, project_name, require, run_plan, start
 
 HOST_HELP = "build on this SSH host (user@host[:port]) instead of locally (default: mvp.build.host)"
@@ -290,7 +290,7 @@ def unlock(ctx, name=None, cluster=None, check=False, yes=False, json=False):
                         "each app's recent history)"},
           positional=["name"])
 def status(ctx, name=None, json=False, html=None):
-    """Show what runs where (read from ECS), where each cluster tag points, and whether HEAD is live."""
+    """Show what runs where (read from ECS) and each app's state per cluster: what to do, if anything."""
     from ..status import show_status
 
     target = None
@@ -329,7 +329,16 @@ def destroy(ctx, name=None, cluster=None, check=False, yes=False, json=False):
     require(cluster, "--cluster", f"inv app.destroy {name or 'NAME'} --cluster stage")
     world = start(ctx, f"app.destroy {name or ''} --cluster {cluster}".replace("  ", " "), check=check, yes=yes,
                   json_output=json)
-    project, target = _app(world, name, cluster, "app.destroy")
+    try:
+        project, target = _app(world, name, cluster, "app.destroy")
+    except ConfigError as exc:
+        # Not in invoke.yaml (any more): the stack the tool made for it may remain, an orphan.
+        from ..plan.planner import plan_destroy_orphan
+
+        name = project_name(world, name, "app.destroy")
+        run_plan(world, "app.destroy", [(app_stub(name, cluster), lambda world: plan_destroy_orphan(
+            world, name, cluster, exc))], confirm=f"delete orphan {name} from {cluster} (stack {name}-{cluster})")
+        return
     what = "protected cluster " if target.protected else ""
     run_plan(world, "app.destroy", [(app_stub(project.name, target.name), lambda world: plan_destroy(world, project, target))],
              confirm=f"delete {project.name} from {what}{target.name} (stack {project.stack_name(target.name)})")

@@ -12,13 +12,15 @@ from .boundary import app_stub, mvp_task, run_plan, start
         "yes": "answer yes to confirmations (needed without a terminal for protected clusters)",
         "json": "print the plan and the outcomes as JSON for scripts",
         "allow_dirty": "apply cluster and app templates with uncommitted changes to protected clusters too",
+        "prune": "also delete every orphan: a stack the tool made for an app or cluster invoke.yaml no longer maps",
     }
 )
-def up(ctx, parallel=None, check=False, yes=False, json=False, allow_dirty=False):
+def up(ctx, parallel=None, check=False, yes=False, json=False, allow_dirty=False, prune=False):
     """Converge everything in invoke.yaml: cluster stacks, and each app to the release (commit) it runs.
 
     Like Terraform's plan/apply or an Ansible playbook run, for the studio: one plan for every
-    target, confirmed once, applied in parallel, a cluster before its apps."""
+    target, confirmed once, applied in parallel, a cluster before its apps. A stack left by an app or
+    cluster no longer in invoke.yaml is listed as an orphan (skipped); --prune deletes them all."""
     from ..plan.planner import cluster_key, plan_cluster
     from ..plan.steps import TargetPlan
 
@@ -35,6 +37,7 @@ def up(ctx, parallel=None, check=False, yes=False, json=False, allow_dirty=False
             stub = app_stub(project.name, name, depends_on=(cluster_key(name),))
             planners.append((stub, (lambda world, p=project, c=cluster, s=stub: _deploy(world, p, c, s,
                                                                                       bool(allow_dirty)))))
+    planners += _orphans(world, bool(prune))
     run_plan(world, "fleet.up", planners, parallel=parallel)
 
 
@@ -55,3 +58,26 @@ def _deploy(world, project, cluster, stub, allow_dirty: bool = False):
         return stub
     plan.depends_on = stub.depends_on
     return plan
+
+
+def _orphans(world, prune: bool) -> list:
+    """A target per orphan stack (skipped with the command that removes it; deleted with --prune),
+    a cluster's after its apps'. Which stacks are orphans is read once, before planning."""
+    from ..errors import MvpError
+    from ..plan.planner import find_orphans, plan_orphan
+    from ..plan.steps import TargetPlan
+
+    try:
+        orphans = find_orphans(world)
+    except MvpError as exc:
+        def refused(world, exc=exc):
+            raise exc
+
+        return [(TargetPlan("orphans", kind="cluster"), refused)]
+    out = []
+    for orphan in orphans:
+        after = () if orphan.project else tuple(o.key for o in orphans if o.project and o.cluster == orphan.cluster)
+        stub = TargetPlan(orphan.key, kind="app" if orphan.project else "cluster", project=orphan.project,
+                          cluster=orphan.cluster, depends_on=after)
+        out.append((stub, lambda world, o=orphan, a=after: plan_orphan(world, o, prune, after=a)))
+    return out

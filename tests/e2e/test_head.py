@@ -44,12 +44,21 @@ def test_a_deploy_behind_head_says_so_and_names_the_commands_that_ship_it(shippe
 
 
 def test_status_says_it_too_for_every_cluster(shipped):
+    # Since issue 17 status compares HEAD with the release each cluster runs (not with its tag) and
+    # says `behind HEAD` with the command that ships it: ci.release, or a release to stage then a promotion.
     _, out, first, second = shipped
-    assert f"HEAD {second[:12]} has changes for {PROJECT} that tag stage" in out["status"].stdout
+    assert f"HEAD {second[:12]} has changes for {PROJECT} in stage that its release {first[:12]} does not have" \
+        in " ".join(out["status"].stdout.split())
     rows = {r["cluster"]: r for r in out["status_json"]["apps"]} if isinstance(out["status_json"], dict) \
         else {r["cluster"]: r for r in out["status_json"]}
-    assert f"({first[:12]}) does not have" in rows["stage"]["unshipped"]
-    assert f"then inv app.promote {PROJECT} --tag prod" in rows["prod"]["unshipped"]
+    assert f"{first[:12]} does not have" in rows["stage"]["unshipped"]
+    assert f"inv ci.release --cluster stage --only {PROJECT} && inv app.promote {PROJECT} --tag prod" \
+        in rows["prod"]["unshipped"]
+    for cluster in ("stage", "prod"):
+        assert rows[cluster]["state"] == "behind HEAD", rows[cluster]
+        assert rows[cluster]["head_changes"] == [f"1 file(s) under projects/{PROJECT}/"], rows[cluster]
+    assert rows["stage"]["action"] == f"inv ci.release --cluster stage --only {PROJECT}"
+    assert rows["prod"]["action"] == f"inv ci.release --cluster stage --only {PROJECT} && inv app.promote {PROJECT} --tag prod"
 
 
 def test_a_dirty_template_is_refused_for_a_protected_cluster_unless_allowed(shipped):

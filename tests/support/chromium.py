@@ -96,3 +96,16 @@ def dense_bbox(mask, row_at_least: int = 100, col_at_least: int = 10):
     if not cols:
         return None
     return min(cols), min(rows), max(cols) + 1, max(rows) + 1
+
+
+def red_mask(image, margin: int = 15, spread: int = 30):
+    """A mode-"L" mask of the reddish pixels: red above green and blue by `margin` or more, green
+    and blue within `spread` of each other (so red, pink and dark red, not amber, orange or brown).
+    What a page uses to say "failed" is red; a page where nothing failed has none of it."""
+    rgb = image.convert("RGB")
+    mask = rgb.convert("L").point(lambda _: 0)
+    data = rgb.tobytes()
+    pixels = bytes(255 if r >= g + margin and r >= b + margin and abs(g - b) <= spread else 0
+                   for r, g, b in zip(data[0::3], data[1::3], data[2::3]))
+    mask.frombytes(pixels)
+    return mask

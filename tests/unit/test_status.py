@@ -138,7 +138,8 @@ def test_the_digest_comes_from_the_running_tasks_of_the_primary_deployment(ecs):
     assert (row["task_definition"], row["task_definition_arn"], row["image"]) == (f"{SERVICE}:5", td_arn(5), REF)
     assert (row["digest"], row["digest_source"], row["commit"]) == (D_NEW, "ecs", NEW)
     assert (row["tag_digest"], row["tag_commit"], row["tag_moved"]) == (D_NEW, NEW, False)
-    assert row["live"] is True and row["rollout"] == "IN_PROGRESS" and (row["running"], row["desired"]) == (2, 2)
+    assert row["rollout"] == "IN_PROGRESS" and (row["running"], row["desired"]) == (2, 2)
+    assert model.decide_state(row) == (model.ROLLING, f"inv app.wait {APP} --cluster {CLUSTER}")
     assert (row["deployed_at"], row["last_action"]) == ("2026-12-01T10:00:00+00:00", "deploy")
     assert row["errors"] == [] and table.notes(row) == []
 
@@ -159,7 +160,8 @@ def test_without_tasks_the_digest_is_the_last_successful_rollouts_and_a_moved_ta
     row = model.read_row(world, PROJECT, TARGET, {"commit": NEW, "dirty": {APP}})
 
     assert (row["digest"], row["digest_source"], row["commit"]) == (D_OLD, "history", OLD)
-    assert row["tag_moved"] is True and row["live"] is False and row["head_dirty"] is True
+    assert row["tag_moved"] is True and row["head_dirty"] is True
+    assert model.decide_state(row) == (model.TAG_MOVED, f"inv app.update {APP} --cluster {CLUSTER}")
     assert table.notes(row) == [f"{model.TAG_MOVED}: tag stage is {NEW[:12]}, the service runs {OLD[:12]} (history)"]
 
 
@@ -175,10 +177,11 @@ def test_a_history_that_cannot_be_read_leaves_its_facts_empty(ecs):
     row = model.read_row(world, PROJECT, TARGET, {"commit": "", "dirty": set()})
 
     assert (row["digest"], row["digest_source"], row["commit"], row["deployed_at"]) == ("", "", "", "")
-    assert row["tag_moved"] is False and row["live"] is None  # HEAD unknown: no answer
+    assert row["tag_moved"] is False
+    assert model.decide_state(row) == (model.UNKNOWN, "")  # HEAD and what runs unknown: not said to be fine
     assert row["errors"] == [f"history: {missing}"]
     assert table.notes(row) == [f"could not read the history: {missing}"]
-    assert table._live(row) == "-"
+    assert table._state(row) == "-"  # not judged (collect judges a row)
 
 
 def test_an_app_not_deployed_has_no_service_and_no_history_note(ecs):
@@ -187,7 +190,8 @@ def test_an_app_not_deployed_has_no_service_and_no_history_note(ecs):
 
     row = model.read_row(world, PROJECT, TARGET, {"commit": NEW, "dirty": set()})
 
-    assert (row["stack_status"], row["service"], row["digest"], row["live"]) == ("NOT_DEPLOYED", "", "", False)
+    assert (row["stack_status"], row["service"], row["digest"]) == ("NOT_DEPLOYED", "", "")
+    assert model.decide_state(row) == (model.NOT_DEPLOYED, f"inv ci.release --cluster {CLUSTER} --only {APP}")
     assert row["errors"] == ["history: cluster stage does not exist"] and table.notes(row) == []
 
 
@@ -211,11 +215,12 @@ def rows(n_apps: int = 2) -> list[dict]:
                 "task_definition": f"museum-adventure-{cluster}:12", "task_definition_arn": td_arn(12),
                 "image": REF, "digest": D_OLD, "digest_source": "history", "commit": OLD, "tag": cluster,
                 "tag_digest": D_NEW if moved else D_OLD, "tag_commit": NEW if moved else OLD, "tag_moved": moved,
-                "head": NEW, "head_dirty": False, "live": False, "running": 1, "desired": 1, "rollout": "COMPLETED",
+                "head": NEW, "head_dirty": False, "running": 1, "desired": 1, "rollout": "COMPLETED",
                 "deployed_at": "2026-12-01T10:00:00.123456+00:00",
                 "deployed_by": "arn:aws:sts::123456789012:assumed-role/deploy/github-actions", "last_action": "deploy",
-                "errors": [],
+                "errors": [], "drift": [], "head_changes": [],
             })
+            out[-1]["state"], out[-1]["action"] = model.decide_state(out[-1])
     return out
 
 
@@ -249,8 +254,8 @@ def test_every_line_fits_the_terminal(monkeypatch, columns, interactive):
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in shown(monkeypatch, columns, interactive=interactive)]
     assert max(len(line) for line in lines) <= int(columns), "\n".join(lines)
     text = "\n".join(lines)
-    # Whatever the layout, what runs, where the tag points, live and the moved tag are all there.
-    assert OLD[:7] in text and NEW[:7] in text and " no" in text
+    # Whatever the layout, what runs, where the tag points, the state and the moved tag are all there.
+    assert OLD[:7] in text and NEW[:7] in text and "tag moved" in text and model.UP_TO_DATE in text
     assert model.TAG_MOVED in " ".join(text.split())
 
 
@@ -259,7 +264,7 @@ def test_eighty_columns_is_the_short_table(monkeypatch):
     header = next(line for line in lines if line.startswith("app "))
     assert header.split() == table.SHORT
     row = next(line for line in lines if line.startswith("museum-adventure ") and " stage " in line)
-    assert row.split() == ["museum-adventure", "stage", OLD[:7], NEW[:7], "no", "1/1", "COMPLETED"]
+    assert row.split() == ["museum-adventure", "stage", "tag", "moved", OLD[:7], NEW[:7], "1/1", "COMPLETED"]
 
 
 def test_narrower_than_the_short_table_is_one_block_per_row(monkeypatch):
@@ -288,3 +293,70 @@ def test_the_url_is_a_column_of_the_wide_table_and_a_note_where_the_table_has_no
         assert text.count(":urlhttp") == 1  # only the row that has one
     # At 80 columns the URL moves whole to a line of its own, where a person can copy it.
     assert any(line.strip() == data[0]["url"] for line in shown(monkeypatch, "80", data=data))
+
+
+# --- the state a person acts on, decided on plain rows ---------------------------------------------
+
+
+def plain(**facts) -> dict:
+    """A row of an app in stage that runs HEAD's release, as `collect` reads it; `facts` change it."""
+    row = {"app": APP, "cluster": CLUSTER, "stack_status": "UPDATE_COMPLETE", "service": SERVICE, "rollout": "COMPLETED",
+           "commit": OLD, "head": NEW, "tag": CLUSTER, "tag_moved": False, "drift": [], "head_changes": [],
+           "orphan": False}
+    row.update(facts)
+    return row
+
+
+@pytest.mark.parametrize("facts, state", [
+    ({}, model.UP_TO_DATE),  # HEAD is newer, but changes nothing this app runs here
+    ({"head_changes": ["1 file(s) under projects/museum-adventure/"]}, model.BEHIND),
+    ({"drift": ["parameter DesiredCount: stack has 1, the release 3"]}, model.DRIFT),
+    ({"tag_moved": True}, model.TAG_MOVED),
+    ({"rollout": "IN_PROGRESS"}, model.ROLLING),
+    ({"stack_status": "UPDATE_IN_PROGRESS"}, model.ROLLING),
+    ({"rollout": "FAILED"}, model.FAILED),
+    ({"stack_status": "ROLLBACK_COMPLETE"}, model.FAILED),
+    ({"stack_status": "NOT_DEPLOYED", "service": "", "commit": ""}, model.NOT_DEPLOYED),
+    ({"orphan": True, "action": "inv app.destroy museum-adventure --cluster stage"}, model.ORPHAN),
+    ({"head": ""}, model.UNKNOWN),  # outside git: nothing is said to be fine
+    ({"commit": ""}, model.UNKNOWN),
+    # First things first: a failed rollout over a moved tag, a moved tag over drift, drift over HEAD.
+    ({"rollout": "FAILED", "tag_moved": True}, model.FAILED),
+    ({"tag_moved": True, "drift": ["x"]}, model.TAG_MOVED),
+    ({"drift": ["x"], "head_changes": ["y"]}, model.DRIFT),
+])
+def test_the_state_of_a_row(facts, state):
+    assert model.decide_state(plain(**facts))[0] == state
+
+
+def test_only_up_to_date_has_nothing_to_do_and_behind_head_names_the_command_that_ships_it():
+    assert model.decide_state(plain()) == (model.UP_TO_DATE, "")
+    behind = plain(head_changes=["its template"])
+    assert model.decide_state(behind) == (model.BEHIND, f"inv ci.release --cluster stage --only {APP}")
+    prod = dict(behind, cluster="prod", tag="prod")
+    assert model.decide_state(prod, promote_from="stage") == (
+        model.BEHIND, f"inv ci.release --cluster stage --only {APP} && inv app.promote {APP} --tag prod")
+    for facts in ({"drift": ["x"]}, {"tag_moved": True}, {"rollout": "FAILED"}, {"rollout": "IN_PROGRESS"}):
+        assert model.decide_state(plain(**facts))[1], facts
+
+
+def test_orphans_are_the_tools_stacks_of_apps_and_clusters_no_longer_mapped():
+    from mvp_tasks.plan.planner import is_orphan
+
+    clusters = {"stage": types.SimpleNamespace(name="stage", stack_name="stage"),
+                "prod": types.SimpleNamespace(name="prod", stack_name="prod")}
+    settings = types.SimpleNamespace(clusters=clusters, projects={
+        APP: types.SimpleNamespace(clusters=["stage"])})
+    ours = {"mvp:managed-by": "mvp-tasks"}
+    # An app's stack: mapped, unmapped from a cluster, retired, in a cluster no longer configured.
+    assert is_orphan(settings, {**ours, "mvp:project": APP, "mvp:cluster": "stage"}, f"{APP}-stage") is None
+    assert is_orphan(settings, {**ours, "mvp:project": APP, "mvp:cluster": "prod"}, f"{APP}-prod") == (APP, "prod")
+    assert is_orphan(settings, {**ours, "mvp:project": "gift-shop", "mvp:cluster": "stage"}, "x") == ("gift-shop", "stage")
+    assert is_orphan(settings, {**ours, "mvp:project": APP, "mvp:cluster": "qa"}, f"{APP}-qa") == (APP, "qa")
+    # Someone else's stack with the same tags but not the tool's mark is never ours to delete.
+    assert is_orphan(settings, {"mvp:project": APP, "mvp:cluster": "prod"}, f"{APP}-prod") is None
+    # A cluster's stack: configured, or not any more; the deploy store has no cluster tag.
+    assert is_orphan(settings, {**ours, "mvp:cluster": "stage"}, "stage") is None
+    assert is_orphan(settings, {**ours, "mvp:cluster": "qa"}, "qa") == ("", "qa")
+    assert is_orphan(settings, {"mvp:cluster": "qa"}, "qa") == ("", "qa")
+    assert is_orphan(settings, {**ours, "mvp:role": "deploy-store"}, "mvp-deploy-state") is None

@@ -42,7 +42,7 @@ def row(app: str, cluster: str, **facts) -> dict:
         "task_definition_arn": f"arn:aws:ecs:us-east-1:123456789012:task-definition/{app}-{cluster}:3",
         "image": f"127.0.0.1:5000/{app}:{cluster}", "digest": DIGEST_OLD, "digest_source": "history",
         "commit": OLD, "tag": cluster, "tag_digest": DIGEST_OLD, "tag_commit": OLD, "tag_moved": False,
-        "head": HEAD, "head_dirty": False, "live": False, "running": 1, "desired": 1, "rollout": "COMPLETED",
+        "head": HEAD, "head_dirty": False, "state": "up to date", "action": "", "running": 1, "desired": 1, "rollout": "COMPLETED",
         "deployed_at": "2026-12-01T10:00:00+00:00", "deployed_by": "arn:aws:iam::123456789012:user/ci",
         "last_action": "deploy", "errors": [], "records": [],
     }
@@ -51,19 +51,20 @@ def row(app: str, cluster: str, **facts) -> dict:
 
 
 def fixed_rows() -> list[dict]:
-    """museum-adventure: stage's tag moved to HEAD's image, which prod runs (live); its stage history
+    """museum-adventure: stage's tag moved to HEAD's image, which prod runs (up to date); its stage history
     holds a succeeded deploy, then a failed update, then an interrupted one; prod a succeeded
     promotion. imports-app: deployed to stage only, nothing recorded, with a hostile message."""
     return [
-        row("museum-adventure", "stage", tag_digest=DIGEST_NEW, tag_commit=NEW, tag_moved=True, records=[
+        row("museum-adventure", "stage", tag_digest=DIGEST_NEW, tag_commit=NEW, tag_moved=True, state=TAG_MOVED,
+            action="inv app.update museum-adventure --cluster stage", records=[
             record("2026-12-01T14:00:00+00:00", "update", "interrupted"),
             record("2026-12-01T12:00:00+00:00", "update", "failed", message=EVIL),
             record("2026-12-01T10:00:00+00:00", "deploy", "succeeded"),
         ]),
         row("museum-adventure", "prod", commit=NEW, digest=DIGEST_NEW, tag_digest=DIGEST_NEW, tag_commit=NEW,
-            live=True, records=[record("2026-12-01T13:00:00+00:00", "promote", "succeeded", NEW, "prod")]),
+            records=[record("2026-12-01T13:00:00+00:00", "promote", "succeeded", NEW, "prod")]),
         row("imports-app", "stage", stack_status="NOT_DEPLOYED", service="", task_definition="", digest="",
-            digest_source="", commit="", tag_digest="", tag_commit="", live=False, rollout="-", deployed_at="",
+            digest_source="", commit="", tag_digest="", tag_commit="", state="not deployed", rollout="-", deployed_at="",
             errors=[f"history: {EVIL}"]),
     ]
 
@@ -131,8 +132,9 @@ def test_the_dom_after_the_inline_script_ran_holds_the_matrix_and_the_timeline(p
     # The script ran (the Content-Security-Policy allows it by its hash): it says how old the page is.
     assert re.search(r'<span class="ago" data-at="[^"]+">\(\d+ (s|min|h|days) ago\)</span>', dom), dom[:2000]
     # The matrix: one row per app, one cell per cluster; imports-app is not mapped to prod.
-    cells = re.findall(r'<td class="cell (\w+)" data-cluster="(\w+)" data-live="([\w-]+)">', dom)
-    assert cells == [("moved", "stage", "no"), ("ok", "prod", "yes"), ("absent", "stage", "no")], cells
+    cells = re.findall(r'<td class="cell (\w+)" data-cluster="(\w+)" data-state="([^"]+)">', dom)
+    assert cells == [("moved", "stage", TAG_MOVED), ("ok", "prod", "up to date"),
+                     ("absent", "stage", "not deployed")], cells
     assert dom.count('<tr data-app="') == 2 and "not mapped" in dom
     stage = dom.split('data-cluster="stage"', 1)[1].split("</td>", 1)[0]
     assert TAG_MOVED in stage and NEW[:12] in stage and OLD[:12] in stage
@@ -234,9 +236,27 @@ def test_the_page_is_written_atomically_and_readable(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["status.html"]
 
 
-def test_a_cell_says_head_has_changes_its_tag_does_not_with_the_whole_line_on_hover():
-    line = "HEAD 5e1f has changes for shop that tag stage (a0e3) does not have (1 file(s)); to ship them: <inv>"
-    rows = [row("shop", "stage", unshipped=line), row("shop", "prod")]
+def test_a_cell_says_head_has_changes_for_it_with_the_whole_line_on_hover():
+    line = "HEAD 5e1f has changes for shop in stage that its release a0e3 does not have (1 file(s)); to ship them: <inv>"
+    rows = [row("shop", "stage", unshipped=line, state="behind HEAD"), row("shop", "prod")]
     text = render(rows, clusters=["stage", "prod"], title="t")
-    assert text.count("HEAD has changes its tag does not") == 1
+    assert text.count("HEAD has changes for it here") == 1
     assert f'title="{line.replace("<", "&lt;").replace(">", "&gt;")}"' in text
+
+
+def test_only_a_failed_cell_is_red_and_an_up_to_date_one_is_green(tmp_path):
+    """The colours a person acts on: a failed row's cell is red; with nothing to do, the page has no
+    red (the e2e test asserts the same of a real studio's page)."""
+    chromium = need_chromium()
+    fine = [row("shop", "stage"), row("shop", "prod")]
+    failed = [row("shop", "stage"), row("shop", "prod", state="failed", rollout="FAILED",
+                                        action="see inv app.history shop --cluster prod")]
+    shots = {}
+    for name, rows in (("fine", fine), ("failed", failed)):
+        path = tmp_path / f"{name}.html"
+        write(path, render(rows, clusters=["stage", "prod"], generated_at="2026-12-01T15:00:00+00:00"))
+        shots[name] = chromium.screenshot(path, tmp_path / f"{name}.png", 1280, 600)
+    assert chromium.count(chromium.red_mask(shots["fine"])) == 0
+    assert chromium.count(chromium.red_mask(shots["failed"])) > 2000  # the failed cell's background
+    green = chromium.colour_mask(shots["fine"], status_page.UP_TO_DATE_COLOUR)
+    assert chromium.count(green) > 2 * 2000  # both cells
