@@ -1080,8 +1080,9 @@ def test_app_stack_update_that_rolls_back_fails_the_target_naming_the_resource(a
 
     assert_all_answered(app)
     # The lock is taken once, right before the first change, and released at the end by its token.
+    # DescribeEvents (this operation's failures) has no stubbed answer here: the stack events say it.
     assert names(app)[5:] == ["PutItem", "DescribeStackEvents", "ExecuteChangeSet", "DescribeStacks",
-                              "DescribeStackEvents", "TransactWriteItems"]
+                              "DescribeStackEvents", "DescribeEvents", "TransactWriteItems"]
     message = (f"update of stack {STACK} ended in UPDATE_ROLLBACK_COMPLETE: "
                f"Service (AWS::ECS::Service) UPDATE_FAILED: {SERVICE_FAILED}")
     assert outcomes.failed
