@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 from ..aws.discovery import service_names
 from ..errors import AwsError, MvpError, UsageError
-from ..plan.steps import (BreakLock, BuildImage, DeleteSecret, DeleteStack, EnsureStack, EnsureStore, MigrateHistory,
+from ..plan.steps import (BreakLock, ClearMark, BuildImage, DeleteSecret, DeleteStack, EnsureStack, EnsureStore, MigrateHistory,
                           MoveTag, PushImage, PutSecret, RollService, StackAction, TargetKind, wait_command, wait_hint)
 
 
@@ -276,6 +276,13 @@ def apply_break_lock(run: TargetRun, step: BreakLock) -> None:
     run.record = run.done = f"broke the deploy lock held by {step.holder}"
 
 
+def apply_clear_mark(run: TargetRun, step: ClearMark) -> None:
+    from ..plan.release import unmark_message
+
+    # Nothing in AWS changes: the history record the guard writes is the change.
+    run.record = unmark_message(step.commit)
+
+
 def apply_put_secret(run: TargetRun, step: PutSecret) -> None:
     version = run.world.secrets().put(step.cluster, step.project, step.key, step.value)
     run.record = f"set secret {step.key} (version {version})"
@@ -292,6 +299,7 @@ def apply_delete_secret(run: TargetRun, step: DeleteSecret) -> None:
 
 APPLY = {
     BreakLock: apply_break_lock,
+    ClearMark: apply_clear_mark,
     PutSecret: apply_put_secret,
     DeleteSecret: apply_delete_secret,
     EnsureStore: apply_ensure_store,
