@@ -9,9 +9,9 @@ from typing import Any, Iterator
 
 from ..aws.discovery import service_names
 from ..errors import AwsError, MvpError, UsageError
-from ..plan.steps import (BreakLock, BuildImage, CancelUpdate, ContinueRollback, DeleteSecret, DeleteStack, EnsureStack,
-                          EnsureStore, MigrateHistory, MoveTag, PushImage, PutSecret, RetainDelete, RollService,
-                          StackAction, TargetKind, wait_command, wait_hint)
+from ..plan.steps import (BreakLock, BuildImage, CancelUpdate, ClearMark, ContinueRollback, DeleteSecret, DeleteStack,
+                          EnsureStack, EnsureStore, MigrateHistory, MoveTag, PushImage, PutSecret, RetainDelete,
+                          RollService, StackAction, TargetKind, wait_command, wait_hint)
 
 
 class TargetRun:
@@ -331,6 +331,13 @@ def apply_break_lock(run: TargetRun, step: BreakLock) -> None:
     run.record = run.done = f"broke the deploy lock held by {step.holder}"
 
 
+def apply_clear_mark(run: TargetRun, step: ClearMark) -> None:
+    from ..plan.release import unmark_message
+
+    # Nothing in AWS changes: the history record the guard writes is the change.
+    run.record = unmark_message(step.commit)
+
+
 def apply_put_secret(run: TargetRun, step: PutSecret) -> None:
     version = run.world.secrets().put(step.cluster, step.project, step.key, step.value)
     run.record = f"set secret {step.key} (version {version})"
@@ -375,6 +382,7 @@ APPLY = {
     CancelUpdate: apply_cancel_update,
     RetainDelete: apply_retain_delete,
     BreakLock: apply_break_lock,
+    ClearMark: apply_clear_mark,
     PutSecret: apply_put_secret,
     DeleteSecret: apply_delete_secret,
     EnsureStore: apply_ensure_store,

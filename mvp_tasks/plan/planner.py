@@ -108,41 +108,62 @@ def _planned_names(world: World, stack: StackInfo, cluster: ClusterSettings,
 
 
 def check_clean_template(world: World, path: str, cluster: ClusterSettings, allow_dirty: bool, task: str,
-                         project: ProjectSettings | None = None) -> None:
+                         project: ProjectSettings | None = None, check: bool = False) -> str:
     """A protected cluster gets only committed templates, and only committed settings of its own
     and of the app (invoke.yaml's parameters, environment and secrets shape the stack too), unless
-    --allow-dirty."""
+    --allow-dirty. `check`: a preview needs no commit: the refusal is returned, as a warning of the
+    plan, instead of raised ("" when there is nothing to say)."""
     if not cluster.protected or allow_dirty:
-        return
+        return ""
     keys = [["mvp", "clusters", cluster.name]] + ([["mvp", "projects", project.name]] if project else [])
     what = f"template {path}" if world.template_dirty(path) else \
         "its settings in invoke.yaml" if world.config_dirty(keys) else ""
-    if what:
-        raise UsageError(
-            f"{what} {'has' if what.startswith('template') else 'have'} uncommitted changes and cluster "
-            f"{cluster.name} is protected; nothing was changed",
-            f"commit them first, or pass --allow-dirty to {task} to deploy them as they are",
-        )
+    if not what:
+        return ""
+    has = 'has' if what.startswith('template') else 'have'
+    if check:
+        return (f"{what} {has} uncommitted changes and cluster {cluster.name} is protected: this preview "
+                f"shows them, but applying them is refused; commit them first, or pass --allow-dirty to {task}")
+    raise UsageError(
+        f"{what} {has} uncommitted changes and cluster {cluster.name} is protected; nothing was changed",
+        f"commit them first, or pass --allow-dirty to {task} to deploy them as they are",
+    )
 
 
 def app_stack_step(world: World, project: ProjectSettings, cluster: ClusterSettings, commit: str,
                    stack: StackInfo | None = NOT_READ, allow_dirty: bool = False,
-                   task: str = "app.deploy", release: Release | None = None) -> tuple[EnsureStack | None, StackInfo | None]:
+                   task: str = "app.deploy", release: Release | None = None, check: bool = False,
+                   warnings: list[str] | None = None) -> tuple[EnsureStack | None, StackInfo | None]:
     """The step that brings the app's stack to its template and parameters, and the stack now
     (`stack`: as the caller has just read it, None where there is none; not given: read here).
     `release`: the release at a commit to render (its template and config as git has them);
-    None: the working tree's (refused for a protected cluster when uncommitted, unless allowed)."""
+    None: the working tree's (refused for a protected cluster when uncommitted, unless allowed;
+    `check`: a preview, where the refusal goes to `warnings` instead)."""
     from .release import release_in_tree, render
 
     settings = world.settings
     if release is None:
         release = release_in_tree(settings, project, commit)
-        check_clean_template(world, f"projects/{project.name}/{project.template}", cluster, allow_dirty, task,
-                             project)
+        refusal = check_clean_template(world, f"projects/{project.name}/{project.template}", cluster, allow_dirty,
+                                       task, project, check=check)
+        if refusal and warnings is not None:
+            warnings.append(refusal)
     check_secrets_set(world, release.project, cluster)
     rendering = render(world, release, cluster)
-    step, stack = plan_stack(stacks_as(world, cluster.cfn_role), name=project.stack_name(cluster.name),
-                             template=rendering.template, parameters=rendering.parameters, tags=rendering.tags,
+    stacks = stacks_as(world, cluster.cfn_role)
+    if stack is NOT_READ:
+        stack = stacks.get_stack(project.stack_name(cluster.name))
+    values = dict(rendering.parameters)
+    # A value the release no longer gives (a per-cluster DesiredCount a rollback leaves behind) goes
+    # back to the template's default, said explicitly: an update that leaves a parameter out may keep
+    # the stack's previous value.
+    for name, spec in rendering.template.parameters.items():
+        if stack is not None and name not in values and "Default" in spec and name in stack.parameters \
+                and spec.get("NoEcho") not in (True, "true") \
+                and str(stack.parameters[name]) != str(spec["Default"]):
+            values[name] = str(spec["Default"])
+    step, stack = plan_stack(stacks, name=project.stack_name(cluster.name),
+                             template=rendering.template, parameters=values, tags=rendering.tags,
                              protected=cluster.protected, service=True, poll=settings.poll_interval,
                              change_sets=world.change_sets, stack=stack)
     return with_role(step, cluster.cfn_role), stack
@@ -276,10 +297,17 @@ def _running_note(world: World, stack: StackInfo, cluster: ClusterSettings, comm
 
 
 def plan_deploy(world: World, project: ProjectSettings, cluster: ClusterSettings, action: Action = Action.DEPLOY,
-                allow_dirty: bool = False, task: str = "app.deploy", running: bool = False) -> TargetPlan:
-    """`app.deploy` (and `fleet.up`): the app's stack as its template says, and its service running
-    the image the cluster's tag names; a warning when HEAD has changes that image does not."""
+                allow_dirty: bool = False, task: str = "app.deploy", running: bool = False,
+                builder_for: Callable[[], Builder] | None = None, check: bool = False) -> TargetPlan:
+    """`app.deploy` (`builder_for` given): HEAD's release (see `plan_deploy_head`). Without a
+    builder, or outside git (`fleet.up`; `running`: the release the cluster runs): the app's stack
+    as its template says, and its service running the image the cluster's tag names; a warning
+    when HEAD has changes that image does not."""
     from .changes import unshipped
+
+    # Outside git (no HEAD) there is no release to ship: the image the tag names, as before.
+    if builder_for is not None and not running and world.head_commit():
+        return plan_deploy_head(world, builder_for, project, cluster, allow_dirty=allow_dirty, task=task, check=check)
 
     check_mapped(world.settings, project, cluster)
     world.check_cluster_ready(cluster)
@@ -313,6 +341,132 @@ def plan_deploy(world: World, project: ProjectSettings, cluster: ClusterSettings
     return plan
 
 
+def plan_deploy_head(world: World, builder_for: Callable[[], Builder], project: ProjectSettings,
+                     cluster: ClusterSettings, *, allow_dirty: bool = False, task: str = "app.deploy",
+                     check: bool = False) -> TargetPlan:
+    """`app.deploy`: HEAD's release, whole: its image (built and pushed if the registry has none;
+    the image of the commit that runs, retagged server-side, when the build context did not change
+    since), the cluster's tag moved to it, the stack from the working tree's template and config
+    (refused for a protected cluster when uncommitted, unless allowed; `check`: shown, with a
+    warning), and the service rolled. A commit marked bad is shipped: deploying it is on purpose."""
+    from ..image import git
+    from ..image.runner import Runner
+    from .release import release_in_tree
+
+    check_mapped(world.settings, project, cluster)
+    world.check_cluster_ready(cluster)
+    head = world.head_commit() or git.get_commit(Runner.local(), world.settings.root, world.memo)
+    warnings: list[str] = []
+    # The refusal first: nothing is built for a deploy that would be refused.
+    refusal = check_clean_template(world, f"projects/{project.name}/{project.template}", cluster, allow_dirty,
+                                   task, project, check=check)
+    warnings += [refusal] if refusal else []
+    context = _dirty_build_context(world, project)
+    if context and not check:
+        raise BuildError(f"projects/{project.name}/ has uncommitted changes outside its template ({context}): "
+                         "a deployed image is built from a commit; nothing was changed",
+                         f"commit them first, or build a throwaway image: inv app.push {project.name} --allow-dirty")
+    if context:
+        warnings.append(f"projects/{project.name}/ has uncommitted changes outside its template ({context}): "
+                        f"the image is HEAD's ({head[:12]}) and applying is refused until they are committed")
+    check_secrets_set(world, project, cluster)
+    history = world.history(cluster)
+    registry = world.registry
+    current = history.get_current(project.name)
+    deployed = (current.commit if current else "") or registry.get_commit(project.repository, cluster.tag) or ""
+    stack = world.stacks().get_stack(project.stack_name(cluster.name))
+    plan = _app_plan(project, cluster, Action.DEPLOY, commit=head)
+    revision = git.Revision(head, False)
+    plan.steps, digest = _head_image_steps(world, builder_for, project, cluster, revision, deployed)
+    plan.digest = digest
+    after = release_in_tree(world.settings, project, head)
+    plan.release_lines = tuple(_release_lines(world, project, cluster, deployed, after))
+    # Checked above (a preview shows the uncommitted template with its warning).
+    step, stack = app_stack_step(world, project, cluster, head, stack=stack, allow_dirty=True, task=task,
+                                 release=None)
+    if step is not None:
+        plan.steps.append(step)
+    _roll_if_needed(world, plan, history, project, cluster, stack, step, digest)
+    plan.warnings = tuple(warnings)
+    if not plan.steps:
+        plan.note = _running_note(world, stack, cluster, head, digest) if stack is not None else ""
+    plan.done = f"{head[:12]} deployed" + (f" (from {deployed[:12]})" if deployed and deployed != head else "")
+    return plan
+
+
+def _dirty_build_context(world: World, project: ProjectSettings) -> str:
+    """The first uncommitted change under projects/NAME/ but its template ("" when none): what
+    would make the image another than HEAD's."""
+    from ..image import git
+    from ..image.runner import Runner
+
+    folder = f"projects/{project.name}"
+    try:
+        listing = git.git(Runner.local(), world.settings.root, "status", "--porcelain", "-z",
+                          "--untracked-files=all", "--", folder, f":(exclude){folder}/{project.template}").stdout
+    except (MvpError, OSError):
+        return ""
+    changed = [entry[3:] for entry in git.split_paths(listing) if len(entry) > 3]
+    return changed[0] if changed else ""
+
+
+def _head_image_steps(world: World, builder_for: Callable[[], Builder], project: ProjectSettings,
+                      cluster: ClusterSettings, revision: Revision, deployed: str) -> tuple[list[Step], str]:
+    """The steps that give `revision`'s commit its image and point the cluster's tag at it, and its
+    digest ("" until pushed): none where the registry has it; a server-side retag of `deployed`'s
+    image when the build context did not change since (THE rule: `changes.builds_image`); else a
+    build (where needed) and a push."""
+    registry = world.registry
+    repo = project.repository
+    steps: list[Step] = []
+    have = registry.get_digest(repo, revision.tag) or ""
+    reused = "" if have else _reusable_image(world, project, deployed, revision.commit)
+    if reused:
+        # The build context is as it was: the earlier commit's image is this commit's too (no build).
+        steps.append(MoveTag(repo, revision.tag, reused, "", reused,
+                             label=f"{revision.short}: the image of {deployed[:12]}, unchanged"))
+    elif not have:
+        # A builder (an SSH connection on a build host) only when there is something to build or push.
+        builder = builder_for()
+        try:
+            steps = image_steps(world, builder, project, revision, push=True)
+        finally:
+            builder.close()
+    digest = have or reused
+    tag_digest = registry.get_digest(repo, cluster.tag) or ""
+    if not digest or tag_digest != digest:
+        steps.append(MoveTag(repo, cluster.tag, revision.tag, tag_digest, digest, label=revision.short,
+                             protected=cluster.protected))
+    return steps, digest
+
+
+def _roll_if_needed(world: World, plan: TargetPlan, history: Any, project: ProjectSettings,
+                    cluster: ClusterSettings, stack: StackInfo | None, step: EnsureStack | None, digest: str) -> None:
+    # Tasks resolve the cluster tag only when they start: roll unless the running image is this one.
+    if stack is not None and (step is None or step.action in (StackAction.UPDATE, StackAction.PROTECT)):
+        if not digest or get_rolled_digest(history, project.name) != digest:
+            plan.steps.append(RollService(stack.name, protected=cluster.protected,
+                                          names=_planned_names(world, stack, cluster, step)))
+
+
+def _release_lines(world: World, project: ProjectSettings, cluster: ClusterSettings, before: str,
+                   after: Release) -> list[str]:
+    """`release.release_lines` from the commit `before` (its release read from git; where git cannot
+    read it, the commits alone) to `after`."""
+    from .release import Release as _Release
+    from .release import release_lines
+
+    if not before or before == after.commit:
+        return []
+    try:
+        old = get_release(world, project, before)
+    except MvpError:
+        old = None
+    if old is None:
+        return release_lines(world, _Release(before, after.project, after.template), after, cluster)[:1]
+    return release_lines(world, old, after, cluster)
+
+
 def plan_update(world: World, project: ProjectSettings, cluster: ClusterSettings) -> TargetPlan:
     """`app.update`: a new deployment of the service (its tasks pull the cluster tag again)."""
     check_mapped(world.settings, project, cluster)
@@ -339,7 +493,9 @@ def get_app_stack(world: World, project: ProjectSettings, cluster: ClusterSettin
 def plan_promote(world: World, project: ProjectSettings, cluster: ClusterSettings, *, source_tag: str = "",
                  commit: str = "", allow_dirty: bool = False) -> TargetPlan:
     """`app.promote`: the target cluster's tag takes the image of `source_tag` (or of `commit`),
-    then the service rolls (or the stack is deployed, where there is none yet)."""
+    then the service rolls (or the stack is deployed, where there is none yet). A release marked
+    bad in the target cluster (`app.rollback` left it) is skipped, saying what clears the mark."""
+    from .release import bad_commits, bad_line
     check_mapped(world.settings, project, cluster)
     world.check_cluster_ready(cluster)
     registry = world.registry
@@ -366,9 +522,16 @@ def plan_promote(world: World, project: ProjectSettings, cluster: ClusterSetting
         if history is not None and current else ""
     if running and source_commit and running != source_commit:
         plan.reasons = (f"release {running[:12]} -> {source_commit[:12]}",)
+    marks = bad_commits(history.records) if history is not None and source_commit else {}
+    if source_commit in marks:
+        plan.skip = bad_line(project.name, cluster.name, source_commit, marks[source_commit])
+        return plan
     # The release is the commit: its image, and the stack rendered from its template and config.
+    release = get_release(world, project, source_commit)
     step, _ = app_stack_step(world, project, cluster, source_commit, stack=stack, allow_dirty=allow_dirty,
-                             task="app.promote", release=get_release(world, project, source_commit))
+                             task="app.promote", release=release)
+    if release is not None and running:
+        plan.release_lines = tuple(_release_lines(world, project, cluster, running, release))
     if current == source_digest and stack is not None and rolled in ("", source_digest) and step is None:
         plan.note = f"already runs {source_tag[:12]} ({source_digest[:19]})"
         return plan
@@ -452,8 +615,10 @@ def plan_rollback(world: World, project: ProjectSettings, cluster: ClusterSettin
     if left:
         plan.reasons = (f"release {left[:12]} -> {commit[:12]}; {left[:12]} will be marked bad: ci.release "
                         "skips it",)
-    step, _ = app_stack_step(world, project, cluster, commit, stack=stack, task="app.rollback",
-                             release=get_release(world, project, commit))
+    release = get_release(world, project, commit)
+    step, _ = app_stack_step(world, project, cluster, commit, stack=stack, task="app.rollback", release=release)
+    if release is not None and left:
+        plan.release_lines = tuple(_release_lines(world, project, cluster, left, release))
     rolled = get_rolled_digest(history, project.name)
     if digest == current and step is None and rolled in ("", digest) and not left:
         plan.note = f"already runs {commit[:12]}"
@@ -588,32 +753,16 @@ def plan_release(world: World, builder_for: Callable[[], Builder], project: Proj
     plan.reasons = tuple(reasons or ["its stack does not exist"])
     revision = get_revision(root, project, for_push=True, allow_dirty=False, memo=world.memo)
     plan.commit = revision.commit
-    reused = "" if registry.get_digest(repo, revision.tag) else _reusable_image(world, project, deployed, head)
-    if reused:
-        # The build context is as it was: the earlier commit's image is this commit's too (no build).
-        plan.steps.append(MoveTag(repo, revision.tag, reused, "", reused,
-                                  label=f"{revision.short}: the image of {deployed[:12]}, unchanged"))
-    elif not registry.get_digest(repo, revision.tag):
-        # A builder (an SSH connection on a build host) only when there is something to build or push.
-        builder = builder_for()
-        try:
-            plan.steps = image_steps(world, builder, project, revision, push=True)
-        finally:
-            builder.close()
-    digest = registry.get_digest(repo, revision.tag) or reused or ""
-    tag_digest = registry.get_digest(repo, cluster.tag) or ""
+    plan.steps, digest = _head_image_steps(world, builder_for, project, cluster, revision, deployed)
     plan.digest = digest
-    if not digest or tag_digest != digest:
-        plan.steps.append(MoveTag(repo, cluster.tag, revision.tag, tag_digest, digest, label=revision.short,
-                                  protected=cluster.protected))
+    from .release import release_in_tree
+
+    plan.release_lines = tuple(_release_lines(world, project, cluster, deployed,
+                                              release_in_tree(world.settings, project, revision.commit)))
     step, stack = app_stack_step(world, project, cluster, revision.commit, stack=stack, task="ci.release")
     if step is not None:
         plan.steps.append(step)
-    # Tasks resolve the cluster tag only when they start: roll unless the running image is this one.
-    if stack is not None and (step is None or step.action in (StackAction.UPDATE, StackAction.PROTECT)):
-        if not digest or get_rolled_digest(history, project.name) != digest:
-            plan.steps.append(RollService(stack.name, protected=cluster.protected,
-                                          names=_planned_names(world, stack, cluster, step)))
+    _roll_if_needed(world, plan, history, project, cluster, stack, step, digest)
     if not plan.steps:
         plan.note = f"{revision.short} already released"
     plan.done = f"{revision.short} released" + (f" (from {deployed[:12]})"
@@ -684,6 +833,33 @@ def plan_unlock(world: Any, project: Any, cluster: Any) -> TargetPlan:
         plan.note = "no deploy lock is held"
         return plan
     plan.steps.append(BreakLock(project.name, cluster.name, holder.token, holder.describe()))
+    return plan
+
+
+def plan_unmark(world: World, project: ProjectSettings, cluster: ClusterSettings, commit: str) -> TargetPlan:
+    """`app.unmark`: the commit (hash or unique prefix) `app.rollback` marked bad for the app in the
+    cluster may ship again (`ci.release`, `app.promote`); its history record says who cleared it."""
+    from .release import bad_commits
+    from .steps import ClearMark
+
+    check_mapped(world.settings, project, cluster)
+    prefix = commit.strip().lower()
+    if not SHA_PREFIX.match(prefix):
+        raise UsageError(f"--commit: {commit!r} is not a commit hash (7 to 40 hex digits)")
+    marks = bad_commits(world.history(cluster).get_records(project.name, limit=100))
+    found = [c for c in marks if c.startswith(prefix)]
+    plan = _app_plan(project, cluster, Action.UNMARK)
+    if not found:
+        plan.note = (f"{prefix[:12]} is not marked bad for {project.name} in {cluster.name}"
+                     + (f" (marked: {', '.join(c[:12] for c in marks)})" if marks else ""))
+        return plan
+    if len(found) > 1:
+        raise UsageError(f"commit prefix {prefix} is ambiguous: {', '.join(c[:12] for c in found)}")
+    mark = marks[found[0]]
+    plan.steps.append(ClearMark(project.name, cluster.name, found[0],
+                                f"rolled back {mark.at[:16].replace('T', ' ')} UTC to {mark.commit[:12]}",
+                                protected=cluster.protected))
+    plan.done = f"{found[0][:12]} no longer marked bad for {project.name} in {cluster.name}"
     return plan
 
 

@@ -105,7 +105,8 @@ def drift(world: World, rendering: Rendering, stack) -> list[str]:
 # --- releases in the history, and the bad marks a rollback leaves ----------------------------------
 
 # Records that are not releases of the app (what it runs did not change with them).
-NOT_RELEASES = ("destroy", "secret", "unlock", "push", "build")
+NOT_RELEASES = ("destroy", "secret", "unlock", "push", "build", "unmark")
+UNMARK = "unmark"  # `app.unmark`'s record: the commit it names is not bad any more
 
 
 def releases(records: list) -> list:
@@ -127,12 +128,21 @@ def bad_commits(records: list) -> dict[str, object]:
     """{commit: the rollback record that left it}: the releases `app.rollback` rolled back from, in
     `records` (one app in one cluster, newest first). A rollback's record names the release it
     returned to; the release before it in the history is the one it left. A later successful
-    release of that very commit (an explicit `app.push` + `app.deploy` of it, or a rollback to
-    it) clears the mark."""
+    release of that very commit (an explicit `app.deploy` of it, or a rollback to it), or a later
+    `app.unmark` of it, clears the mark."""
     done = releases(records)
+    position = {id(r): i for i, r in enumerate(done)}
     bad: dict[str, object] = {}
     cleared: set[str] = set()
-    for i, record in enumerate(done):
+    for record in records:
+        if record.action == UNMARK:
+            commit = unmarked_commit(record)
+            if commit and commit not in bad:
+                cleared.add(commit)
+            continue
+        i = position.get(id(record))
+        if i is None:
+            continue
         if record.action != "rollback":
             if record.commit not in bad:
                 cleared.add(record.commit)
@@ -145,9 +155,71 @@ def bad_commits(records: list) -> dict[str, object]:
     return bad
 
 
+def unmark_message(commit: str) -> str:
+    """The message of `app.unmark`'s record. The record names no commit of its own (a record with a
+    commit is a release, what runs: `ClusterStore.get_current`); its message names the one cleared."""
+    return f"unmarked {commit}: it may be shipped again"
+
+
+def unmarked_commit(record) -> str:
+    """The commit an `app.unmark` record cleared ("" for any other record)."""
+    import re
+
+    if record.action != UNMARK or not record.succeeded:
+        return ""
+    found = re.match(r"unmarked ([0-9a-f]{40})\b", record.message or "")
+    return found.group(1) if found else ""
+
+
+def unmark_command(project: str, cluster: str, commit: str) -> str:
+    return f"inv app.unmark {project} --cluster {cluster} --commit {commit[:12]}"
+
+
 def bad_line(project: str, cluster: str, commit: str, mark) -> str:
     """Why `commit` is skipped, and what clears the mark."""
     return (f"{commit[:12]} is marked bad for {project} in {cluster} (rolled back {mark.at[:16].replace('T', ' ')} UTC "
             f"to {mark.commit[:12]}); it is not shipped again: a newer commit that changes {project} ships as "
-            f"usual, or ship this one on purpose with `inv app.push {project} --cluster {cluster}` then "
-            f"`inv app.deploy {project} --cluster {cluster}`")
+            f"usual, or clear the mark with `{unmark_command(project, cluster, commit)}`, or ship it on purpose "
+            f"with `inv app.deploy {project} --cluster {cluster}` at that commit")
+
+
+# --- what a plan says of a release it moves from and to -----------------------------------------------
+
+
+def release_lines(world: World, before: Release | None, after: Release, cluster: ClusterSettings) -> list[str]:
+    """The commit a target moves from and to, and each parameter, environment key and secret name of
+    the app's configuration in `cluster` that differs between the two releases (no secret's value:
+    only names are configured)."""
+    from ..errors import MvpError
+
+    if before is None or (before.commit and before.commit == after.commit):
+        return []
+    out = [f"~ release {before.commit[:12] or '(unknown)'} -> {after.commit[:12] or 'the working tree'}"]
+    image = world.registry.ref(after.project.repository, cluster.tag)
+
+    def values(release: Release, what: str) -> dict[str, str]:
+        placeholders = parameters.app_placeholders(release.project, cluster, image, release.commit)
+        try:
+            return parameters.layered(release.project, cluster, what, placeholders)
+        except MvpError:  # a value the other release cannot fill: say its raw value, not nothing
+            return {k: str(v) for src in parameters.app_sources(release.project, what, cluster.name)
+                    for k, v in src.values.items()}
+
+    for what, word in (("parameters", "parameter"), ("environment", "environment")):
+        old, new = values(before, what), values(after, what)
+        hidden = {n for n, spec in after.template.parameters.items()
+                  if spec.get("NoEcho") in (True, "true")} if what == "parameters" else set()
+        for key in sorted(set(old) | set(new)):
+            if key in hidden:
+                if old.get(key) != new.get(key):
+                    out.append(f"~ {word} {key} (value not shown)")
+            elif key not in old:
+                out.append(f"+ {word} {key}: {new[key]}")
+            elif key not in new:
+                out.append(f"- {word} {key}: {old[key]}")
+            elif old[key] != new[key]:
+                out.append(f"~ {word} {key}: {old[key]} -> {new[key]}")
+    old_secrets, new_secrets = set(before.project.secrets_for(cluster.name)), set(after.project.secrets_for(cluster.name))
+    out += [f"+ secret {name}" for name in sorted(new_secrets - old_secrets)]
+    out += [f"- secret {name}" for name in sorted(old_secrets - new_secrets)]
+    return out

@@ -60,6 +60,7 @@ class Action(_Word):
     SECRET = "secret"  # app.secret.set / unset
     UNLOCK = "unlock"
     REPAIR = "repair"  # cluster.repair / app.repair
+    UNMARK = "unmark"  # app.unmark: a commit a rollback marked bad may ship again
 
 
 def short(digest: str) -> str:
@@ -373,6 +374,29 @@ class DeleteSecret(Step):
         return f"removed secret {self.key}"
 
 
+@dataclass(frozen=True)
+class ClearMark(Step):
+    """Clear the bad mark `app.rollback` left on a commit of an app in a cluster: its history
+    record is the whole change (`release.bad_commits` reads it back)."""
+
+    project: str
+    cluster: str
+    commit: str
+    mark: str = ""  # what marked it, for people
+
+    locks = False  # what runs does not change
+
+    def lines(self) -> list[str]:
+        return [f"- bad mark of {self.commit[:12]} for {self.project} in {self.cluster}"
+                + (f" ({self.mark})" if self.mark else "")]
+
+    def summary(self) -> str:
+        return f"clear the bad mark of {self.commit[:12]}"
+
+    def done(self) -> str:
+        return f"{self.commit[:12]} no longer marked bad"
+
+
 @dataclass
 class TargetPlan:
     """One target (an app in a cluster, or a cluster) and the steps that would change it.
@@ -395,6 +419,8 @@ class TargetPlan:
     reasons: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()  # said whatever it does (HEAD has changes its tag does not have)
     skip: str = ""  # a reason not to act on it at all (reported as skipped)
+    # The release it moves from and to, and what of its configuration changes (shown above the steps).
+    release_lines: tuple[str, ...] = ()
     recorded: bool = True  # an app target's outcome goes into its cluster's history (False: no store yet)
     # Planned only once the targets it depends on are applied (fleet.up: the apps of a cluster that
     # does not exist yet have no outputs to plan against). Covered by the plan's one confirmation.
@@ -417,7 +443,7 @@ class TargetPlan:
     def lines(self) -> list[str]:
         if self.deferred is not None and not self.steps:
             return [f"+ planned once {', '.join(self.depends_on)} is applied ({self.note})"]
-        return [line for step in self.steps for line in step.lines()]
+        return [*self.release_lines, *(line for step in self.steps for line in step.lines())]
 
     def would(self) -> str:
         """What applying it would do, in a few words (check mode's outcome line)."""

@@ -97,17 +97,36 @@ def push(ctx, name=None, cluster=None, allow_dirty=False, host=None, check=False
 DIRTY_HELP = "deploy a template with uncommitted changes to a protected cluster"
 
 
-@mvp_task(help={"name": "project to deploy" + NAME_HELP, "cluster": CLUSTER_HELP, "check": CHECK_HELP,
-                "yes": YES_HELP, "allow_dirty": DIRTY_HELP, "json": JSON_HELP},
+@mvp_task(help={"name": "project to deploy" + NAME_HELP, "cluster": CLUSTER_HELP,
+                "check": "show what would change (uncommitted changes too, even for a protected cluster); "
+                         "change nothing",
+                "yes": YES_HELP, "allow_dirty": DIRTY_HELP, "host": HOST_HELP, "json": JSON_HELP},
           positional=["name"])
-def deploy(ctx, name=None, cluster=None, check=False, yes=False, allow_dirty=False, json=False):
-    """Create or update an app's stack <name>-<cluster> and wait for its service to roll out."""
+def deploy(ctx, name=None, cluster=None, check=False, yes=False, allow_dirty=False, host=None, json=False):
+    """Ship HEAD's release to a cluster: build and push if needed, move the tag, update the stack, roll."""
     from ..plan.planner import plan_deploy
 
     world = start(ctx, f"app.deploy {name or ''}".strip(), check=check, yes=yes, json_output=json)
     project, target = _app(world, name, cluster, "app.deploy")
-    planner = lambda world: plan_deploy(world, project, target, allow_dirty=bool(allow_dirty))  # noqa: E731
-    run_plan(world, "app.deploy", [(app_stub(project.name, target.name), planner)])
+    planner = lambda world: plan_deploy(world, project, target, allow_dirty=bool(allow_dirty),  # noqa: E731
+                                        builder_for=lambda: world.builder(host), check=bool(check))
+    run_plan(world, "app.deploy", [(app_stub(project.name, target.name), planner)], host=host)
+
+
+@mvp_task(help={"name": "project whose commit to clear" + NAME_HELP, "cluster": CLUSTER_HELP,
+                "commit": "the commit (hash or unique prefix) app.rollback marked bad (required)",
+                "check": "show which mark would be cleared; clear nothing",
+                "yes": YES_HELP, "json": JSON_HELP},
+          positional=["name"])
+def unmark(ctx, name=None, cluster=None, commit=None, check=False, yes=False, json=False):
+    """Let a commit that app.rollback marked bad ship again (ci.release, app.promote); recorded in the history."""
+    from ..plan.planner import plan_unmark
+
+    require(commit, "--commit", f"inv app.unmark {name or 'NAME'} --cluster prod --commit SHA")
+    world = start(ctx, f"app.unmark {name or ''}".strip(), check=check, yes=yes, json_output=json)
+    project, target = _app(world, name, cluster, "app.unmark")
+    run_plan(world, "app.unmark",
+             [(app_stub(project.name, target.name), lambda world: plan_unmark(world, project, target, commit))])
 
 
 @mvp_task(help={"name": "project to roll" + NAME_HELP, "cluster": CLUSTER_HELP, "check": CHECK_HELP,

@@ -1,6 +1,8 @@
-"""HEAD is never a surprise: after a new commit, `app.deploy` and `app.status` say that the
-cluster's tag does not have it and name the command that ships it; a template with uncommitted
-changes is not deployed to a protected cluster unless `--allow-dirty`. `inv` runs as a subprocess
+"""HEAD is never a surprise: after a new commit, `fleet.up` and `app.status` say that the
+cluster's tag does not have it and name the command that ships it; `app.deploy` ships HEAD's
+release (it builds and pushes HEAD's image when the registry has none); a template with
+uncommitted changes is previewed (`--check`) but not deployed to a protected cluster unless
+`--allow-dirty`. `inv` runs as a subprocess
 against the moto server, the registry and dockerd; stacks are read back with boto3."""
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 import pytest
 
 from conftest import PROJECT, assert_one_line_error, git
-from test_lifecycle import index_change, new_lab, shipped_everywhere
+from test_lifecycle import BUILD_TIMEOUT, index_change, new_lab, shipped_everywhere
 
 pytestmark = pytest.mark.e2e
 
@@ -23,9 +25,12 @@ def shipped(tmp_path_factory, git_env, image_services, moto_server):
     first = lab.repo.commit
     out = {"in_step": lab.ok("app.deploy", PROJECT)}
     second = lab.commit(index_change(lab, "a change not pushed yet"), "change the page")
-    out["behind"] = lab.ok("app.deploy", PROJECT)
+    # fleet.up repairs what runs (it does not ship HEAD): it says what HEAD has that the tags do not.
+    out["behind"] = lab.ok("fleet.up", "--check")
     out["status"] = lab.ok("app.status", PROJECT)
     out["status_json"] = json.loads(lab.ok("app.status", PROJECT, "--json").stdout)
+    out["stage_before_head"] = lab.digest("stage")
+    out["deploy_head"] = lab.ok("app.deploy", PROJECT, timeout=BUILD_TIMEOUT)
     return lab, out, first, second
 
 
@@ -41,6 +46,24 @@ def test_a_deploy_behind_head_says_so_and_names_the_commands_that_ship_it(shippe
     assert f"1 file(s) under projects/{PROJECT}/" in said
     assert f"inv app.push {PROJECT} --cluster stage then inv app.deploy {PROJECT} --cluster stage" in said
     assert f"inv ci.release --cluster stage --only {PROJECT}" in said
+
+
+def test_app_deploy_ships_heads_release_building_and_pushing_its_image(shipped):
+    """issue 17: `app.deploy` is `app.push` then the deploy, in one command: HEAD's image (a change
+    under the build context: built and pushed), the stage tag moved to it, the service rolled."""
+    lab, out, first, second = shipped
+    said = out["deploy_head"].stdout
+    assert f"~ release {first[:12]} -> {second[:12]}" in said, said
+    assert f"+ push {lab.registry}/{PROJECT}:{second}" in said, said
+    assert f"changed: {PROJECT}@stage  {second[:12]} deployed (from {first[:12]})" in said, said
+    assert lab.digest(second) and lab.digest("stage") == lab.digest(second) != out["stage_before_head"]
+    deploys = [r for r in lab.history("stage") if r.get("action") == "deploy"]
+    assert (deploys[-1]["commit"], deploys[-1]["digest"], deploys[-1]["outcome"]) == (
+        second, lab.digest(second), "succeeded")
+    assert "does not have" not in said + out["deploy_head"].stderr
+    # A second deploy has nothing to do.
+    again = lab.ok("app.deploy", PROJECT)
+    assert f"ok: {PROJECT}@stage" in again.stdout, again.stdout
 
 
 def test_status_says_it_too_for_every_cluster(shipped):
@@ -67,6 +90,14 @@ def test_a_dirty_template_is_refused_for_a_protected_cluster_unless_allowed(ship
     path.write_text(path.read_text().replace("Value: '60'", "Value: '61'"))
     try:
         before = lab.stack_state(f"{PROJECT}-prod")
+        prod_tag = lab.digest("prod")
+        # A preview never needs a commit (issue 17 item 6): the change is shown, nothing changes.
+        preview = lab.ok("app.deploy", PROJECT, "--cluster", "prod", "--check")
+        assert "uncommitted changes and cluster prod is protected: this preview shows them" in preview.stdout + \
+            preview.stderr, preview.stdout + preview.stderr
+        assert f"~ stack {PROJECT}-prod" in preview.stdout, preview.stdout
+        assert f"would change: {PROJECT}@prod" in preview.stdout, preview.stdout
+        assert lab.stack_state(f"{PROJECT}-prod") == before and lab.digest("prod") == prod_tag
         refused = lab.inv("app.deploy", PROJECT, "--cluster", "prod", "--yes")
         assert_one_line_error(refused, f"template {TEMPLATE} has uncommitted changes", "cluster prod is protected",
                               "--allow-dirty")

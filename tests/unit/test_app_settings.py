@@ -191,6 +191,23 @@ def test_a_dirty_template_is_refused_for_a_protected_cluster_unless_allowed():
     assert planner.plan_deploy(world, project, settings.clusters["stage"]).steps  # unprotected: as it is
 
 
+def test_a_preview_of_a_dirty_template_for_a_protected_cluster_is_a_warning_not_a_refusal():
+    """issue 17 item 6: --check needs no commit; only applying is refused without --allow-dirty."""
+    settings = settings_with()
+    world, _ = world_with(settings, tags={"prod": D1, "stage": D1, C1: D1})
+    world.dirty = {APP_TEMPLATE}
+    prod = settings.clusters["prod"]
+    path = f"projects/{PROJECT}/deploy.yml"
+    warning = planner.check_clean_template(world, path, prod, False, "app.deploy", settings.projects[PROJECT],
+                                           check=True)
+    assert "uncommitted changes and cluster prod is protected: this preview shows them" in warning
+    warnings: list[str] = []
+    step, _ = planner.app_stack_step(world, settings.projects[PROJECT], prod, C1, check=True, warnings=warnings)
+    assert step is not None and warnings == [warning]
+    with pytest.raises(UsageError, match="nothing was changed"):
+        planner.check_clean_template(world, path, prod, False, "app.deploy", settings.projects[PROJECT])
+
+
 def test_a_dirty_cluster_template_is_refused_for_a_protected_cluster_unless_allowed():
     settings = settings_with()
     world, _ = world_with(settings)
@@ -219,3 +236,25 @@ def test_a_bad_placeholder_in_the_project_s_environment_is_named_there_not_under
     world, _ = world_with(settings, tags={"prod": D1, C1: D1})
     with pytest.raises(TemplateError, match=r"config mvp\.projects\.museum-adventure\.environment\.URL: unknown"):
         planner.plan_deploy(world, settings.projects[PROJECT], settings.clusters["prod"])
+
+
+# --- issue 17: what a plan says of the release it moves from and to ------------------------------------
+
+
+def test_release_lines_name_the_commits_and_each_changed_parameter_environment_key_and_secret():
+    from mvp_tasks.plan.release import Release, release_lines
+    from mvp_tasks.templates import load_template
+
+    before = settings_with(environment={"LOG_LEVEL": "info", "OLD": "x"})
+    after = settings_with(environment={"LOG_LEVEL": "debug"}, secrets=["API_KEY"],
+                          per_cluster={"prod": {"parameters": {"DesiredCount": 3}}})
+    template = load_template(ROOT / APP_TEMPLATE, ROOT)
+    world, _ = world_with(after)
+    prod = after.clusters["prod"]
+    lines = release_lines(world, Release("a" * 40, before.projects[PROJECT], template),
+                          Release("b" * 40, after.projects[PROJECT], template), prod)
+    assert lines == [f"~ release {'a' * 12} -> {'b' * 12}", "+ parameter DesiredCount: 3",
+                     "~ environment LOG_LEVEL: info -> debug", "- environment OLD: x", "+ secret API_KEY"]
+    # The same commit: nothing to say.
+    assert release_lines(world, Release("b" * 40, after.projects[PROJECT], template),
+                         Release("b" * 40, after.projects[PROJECT], template), prod) == []

@@ -393,7 +393,9 @@ def test_deploy_changed_parameters_update_through_a_change_set_then_roll():
     [created] = world.stacks().created
     assert created["name"] == "museum-adventure-stage" and created["change_set"] == step.change_set
     assert created["body"] == body(APP_TEMPLATE)
-    assert created["parameters"] == app_given("stage")
+    # A value no longer given goes back to the template's default, said explicitly (an update that
+    # leaves it out may keep the stack's previous value: moto does).
+    assert created["parameters"] == {**app_given("stage"), "DesiredCount": "1"}
     assert world.stacks().waited == [("museum-adventure-stage", step.change_set)]
     assert roll.stack == "museum-adventure-stage"
     assert plan.lines() == [
@@ -935,6 +937,7 @@ def test_release_changed_builds_pushes_tags_and_rolls(release):
     assert (plan.action, plan.commit, plan.digest) == ("release", HEAD, "")
     assert plan.done == f"{HEAD[:12]} released (from {C1[:12]})"  # the release it moves from (issue 17)
     assert plan.lines() == [
+        f"~ release {C1[:12]} -> {HEAD[:12]}",  # the commit it moves from and to (issue 17)
         f"+ build {HEAD_REF} for linux/amd64",
         f"+ push {HEAD_REF}",
         f"~ tag stage: {D1[:19]} -> the pushed image ({HEAD[:12]})",
@@ -952,7 +955,8 @@ def test_release_with_the_image_in_the_engine_only_pushes(release):
     plan = release.run(world, reasons=["x"], local_images={HEAD_REF})
     assert types(plan) == [PushImage, MoveTag, RollService]
     assert plan.steps[0].repository_changes == RepositoryChanges(REPO, create=True)
-    assert plan.lines()[:2] == [f"+ repository {REPO} (scan on push)", f"+ push {HEAD_REF}"]
+    assert plan.lines()[:3] == [f"~ release {C1[:12]} -> {HEAD[:12]}", f"+ repository {REPO} (scan on push)",
+                                f"+ push {HEAD_REF}"]
 
 
 def test_release_without_a_stack_creates_it(release):
@@ -1037,3 +1041,31 @@ def test_preflight_with_one_problem_raises_it_as_it_is():
         planner.preflight(lambda: 1, missing)
     assert (exc.value.message, exc.value.hint) == ("only this", "fix it")
     assert planner.preflight(lambda: 1, lambda: "two") == [1, "two"]
+
+
+# --- issue 17: a promote skips a commit marked bad; app.unmark clears the mark ----------------------
+
+
+def test_promote_skips_a_commit_a_rollback_marked_bad_and_names_the_unmark_command():
+    world = clusters_and(app_stack("prod"), tags={"stage": D2, "prod": D1, C1: D1, C2: D2},
+                         records={"prod": [rec("rollback", C1, D1, cluster="prod"), rec("promote", C2, D2, cluster="prod"),
+                                           rec("promote", C1, D1, cluster="prod")]})
+    plan = planner.plan_promote(world, PROJ, PROD, source_tag="stage")
+    assert plan.steps == [] and not plan.changes
+    assert plan.skip.startswith(f"{C2[:12]} is marked bad for {PROJECT} in prod")
+    assert f"inv app.unmark {PROJECT} --cluster prod --commit {C2[:12]}" in plan.skip
+
+
+def test_unmark_plans_one_clear_mark_step_and_says_when_there_is_no_mark():
+    from mvp_tasks.plan.steps import ClearMark
+
+    records = [rec("rollback", C1, D1, cluster="prod"), rec("promote", C2, D2, cluster="prod"),
+               rec("promote", C1, D1, cluster="prod")]
+    world = clusters_and(app_stack("prod"), tags={"prod": D1, C1: D1, C2: D2}, records={"prod": records})
+    plan = planner.plan_unmark(world, PROJ, PROD, C2[:8])
+    assert types(plan) == [ClearMark] and plan.steps[0].commit == C2 and plan.action == "unmark"
+    assert plan.lines()[0].startswith(f"- bad mark of {C2[:12]} for {PROJECT} in prod")
+    none = planner.plan_unmark(world, PROJ, PROD, C1)
+    assert none.steps == [] and none.note.startswith(f"{C1[:12]} is not marked bad")
+    with pytest.raises(UsageError):
+        planner.plan_unmark(world, PROJ, PROD, "not-a-sha")

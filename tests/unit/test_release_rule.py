@@ -138,3 +138,35 @@ def test_a_newer_commit_is_not_marked_and_failed_or_unrelated_records_do_not_cou
 def test_rolling_back_twice_marks_only_the_last_release_left():
     history = [rec("rollback", "B"), rec("rollback", "A"), rec("promote", "B"), rec("promote", "A")]
     assert list(bad_commits(history)) == ["A"]
+
+
+def unmark(commit, at="2026-01-02T00:00:00"):
+    from mvp_tasks.plan.release import unmark_message
+
+    return SimpleNamespace(action="unmark", commit="", outcome="succeeded", at=at, succeeded=True,
+                           message=unmark_message(commit))
+
+
+A40, B40 = "a" * 40, "b" * 40
+
+
+def test_app_unmark_clears_a_mark_and_a_later_rollback_marks_again():
+    marked = [rec("rollback", A40), rec("promote", B40), rec("promote", A40)]
+    assert list(bad_commits([unmark(B40), *marked])) == []
+    # An unmark older than the rollback does not clear the mark that rollback made.
+    assert list(bad_commits([*marked[:1], unmark(B40), *marked[1:]])) == [B40]
+
+
+def test_the_unmark_record_is_not_a_release():
+    from mvp_tasks.plan.release import releases, unmarked_commit
+
+    assert releases([unmark(B40)]) == []
+    assert unmarked_commit(unmark(B40)) == B40 and unmarked_commit(rec("deploy", B40)) == ""
+
+
+def test_the_bad_line_names_the_unmark_command():
+    from mvp_tasks.plan.release import bad_line
+
+    line = bad_line("museum", "prod", B40, rec("rollback", A40))
+    assert f"inv app.unmark museum --cluster prod --commit {B40[:12]}" in line
+    assert "a newer commit that changes museum ships as usual" in line
