@@ -232,17 +232,18 @@ def check_secrets_set(world: World, project: ProjectSettings, cluster: ClusterSe
 
 
 def plan_cluster(world: World, cluster: ClusterSettings, allow_dirty: bool = False,
-                 task: str = "cluster.up") -> TargetPlan:
+                 task: str = "cluster.up", check: bool = False) -> TargetPlan:
     """`cluster.up`: the cluster's stack, from its template (termination protection when protected)."""
     settings = world.settings
     template = load_template(settings.root / cluster.template, settings.root, f"mvp.clusters.{cluster.name}.template")
-    check_clean_template(world, cluster.template, cluster, allow_dirty, task)
+    refusal = check_clean_template(world, cluster.template, cluster, allow_dirty, task, check=check)
     values = parameters.cluster_parameters(template, cluster)
     step, stack = plan_stack(stacks_as(world, cluster.cfn_role), name=cluster.stack_name, template=template, parameters=values,
                              tags={"mvp:cluster": cluster.name}, protect=cluster.protected,
                              protected=cluster.protected, poll=settings.poll_interval, change_sets=world.change_sets)
     step = with_role(step, cluster.cfn_role)
     plan = TargetPlan(cluster_key(cluster.name), kind=TargetKind.CLUSTER, cluster=cluster.name, action=Action.CLUSTER_UP)
+    plan.warnings = (refusal,) if refusal else ()
     # The deploy store first (the history and locks of its apps), and a cluster made before the
     # store has its history copied there before its stack update drops the old table.
     store, migration = plan_store(world), plan_migration(world, cluster, stack)

@@ -29,7 +29,8 @@ def up(ctx, name=None, check=False, yes=False, allow_dirty=False, json=False):
     world = start(ctx, f"cluster.up {name or ''}".strip(), check=check, yes=yes, json_output=json)
     cluster = world.settings.cluster(name, flag="--name")
     run_plan(world, "cluster.up", [(_stub(cluster.name), lambda world: plan_cluster(world, cluster,
-                                                                                   allow_dirty=bool(allow_dirty)))])
+                                                                                   allow_dirty=bool(allow_dirty),
+                                                                                   check=bool(check)))])
 
 
 def _when(stack) -> str:

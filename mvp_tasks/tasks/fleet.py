@@ -30,7 +30,7 @@ def up(ctx, parallel=None, check=False, yes=False, json=False, allow_dirty=False
     for cluster in settings.clusters.values():
         planners.append((TargetPlan(cluster_key(cluster.name), kind="cluster", cluster=cluster.name),
                          (lambda world, c=cluster: plan_cluster(world, c, allow_dirty=bool(allow_dirty),
-                                                                task="fleet.up"))))
+                                                                task="fleet.up", check=bool(check)))))
     for project in settings.projects.values():
         for name in project.clusters:
             cluster = settings.clusters[name]

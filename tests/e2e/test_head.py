@@ -113,6 +113,24 @@ def test_a_dirty_template_is_refused_for_a_protected_cluster_unless_allowed(ship
         git(lab.work, "checkout", "--", TEMPLATE, env=lab.git_env)
 
 
+def test_a_dirty_cluster_template_is_previewed_but_not_applied_to_a_protected_cluster(shipped):
+    lab, _, _, _ = shipped
+    cluster_template = "infrastructure/fargate_cluster.yml"
+    path = lab.work / cluster_template
+    path.write_text(path.read_text() + "\n# an uncommitted change\n")
+    try:
+        before = lab.stack_state("prod")
+        preview = lab.ok("cluster.up", "prod", "--check")
+        assert "uncommitted changes and cluster prod is protected: this preview shows them" in preview.stdout, \
+            preview.stdout
+        refused = lab.inv("cluster.up", "prod", "--yes")
+        assert_one_line_error(refused, f"template {cluster_template} has uncommitted changes",
+                              "cluster prod is protected", "--allow-dirty")
+        assert lab.stack_state("prod") == before
+    finally:
+        git(lab.work, "checkout", "--", cluster_template, env=lab.git_env)
+
+
 def test_app_wait_follows_the_service_discovery_names_and_says_it_rolled_out(shipped):
     lab, _, _, _ = shipped
     result = lab.ok("app.wait", PROJECT, "--cluster", "prod")

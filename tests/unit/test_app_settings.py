@@ -216,6 +216,9 @@ def test_a_dirty_cluster_template_is_refused_for_a_protected_cluster_unless_allo
         planner.plan_cluster(world, settings.clusters["prod"])
     planner.plan_cluster(world, settings.clusters["prod"], allow_dirty=True)
     planner.plan_cluster(world, settings.clusters["stage"])  # unprotected: as it is
+    # A preview needs no commit: cluster.up --check shows it, with the refusal as a warning.
+    preview = planner.plan_cluster(world, settings.clusters["prod"], check=True)
+    assert [w for w in preview.warnings if "this preview shows them" in w and "--allow-dirty to cluster.up" in w]
 
 
 def test_uncommitted_settings_of_the_app_or_cluster_are_refused_for_a_protected_cluster_too():
