@@ -300,6 +300,9 @@ class TestReleases:
             other = rows[(OTHER, cluster)]
             assert other["state"] == "behind HEAD" and other["head_changes"] == [f"1 file(s) under projects/{OTHER}/"]
         assert rows[(OTHER, "stage")]["action"] == f"inv ci.release --cluster stage --only {OTHER}"
+        # ci.plan goes by the same rule: only the app the commit changed is released.
+        matrix = json.loads(lab.ok("ci.plan", "--cluster", "stage", "--json").stdout)
+        assert [m["project"] for m in matrix] == [OTHER], matrix
         assert rows[(OTHER, "prod")]["action"] == \
             f"inv ci.release --cluster stage --only {OTHER} && inv app.promote {OTHER} --tag prod"
         text = lab.ok("app.status", env=dict(lab.env, COLUMNS="80")).stdout
