@@ -41,6 +41,18 @@ def _epoch(value: Any) -> float:
         return 0.0
 
 
+def _older_or_other(running: str, registered: str) -> bool:
+    """Whether the deployment runs another task definition than the run registered: another family,
+    or an older revision of it. A newer revision is not counted: a stack's output can lag behind the
+    revision its update registered (the emulator does not re-read it), and a later one is no older
+    image going back out."""
+    run_family, _, run_revision = _short(running).rpartition(":")
+    reg_family, _, reg_revision = _short(registered).rpartition(":")
+    if run_family != reg_family or not run_revision.isdigit() or not reg_revision.isdigit():
+        return running != registered
+    return int(run_revision) < int(reg_revision)
+
+
 def _short(arn: str) -> str:
     """`family:revision` of a task definition ARN, the id of a task ARN."""
     return arn.rsplit("/", 1)[-1]
@@ -506,7 +518,8 @@ class _Watch:
                 return f"was replaced by deployment {primary.id}", True, ""
         if ours.rollout_state == "FAILED":
             return "failed", False, ours.reason
-        if self.task_definition and ours.task_definition and ours.task_definition != self.task_definition:
+        if self.task_definition and ours.task_definition and _older_or_other(ours.task_definition,
+                                                                             self.task_definition):
             return (f"runs {_short(ours.task_definition)}, not {_short(self.task_definition)} that this run registered",
                     False, "")
         if self.failed_tasks and ours.failed_tasks >= self.failed_tasks:

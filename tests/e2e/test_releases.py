@@ -10,7 +10,7 @@ CloudFormation, ECS, the registry and the deploy store.
     D  a template change released to stage; E  another, not released: the promotion gives prod D's
        template, not HEAD's
 
-moto fixes a service's running count (MOTO_ECS_SERVICE_RUNNING): this server's run three, so a
+The emulator's services settle at their own desired count (mvp_tasks/sandbox_ecs.py), so a
 three-task service settles; desiredCount and the stack parameter are what is read.
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from conftest import PROJECT, moto_process
+from conftest import PROJECT
 from test_lifecycle import BUILD_TIMEOUT, clusters_up, new_lab
 
 pytestmark = pytest.mark.e2e
@@ -56,14 +56,8 @@ def builds(result) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def moto_three(tmp_path_factory):
-    with moto_process(tmp_path_factory, running=3) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def story(tmp_path_factory, git_env, image_services, moto_three):
-    lab = new_lab(tmp_path_factory.mktemp("releases"), git_env, image_services, moto_three)
+def story(tmp_path_factory, git_env, image_services, moto_server):
+    lab = new_lab(tmp_path_factory.mktemp("releases"), git_env, image_services, moto_server)
     clusters_up(lab)
     s: dict = {"a": lab.repo.commit}
     s["release_a"] = lab.ok("ci.release", "--cluster", "stage", timeout=BUILD_TIMEOUT)
