@@ -67,3 +67,9 @@ class SandboxError(MvpError):
 
 class BuildError(MvpError):
     """git, git-lfs, docker or the registry refused or failed."""
+
+
+class Interrupted(MvpError):
+    """The run was interrupted (Ctrl-C or SIGTERM): nothing new starts, and what is half-done is undone."""
+
+    exit_code = 130

@@ -15,13 +15,7 @@ import os
 import threading
 from typing import Any
 
-from .errors import MvpError
-
-
-class Interrupted(MvpError):
-    """The run was interrupted (Ctrl-C): nothing new starts, and what is half-done is undone."""
-
-    exit_code = 130
+from .errors import Interrupted, MvpError
 
 
 class ChangeSets:

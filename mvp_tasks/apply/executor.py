@@ -28,10 +28,10 @@ import time
 from collections import deque
 from typing import Any, Callable, Iterator
 
-from ..errors import MvpError
+from ..errors import Interrupted, MvpError
 from ..plan.steps import Plan, TargetPlan
 from ..report import Outcome, Result, Results
-from ..world import Interrupted, World
+from ..world import World
 from .guard import Guard
 from .steps import TargetRun, apply_step
 

@@ -325,7 +325,7 @@ class Runner:
 
 def interrupted(result: CommandResult, what: str = "") -> MvpError:
     """The run's `Interrupted` for a command the interrupt stopped."""
-    from ..world import Interrupted
+    from ..errors import Interrupted
 
     return Interrupted(f"interrupted: {what or shlex.join(result.argv[:3])} was stopped")
 

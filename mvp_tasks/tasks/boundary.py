@@ -180,7 +180,7 @@ def run_plan(world: Any, title: str, planners: list, *, confirm: str = "", paral
     from ..apply.executor import Engine
     from ..interrupts import exit_at_once, handle_interrupts
     from ..report import Results
-    from ..world import Interrupted
+    from ..errors import Interrupted
 
     reporter = world.reporter
 

@@ -42,7 +42,7 @@ def _checked(project, cluster, planner):
     release (or could not plan) is checked, and its first error fails the target. Unchanged
     projects are not linted, so a release with nothing to do stays as quick as before."""
     from ..errors import MvpError
-    from ..world import Interrupted
+    from ..errors import Interrupted
 
     def plan(world):
         from ..checks import CheckFailed, check_release, errors_in

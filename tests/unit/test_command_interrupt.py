@@ -10,7 +10,7 @@ from invoke import MockContext, Result
 from mvp_tasks.errors import BuildError
 from mvp_tasks.image.docker import Docker
 from mvp_tasks.image.runner import Runner
-from mvp_tasks.world import Interrupted
+from mvp_tasks.errors import Interrupted
 
 CANCELLED = ("#7 [3/3] RUN echo slow-step-started && sleep 20\n#7 0.140 slow-step-started\n#7 CANCELED\n",
              "context canceled\n")
