@@ -40,6 +40,9 @@ DEFAULTS: dict[str, Any] = {
     "poll_interval": _Number(5),
     # How many targets (apps x clusters, clusters) fleet tasks plan and apply side by side.
     "parallel": _Whole(4),
+    # A rollout stopped by Ctrl-C, SIGTERM or the wait timeout is rolled back at once (as a failed
+    # one is) instead of being offered: what --yes does too.
+    "rollback_on_interrupt": False,
     "build": {
         # user@host[:port] of a build host reached over SSH; empty builds locally.
         "host": "",

@@ -16,7 +16,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 from .errors import NotConfirmed
 
@@ -43,6 +43,8 @@ class Result:
     message: str = ""
     commit: str = ""
     duration: float | None = None
+    # A rollout the target stopped half-way and did not roll back: the rollback to offer (a step).
+    offer: Any = None
 
 
 @dataclass
@@ -61,6 +63,11 @@ class Results:
         self.results += other.results
         self.interrupted = self.interrupted or other.interrupted
         self.still_running.update(other.still_running)
+
+    @property
+    def offers(self) -> list[Any]:
+        """The rollbacks to offer: rollouts stopped half-way (Ctrl-C, SIGTERM, the wait timeout)."""
+        return [r.offer for r in self.results if r.offer is not None]
 
     @property
     def failures(self) -> list[Result]:
@@ -264,11 +271,11 @@ class Reporter:
     # --- outcomes ----------------------------------------------------------------------------
 
     def result(self, target: str, outcome: Outcome, message: str = "", *, commit: str = "",
-               duration: float | None = None) -> Result:
+               duration: float | None = None, offer: Any = None) -> Result:
         if self.check and outcome is Outcome.CHANGED:
             message = f"{message} (check: nothing was changed)" if message else "(check: nothing was changed)"
         # Kept printable: the boundary writes each failure's message on stderr as it is here.
-        result = Result(target, outcome, printable(message), commit, duration)
+        result = Result(target, outcome, printable(message), commit, duration, offer)
         # In check mode nothing changed: what would is never labelled "changed".
         label = "would change" if self.check and outcome is Outcome.CHANGED else outcome.value
         text = f"{label}: {target}"

@@ -15,7 +15,8 @@ the way ECS does, one step per tick (`MVP_SANDBOX_TICK` seconds, default 0.5):
   every deployment started after the mark, tasks that stop the way ECS stops them: an image that
   cannot be pulled (TaskFailedToStart), an essential container that exits (EssentialContainerExited,
   exit code 1, a last log line in its awslogs stream), or failed ELB health checks (the target
-  unhealthy in its target group). Each failure is counted on the deployment and told in the service
+  unhealthy in its target group); or tasks that never leave PENDING (`stuck`: a pull or a placement
+  that hangs), so the rollout stays IN_PROGRESS until it is stopped. Each failure is counted on the deployment and told in the service
   events; at the circuit breaker's threshold the deployment goes FAILED and, with rollback on, the
   previous deployment is PRIMARY again.
 - `ListServiceDeployments`, `DescribeServiceDeployments` and `StopServiceDeployment` (moto has
@@ -43,7 +44,7 @@ from typing import Any
 TICK_ENV = "MVP_SANDBOX_TICK"
 DEFAULT_TICK = 0.5
 FAIL_PATH = "/mvp-sandbox/fail"
-REASONS = ("image", "exit", "health")
+REASONS = ("image", "exit", "health", "stuck")
 ECS_TARGET = "AmazonEC2ContainerServiceV20141113."
 
 _lock = threading.RLock()  # one lock for the driver and every patched call: no half-made deployment is read
@@ -280,12 +281,32 @@ def install() -> None:
                                                  self.health_check_port, state, reason, description)
         return original_health_for(self, target, ec2_backend)
 
+    original_td_update = ecs_models.TaskDefinition.update_from_cloudformation_json
+
+    def update_task_definition_from_cloudformation_json(cls, original_resource, new_resource_name,
+                                                        cloudformation_json, account_id, region_name, **kwargs):
+        # A stack update that changes a task definition registers a new revision; CloudFormation then
+        # updates the services that name it (their TaskDefinition property refers to it), which starts
+        # a deployment. moto compares the services' template text, unchanged, and leaves them be.
+        new = original_td_update(original_resource, new_resource_name, cloudformation_json, account_id,
+                                 region_name, **kwargs)
+        if new is not original_resource:
+            backend = ecs_models.ecs_backends[account_id][region_name]
+            with _lock:
+                for svc in list(backend.services.values()):
+                    if svc.status == "ACTIVE" and svc.task_definition == original_resource.arn:
+                        backend.update_service({"cluster": svc.cluster_name, "service": svc.name,
+                                                "task_definition": new.arn})
+        return new
+
     original_health_for = elbv2_models.FakeTargetGroup.health_for
     backend_cls.create_service = create_service
     backend_cls.update_service = update_service
     backend_cls.list_tasks = list_tasks
     ecs_responses.EC2ContainerServiceResponse.create_service = create_service_response
     ecs_models.Service.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+    ecs_models.TaskDefinition.update_from_cloudformation_json = classmethod(
+        update_task_definition_from_cloudformation_json)
     elbv2_models.FakeTargetGroup.health_for = health_for
 
 
@@ -360,6 +381,8 @@ def _drive(backend, svc) -> None:
             if fail == "image":
                 if task._mvp_age >= 3:
                     _fail(backend, svc, primary, task)
+            elif fail == "stuck":
+                pass  # hangs in PENDING: no failure to count, no progress either
             else:
                 _run(backend, svc, task)
         elif task.last_status == "RUNNING" and fail and task._mvp_age >= (3 if fail == "exit" else 4):
@@ -657,6 +680,8 @@ def _service_deployment_arn(svc, dep: dict) -> str:
 def _status_of(dep: dict) -> str:
     if dep.get("_mvp_rolled_back"):
         return "ROLLBACK_SUCCESSFUL"
+    if dep.get("status") != "PRIMARY" and dep.get("rolloutState") == "IN_PROGRESS":
+        return "STOPPED"  # a newer deployment took over before it finished: it ended, unfinished
     return {"IN_PROGRESS": "IN_PROGRESS", "COMPLETED": "SUCCESSFUL", "FAILED": "ROLLBACK_SUCCESSFUL"}.get(
         dep.get("rolloutState", ""), "IN_PROGRESS")
 

@@ -134,6 +134,7 @@ class Settings:
     parallel: int = 4
     state: StateSettings = field(default_factory=StateSettings)
     rollout: RolloutSettings = field(default_factory=RolloutSettings)
+    rollback_on_interrupt: bool = False
 
     def cluster(self, name: str | None, flag: str = "--cluster") -> ClusterSettings:
         """The cluster called `name` (None: `default_cluster`), or a ConfigError with the fix.
@@ -398,6 +399,7 @@ def load_settings(config: Any, root: Path | str) -> Settings:
     wait_timeout = top.number("wait_timeout", 1, 24 * 3600)
     poll_interval = top.number("poll_interval", 0.1, 300, integer=False)
     parallel = top.number("parallel", 1, 64)
+    rollback_on_interrupt = top.bool("rollback_on_interrupt")
     build, sandbox, state = _build(top), _sandbox(top), _state(top)
     rollout = RolloutSettings(failed_tasks=_Reader(top.data["rollout"], "mvp.rollout", DEFAULTS["rollout"]).number(
         "failed_tasks", 1, 1000))
@@ -426,6 +428,7 @@ def load_settings(config: Any, root: Path | str) -> Settings:
         parallel=parallel,
         state=state,
         rollout=rollout,
+        rollback_on_interrupt=rollback_on_interrupt,
     )
 
 

@@ -75,6 +75,11 @@ class World:
         self.stopped_by = by
         self.stop.set()
 
+    def resume(self) -> None:
+        """After an interrupted run, before a second one (the rollback offered for what it stopped):
+        waits work again, and the next interrupt stops this one."""
+        self.stop = threading.Event()
+
     def sleep(self, seconds: float) -> None:
         if self.stop.wait(max(seconds, 0)):
             raise Interrupted("interrupted")

@@ -309,16 +309,20 @@ class Engine:
                 message += f"; service {run.service.name} running {run.service.running}/{run.service.desired}"
             return self._result(plan, Outcome.CHANGED, message, started)
         except Interrupted:
+            rolled_back = f"; {run.rolled_back}" if run is not None and run.rolled_back else ""
             if guard is not None:
                 guard.run_undo()
-                guard.record("interrupted", f"interrupted ({self.world.stopped_by})")
-            return self._result(plan, Outcome.FAILED, "interrupted", started)
+                guard.record("interrupted", f"interrupted ({self.world.stopped_by}){rolled_back}")
+            return self._result(plan, Outcome.FAILED, "interrupted" + rolled_back, started,
+                                offer=run.offer if run is not None else None)
         except BaseException as exc:  # noqa: BLE001 - one target's failure never stops another
             message = _message(exc)
+            if run is not None and run.rolled_back:
+                message += f"; {run.rolled_back}"
             if guard is not None:
                 guard.run_undo()
                 guard.record("failed", message)
-            return self._result(plan, Outcome.FAILED, message, started)
+            return self._result(plan, Outcome.FAILED, message, started, offer=run.offer if run is not None else None)
         finally:
             if guard is not None:
                 guard.release()
@@ -327,6 +331,6 @@ class Engine:
             if run is not None:
                 run.close()
 
-    def _result(self, plan: TargetPlan, outcome: Outcome, message: str, started: float) -> Result:
+    def _result(self, plan: TargetPlan, outcome: Outcome, message: str, started: float, offer: Any = None) -> Result:
         return self.reporter.result(plan.key, outcome, message, commit=plan.commit,
-                                    duration=time.monotonic() - started)
+                                    duration=time.monotonic() - started, offer=offer)

@@ -8,10 +8,10 @@ import time
 from typing import Any, Iterator
 
 from ..aws.discovery import service_names
-from ..errors import AwsError, MvpError, UsageError
+from ..errors import AwsError, Interrupted, MvpError, UsageError, WaitTimeout
 from ..plan.steps import (BreakLock, BuildImage, CancelUpdate, ClearMark, ContinueRollback, DeleteSecret, DeleteStack,
                           EnsureStack, EnsureStore, MigrateHistory, MoveTag, PushImage, PutSecret, RetainDelete,
-                          RollService, StackAction, TargetKind, wait_command, wait_hint)
+                          RollBackService, RollService, StackAction, TargetKind, wait_command, wait_hint)
 
 
 class TargetRun:
@@ -30,6 +30,8 @@ class TargetRun:
         self.service = None  # the last ServiceState seen
         self.done = ""  # what was done, when the steps know better than the plan (a secret's version)
         self.record = ""  # the history record's message
+        self.rolled_back = ""  # a rollout stopped half-way and rolled back at once: what was done
+        self.offer = None  # a rollout stopped half-way, not rolled back: its `RollBackService`, to offer
 
     def event(self, text: str, failed: bool = False) -> None:
         self.world.reporter.event(text, failed=failed, target=self.plan.key)
@@ -155,8 +157,23 @@ def apply_ensure_stack(run: TargetRun, step: EnsureStack) -> None:
 # --- services ------------------------------------------------------------------------------------
 
 
-def _wait_service(run: TargetRun, names: tuple[str, str], deployment_id: str = "", task_definition: str = "") -> None:
-    from ..aws.services import RolloutFailed
+class _Clock:
+    """Elapsed time of one wait, as live lines show it: `[12s]`, `[2m05s]`."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def __str__(self) -> str:
+        seconds = int(time.monotonic() - self.started)
+        return f"[{seconds // 60}m{seconds % 60:02d}s]" if seconds >= 60 else f"[{seconds}s]"
+
+
+def _wait_service(run: TargetRun, names: tuple[str, str], deployment_id: str = "", task_definition: str = "",
+                  *, offer: bool = True) -> None:
+    """Follow the rollout of service `names` to its end. A failed one is rolled back at once; one
+    stopped half-way (Ctrl-C, SIGTERM, the wait timeout) is rolled back at once with --yes or
+    `mvp.rollback_on_interrupt`, else offered after the run (`offer`; not for a rollback's own)."""
+    from ..aws.services import RolloutFailed, RolloutSeen
 
     ecs_cluster, service = names
     what = f"service {service}: rollout"
@@ -165,15 +182,12 @@ def _wait_service(run: TargetRun, names: tuple[str, str], deployment_id: str = "
     run.guard.started_in_aws(what, follow)
     run.world.checkpoint()
     services = run.world.services()
-    started = time.monotonic()
-
-    def elapsed() -> str:
-        seconds = int(time.monotonic() - started)
-        return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+    clock = _Clock()
+    seen = RolloutSeen(deployment_id=deployment_id, task_definition=task_definition)
 
     def quiet(state: Any, _seconds: float) -> None:
         primary = state.primary
-        run.event(f"[{elapsed()}] still waiting for service {service} to run {state.desired} task(s) of deployment "
+        run.event(f"{clock} still waiting for service {service} to run {state.desired} task(s) of deployment "
                   f"{deployment_id or (primary.id if primary else '?')} ({state.progress()}); nothing changed for a "
                   f"minute. ECS keeps going on its own: `{follow}` follows it, `inv app.status {run.plan.project}` "
                   "shows it")
@@ -183,23 +197,85 @@ def _wait_service(run: TargetRun, names: tuple[str, str], deployment_id: str = "
             run.service = services.wait_for_rollout(
                 ecs_cluster, service, deployment_id=deployment_id, timeout=run.timeout, poll=run.poll,
                 resume_hint=resume, task_definition=task_definition, failed_tasks=_failed_tasks(run),
-                on_progress=lambda state: run.event(f"[{elapsed()}] {state.progress()}"), on_quiet=quiet,
-                elbv2=_client(run, "elbv2"), logs=_client(run, "logs"))
+                on_progress=lambda state: run.event(f"{clock} {state.progress()}"), on_quiet=quiet,
+                elbv2=_client(run, "elbv2"), logs=_client(run, "logs"), seen=seen)
     except RolloutFailed as failed:
         # The rollout is over, failed: what is left to do is going back, not following it.
         run.guard.settled_in_aws(what)
         if failed.deployment_id and not failed.left:
-            try:
-                done = services.roll_back(ecs_cluster, service, failed.previous_task_definition,
-                                          failed.task_definition)
-            except AwsError as exc:  # the failure stays what is reported; the rollback's own is told
-                done = ""
-                run.event(f"[{elapsed()}] could not roll service {service} back: {exc}", failed=True)
-            else:
-                run.event(f"[{elapsed()}] " + (done or f"service {service}: nothing to roll back to; ECS keeps "
-                                                       "the previous deployment's tasks running"), failed=not done)
+            _roll_back(run, names, failed.previous_task_definition, failed.task_definition, clock)
+        raise
+    except (Interrupted, WaitTimeout):
+        if offer and not seen.deployment_id:
+            try:  # stopped before the watcher's first look: one look now, to know what to roll back
+                services.look(ecs_cluster, service, seen)
+            except MvpError:
+                pass
+        if offer and seen.deployment_id:
+            _stopped_half_way(run, names, seen, clock, what)
         raise
     run.guard.settled_in_aws(what)
+
+
+def _stopped_half_way(run: TargetRun, names: tuple[str, str], seen: Any, clock: _Clock, what: str) -> None:
+    """A rollout this run started and stopped following before it ended: roll it back now when the
+    run was told to (--yes, `mvp.rollback_on_interrupt`), else keep the rollback to offer."""
+    step = RollBackService(run.plan.project, run.plan.cluster, tuple(names), seen.deployment_id,
+                           seen.task_definition, seen.previous_task_definition)
+    settings = run.world.settings
+    if getattr(run.world.reporter, "yes", False) or getattr(settings, "rollback_on_interrupt", False):
+        done = _roll_back(run, names, seen.previous_task_definition, seen.task_definition, clock)
+        if done:
+            run.rolled_back = done
+            run.guard.settled_in_aws(what)
+            run.guard.started_in_aws(f"service {names[1]}: rollback to {step.back_to}",
+                                     wait_command(run.plan.project, run.plan.cluster))
+    else:
+        run.offer = step
+        run.event(f"{clock} deployment {seen.deployment_id} of service {names[1]} was left rolling out; ECS goes "
+                  "on with it unless it is rolled back")
+
+
+def _roll_back(run: TargetRun, names: tuple[str, str], previous: str, task_definition: str, clock: Any) -> str:
+    """The one rollback of a rollout: `Services.roll_back`, said on the target's live line. What was
+    done ("" when nothing could be); a failure to roll back is told, never raised over the failure
+    that called for it. Only under a lock that is still ours."""
+    ecs_cluster, service = names
+    try:
+        run.guard.lock()  # the lease confirmed: a run that lost its lock does not act
+        done = run.world.services().roll_back(ecs_cluster, service, previous, task_definition)
+    except MvpError as exc:  # the failure stays what is reported; the rollback's own is told
+        run.event(f"{clock} could not roll service {service} back: {exc}", failed=True)
+        return ""
+    run.event(f"{clock} " + (done or f"service {service}: nothing to roll back to; ECS keeps the previous "
+                                     "deployment's tasks running"), failed=not done)
+    return done
+
+
+def apply_roll_back_service(run: TargetRun, step: RollBackService) -> None:
+    """The offered rollback of a rollout stopped half-way: roll back, then follow the service until
+    it runs what ran before again."""
+    clock = _Clock()
+    done = _roll_back(run, step.names, step.previous_task_definition, step.task_definition, clock)
+    if not done:
+        raise MvpError(f"service {step.service} was not rolled back", f"see `inv app.status {step.project}`")
+    ecs_cluster, service = step.names
+    services = run.world.services()
+    # ECS makes the deployment that ran before the primary again (or a new one of what it ran);
+    # until it says so, the stopped one may still be listed as primary.
+    deadline = time.monotonic() + run.timeout
+    while True:
+        state = services.get_service(ecs_cluster, service)
+        primary = state.primary if state is not None else None
+        if primary is not None and primary.id != step.deployment_id:
+            break
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(f"service {service} has not gone back to {step.back_to}",
+                              f"see `inv app.status {step.project}`")
+        with run.waiting():
+            run.world.sleep(min(run.poll, 1.0))
+    previous = step.previous_task_definition if step.previous_task_definition != step.task_definition else ""
+    _wait_service(run, step.names, primary.id, previous, offer=False)
 
 
 def _failed_tasks(run: TargetRun) -> int:
@@ -383,6 +459,7 @@ APPLY = {
     RetainDelete: apply_retain_delete,
     BreakLock: apply_break_lock,
     ClearMark: apply_clear_mark,
+    RollBackService: apply_roll_back_service,
     PutSecret: apply_put_secret,
     DeleteSecret: apply_delete_secret,
     EnsureStore: apply_ensure_store,

@@ -31,6 +31,16 @@ class RolloutFailed(AwsError):
         self.task_definition = task_definition
 
 
+@dataclass
+class RolloutSeen:
+    """What the watcher has learnt of a rollout so far, kept up to date while it waits: what a
+    rollback needs when the wait ends without a verdict (Ctrl-C, SIGTERM, the timeout)."""
+
+    deployment_id: str = ""
+    previous_task_definition: str = ""
+    task_definition: str = ""
+
+
 def _epoch(value: Any) -> float:
     """A timestamp as boto3 gives it (datetime) or as a number, in epoch seconds (0: unknown)."""
     if hasattr(value, "timestamp"):
@@ -383,20 +393,31 @@ class Services:
                          poll: float, on_progress: Callable[[ServiceState], None] | None = None,
                          resume_hint: str = "", task_definition: str = "", failed_tasks: int = 2,
                          on_quiet: Callable[[ServiceState, float], None] | None = None, quiet: float = 60.0,
-                         elbv2=None, logs=None) -> ServiceState:
+                         elbv2=None, logs=None, seen: RolloutSeen | None = None) -> ServiceState:
         """Block until deployment `deployment_id` (default: the current primary) has replaced every
         older one with all desired tasks running; raise `RolloutFailed`, naming AWS's reasons, as
         soon as it fails: FAILED or no longer the primary (rolled back, replaced), not running
         `task_definition` (when given), `failed_tasks` of its tasks stopped with a failure, or an
         "unable to" service event since it started. `on_quiet` hears after each `quiet` seconds
-        without change."""
+        without change. `seen` is kept up to date with the deployment followed and what ran before it."""
         deadline = self.clock() + timeout
-        watch = _Watch(cluster, service, deployment_id, task_definition, failed_tasks, elbv2, logs)
+        watch = _Watch(cluster, service, deployment_id, task_definition, failed_tasks, elbv2, logs, seen)
         try:
             return self._wait(watch, deadline, timeout, poll, on_progress, resume_hint, on_quiet, quiet)
         finally:
             if self.reader is not None:
                 self.reader.forget(cluster, service)
+
+    def look(self, cluster: str, service: str, seen: RolloutSeen) -> None:
+        """Fill `seen` from one read of the service, for a rollout stopped before the watcher's first
+        look: its primary deployment, while it is still rolling out, is the one to roll back."""
+        state = self.get_service(cluster, service)
+        primary = state.primary if state is not None else None
+        if primary is None or primary.rollout_state != "IN_PROGRESS" or (
+                seen.task_definition and _older_or_other(primary.task_definition, seen.task_definition)):
+            return
+        watch = _Watch(cluster, service, primary.id, seen.task_definition, 0, None, None, seen)
+        watch.see(state)
 
     def _wait(self, watch, deadline, timeout, poll, on_progress, resume_hint, on_quiet, quiet):
         cluster, service = watch.cluster, watch.service
@@ -481,13 +502,14 @@ def _task_reason(task: Mapping[str, Any]) -> str:
 class _Watch:
     """What one rollout is watched for: its deployment, and what it replaces."""
 
-    def __init__(self, cluster, service, deployment_id, task_definition, failed_tasks, elbv2, logs):
+    def __init__(self, cluster, service, deployment_id, task_definition, failed_tasks, elbv2, logs, seen=None):
         self.cluster, self.service = cluster, service
         self.deployment_id = deployment_id
         self.task_definition = task_definition
         self.failed_tasks = failed_tasks
         self.elbv2, self.logs = elbv2, logs
         self.previous = ""
+        self.seen = seen
 
     def see(self, state: ServiceState) -> None:
         if not self.deployment_id and state.primary:
@@ -498,6 +520,11 @@ class _Watch:
             done = [d for d in others if d.rollout_state in ("COMPLETED", "")]
             if done or others:
                 self.previous = (done or others)[0].task_definition
+        if self.seen is not None:
+            ours = self.ours(state)
+            self.seen.deployment_id = self.deployment_id
+            self.seen.previous_task_definition = self.previous
+            self.seen.task_definition = (ours.task_definition if ours else "") or self.task_definition
 
     def ours(self, state: ServiceState) -> Deployment | None:
         return next((d for d in state.deployments if d.id == self.deployment_id), None)

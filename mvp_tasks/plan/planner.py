@@ -820,6 +820,28 @@ def resolve_promotion(settings: Any, tag: str, from_: str = "", commit: str = ""
     return target, source.tag
 
 
+# --- a rollout stopped half-way ---------------------------------------------------------------------
+
+
+def plan_rollback_offer(world: Any, offer: Any) -> TargetPlan:
+    """The rollback offered for a rollout a run stopped half-way (`offer`: its `RollBackService`),
+    planned against the service as it is now: nothing to do once the deployment has completed, has
+    been rolled back or replaced, or the service runs what ran before it again."""
+    plan = TargetPlan(app_key(offer.project, offer.cluster), kind=TargetKind.APP, project=offer.project,
+                      cluster=offer.cluster, action=Action.SERVICE_ROLLBACK)
+    state = world.services().get_service(*offer.names)
+    ours = next((d for d in state.deployments if d.id == offer.deployment_id), None) if state else None
+    if state is None:
+        plan.note = f"service {offer.service} is gone: nothing to roll back"
+    elif ours is None or ours.status != "PRIMARY":
+        plan.note = f"deployment {offer.deployment_id} is not the service's any more: nothing to roll back"
+    elif ours.rollout_state == "COMPLETED" and len(state.deployments) == 1:
+        plan.note = f"deployment {offer.deployment_id} completed meanwhile: nothing to roll back"
+    else:
+        plan.steps.append(offer)
+    return plan
+
+
 # --- locks and secrets -------------------------------------------------------------------------------
 
 

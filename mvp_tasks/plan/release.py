@@ -105,7 +105,7 @@ def drift(world: World, rendering: Rendering, stack) -> list[str]:
 # --- releases in the history, and the bad marks a rollback leaves ----------------------------------
 
 # Records that are not releases of the app (what it runs did not change with them).
-NOT_RELEASES = ("destroy", "secret", "unlock", "push", "build", "unmark")
+NOT_RELEASES = ("destroy", "secret", "unlock", "push", "build", "unmark", "service rollback")
 UNMARK = "unmark"  # `app.unmark`'s record: the commit it names is not bad any more
 
 

@@ -61,6 +61,7 @@ class Action(_Word):
     UNLOCK = "unlock"
     REPAIR = "repair"  # cluster.repair / app.repair
     UNMARK = "unmark"  # app.unmark: a commit a rollback marked bad may ship again
+    SERVICE_ROLLBACK = "service rollback"  # a rollout stopped half-way, rolled back when offered
 
 
 def short(digest: str) -> str:
@@ -395,6 +396,46 @@ class ClearMark(Step):
 
     def done(self) -> str:
         return f"{self.commit[:12]} no longer marked bad"
+
+
+@dataclass(frozen=True)
+class RollBackService(Step):
+    """Return a service whose rollout a run stopped half-way (Ctrl-C, SIGTERM, the wait timeout) to
+    what it ran before: the rollback a failed rollout gets at once, offered after the run."""
+
+    project: str
+    cluster: str
+    names: tuple[str, str]  # (ECS cluster, service)
+    deployment_id: str  # the rollout that was stopped
+    task_definition: str  # what it deploys
+    previous_task_definition: str  # what ran before it
+
+    @property
+    def service(self) -> str:
+        return self.names[1]
+
+    @property
+    def back_to(self) -> str:
+        """What it goes back to, in a few words."""
+        previous = self.previous_task_definition
+        if previous and previous != self.task_definition:
+            return family_revision(previous)
+        return "the deployment before it"
+
+    def lines(self) -> list[str]:
+        return [f"~ service {self.service}: roll deployment {self.deployment_id} "
+                f"({family_revision(self.task_definition)}) back to {self.back_to}"]
+
+    def summary(self) -> str:
+        return f"roll service {self.service} back to {self.back_to}"
+
+    def done(self) -> str:
+        return f"rolled back: service {self.service} runs {self.back_to} again"
+
+
+def family_revision(arn: str) -> str:
+    """`family:revision` of a task definition ARN ("?" when unknown)."""
+    return arn.rsplit("/", 1)[-1] if arn else "?"
 
 
 @dataclass

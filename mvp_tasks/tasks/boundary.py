@@ -178,9 +178,25 @@ def run_plan(world: Any, title: str, planners: list, *, confirm: str = "", paral
     The first Ctrl-C or SIGTERM sets `world.stop` (at the prompt it is a "no"); the engine then
     starts nothing new and undoes what is half-done. A second one exits at once."""
     from ..apply.executor import Engine
-    from ..interrupts import exit_at_once, handle_interrupts
-    from ..report import Results
     from ..errors import Interrupted
+    from ..interrupts import handle_interrupts
+    from ..report import Results
+
+    first, again = _interrupt_handlers(world)
+    with handle_interrupts(first, again), Engine(world, parallel=parallel, host=host) as engine:
+        try:
+            results = carry_out(engine, engine.plan(title, planners, confirm=confirm))
+        except Interrupted as exc:
+            world.reporter.warn(str(exc))
+            results = Results(interrupted=True)
+    if results.offers:
+        offer_rollbacks(world, results, parallel=parallel)
+    finish(world, results)
+
+
+def _interrupt_handlers(world: Any) -> tuple[Callable[[str], None], Callable[[str], None]]:
+    """The first interrupt: `world.stop` (at the prompt, a "no"); a second one: exit at once."""
+    from ..interrupts import exit_at_once
 
     reporter = world.reporter
 
@@ -202,13 +218,64 @@ def run_plan(world: Any, title: str, planners: list, *, confirm: str = "", paral
                     b"(check with `inv app.status`)\n")
         exit_at_once()
 
-    with handle_interrupts(first, again), Engine(world, parallel=parallel, host=host) as engine:
+    return first, again
+
+
+def offer_rollbacks(world: Any, results: Any, *, parallel: int | None = None) -> None:
+    """Rollouts the run stopped half-way (Ctrl-C, SIGTERM, the wait timeout) and did not roll back
+    (no --yes, no `mvp.rollback_on_interrupt`): on a terminal, their rollback is offered as a plan
+    of its own, asked once, applied by the engine under each app's lock, and told in `results`;
+    without a terminal, each is named with the way to have it rolled back."""
+    import functools
+
+    from ..apply.executor import Engine
+    from ..errors import Interrupted, NotConfirmed
+    from ..interrupts import handle_interrupts
+    from ..plan.planner import plan_rollback_offer
+
+    reporter = world.reporter
+    offers = results.offers
+    if not reporter.interactive or reporter.check:
+        for offer in offers:
+            reporter.warn(f"{offer.project}@{offer.cluster}: deployment {offer.deployment_id} of service "
+                          f"{offer.service} goes on in ECS; a run with --yes or mvp.rollback_on_interrupt: true "
+                          "rolls such a rollout back when it is stopped")
+        return
+    world.resume()
+    planners = [(app_stub(o.project, o.cluster), functools.partial(plan_rollback_offer, offer=o)) for o in offers]
+    first, again = _interrupt_handlers(world)
+    with handle_interrupts(first, again), Engine(world, parallel=parallel) as engine:
         try:
-            results = carry_out(engine, engine.plan(title, planners, confirm=confirm))
-        except Interrupted as exc:
-            reporter.warn(str(exc))
-            results = Results(interrupted=True)
-    finish(world, results)
+            more = carry_out(engine, engine.plan(
+                "roll back", planners, confirm=f"roll back {len(offers)} rollout(s) stopped half-way"))
+        except (Interrupted, NotConfirmed) as exc:
+            reporter.warn(f"{exc}; the rollout(s) go on in ECS")
+            return
+    _merge_rollbacks(results, more)
+
+
+def _merge_rollbacks(results: Any, more: Any) -> None:
+    """The offered rollbacks' results, told on the targets that stopped their rollouts: one line
+    per target in the recap, the outcome of the interrupted run kept."""
+    from ..report import Outcome, Result
+
+    by_key = {r.target: r for r in more.results}
+    for i, first in enumerate(results.results):
+        second = by_key.get(first.target)
+        if first.offer is None or second is None:
+            continue
+        if second.outcome is Outcome.CHANGED:
+            told = f"then {second.message}"
+            rolled = first.offer.service
+            for what in [w for w in results.still_running if w.startswith(f"service {rolled}: ")]:
+                del results.still_running[what]
+        elif second.outcome is Outcome.FAILED:
+            told = f"then the rollback failed: {second.message}"
+        else:
+            told = f"then {second.message}" if second.message else "not rolled back"
+        results.results[i] = Result(first.target, first.outcome, f"{first.message}; {told}", first.commit,
+                                    first.duration)
+    results.still_running.update(more.still_running)
 
 
 def carry_out(engine: Any, plan: Any):

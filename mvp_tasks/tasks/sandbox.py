@@ -117,8 +117,8 @@ def status(ctx, json=False):
     help={
         "name": "project whose service should fail (default: the project whose folder you are in)",
         "cluster": "cluster (default: mvp.default_cluster)",
-        "reason": "how its new tasks fail: image (cannot be pulled), exit (the container exits 1) or health "
-                  "(ELB health checks fail)",
+        "reason": "how its new tasks fail: image (cannot be pulled), exit (the container exits 1), health "
+                  "(ELB health checks fail) or stuck (they never leave PENDING: the rollout hangs)",
         "clear": "stop failing: new deployments succeed again",
     },
     positional=["name"],
@@ -132,7 +132,7 @@ def fail(ctx, name=None, cluster=None, reason=None, clear=False):
     from .boundary import project_name
 
     if clear == bool(reason):
-        raise UsageError("give --reason image|exit|health, or --clear", "e.g. inv sandbox.fail museum-adventure "
+        raise UsageError("give --reason image|exit|health|stuck, or --clear", "e.g. inv sandbox.fail museum-adventure "
                          "--cluster stage --reason image")
     if reason and reason not in REASONS:
         raise UsageError(f"--reason {reason} is not one of {', '.join(REASONS)}")
@@ -147,6 +147,7 @@ def fail(ctx, name=None, cluster=None, reason=None, clear=False):
     if clear:
         world.reporter.changed(key, f"service {service}: new deployments succeed again")
     else:
-        world.reporter.changed(key, f"service {service}: new deployments fail ({reason}) until "
+        how = "hang (stuck)" if reason == "stuck" else f"fail ({reason})"
+        world.reporter.changed(key, f"service {service}: new deployments {how} until "
                                     f"`inv sandbox.fail {project.name} --cluster {target.name} --clear`")
     finish(world)

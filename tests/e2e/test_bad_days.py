@@ -58,9 +58,9 @@ def fail_next(lab, reason: str) -> None:
     assert f"service {SERVICE}: new deployments fail ({reason})" in result.stdout
 
 
-def failed_update(lab, *args: str):
+def failed_update(lab, *args: str, env: dict | None = None):
     """`inv ARGS`, which must fail, with one `error:` line and no traceback."""
-    result = lab.inv(*args, timeout=BUILD_TIMEOUT)
+    result = lab.inv(*args, timeout=BUILD_TIMEOUT, env=env)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     return result, result.stdout + result.stderr
@@ -135,6 +135,114 @@ class TestBadDays:
     def test_once_cleared_the_next_update_rolls_out(self, lab):
         lab.ok("sandbox.fail", PROJECT, "--cluster", "stage", "--clear")
         lab.ok("app.update", PROJECT)
+        svc = service(lab)
+        assert [(d["status"], d["rolloutState"]) for d in svc["deployments"]] == [("PRIMARY", "COMPLETED")]
+        assert len(running_tasks(lab)) == 3
+
+
+# --- a rollout stopped half-way: Ctrl-C, SIGTERM, the wait timeout ----------------------------------
+
+
+def stick(lab) -> None:
+    """New deployments of the app hang: their tasks never leave PENDING (the rollout stays IN_PROGRESS)."""
+    result = lab.ok("sandbox.fail", PROJECT, "--cluster", "stage", "--reason", "stuck")
+    assert f"service {SERVICE}: new deployments hang (stuck)" in result.stdout
+
+
+def settled_on(lab, task_definition: str, deployment_id: str = "", timeout: float = 30) -> dict:
+    """The service once it runs only `task_definition` again (and, given, deployment `deployment_id`)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        svc = service(lab)
+        first = primary(svc)
+        if (first["taskDefinition"] == task_definition and (not deployment_id or first["id"] == deployment_id)
+                and first["runningCount"] == svc["desiredCount"] and first["rolloutState"] == "COMPLETED"
+                and all(d["status"] == "PRIMARY" or d.get("rolloutState") == "FAILED" for d in svc["deployments"])):
+            return svc
+        assert time.monotonic() < deadline, svc
+        time.sleep(0.2)
+
+
+def environment_change(lab, value: str) -> dict[str, str]:
+    """invoke.yaml with an environment value of the app's: its next deploy registers a new task definition."""
+    data = yaml.safe_load((lab.work / "invoke.yaml").read_text())
+    data["mvp"]["projects"][PROJECT].setdefault("environment", {})["ROLLBACK_TEST"] = value
+    return {"invoke.yaml": yaml.safe_dump(data, sort_keys=False)}
+
+
+@pytest.mark.usefixtures("lab")
+class TestStoppedHalfWay:
+    """After TestBadDays (same studio): rollouts that hang, stopped by Ctrl-C or the wait timeout."""
+
+    def test_ctrl_c_mid_rollout_with_yes_rolls_back_to_the_previous_task_definition(self, lab):
+        import signal
+
+        from conftest import BIN, link_sandbox
+        from tests.support.signals import Child
+
+        lab.ok("sandbox.fail", PROJECT, "--cluster", "stage", "--clear")
+        before = service(lab)
+        lab.commit(environment_change(lab, "one"), "a release whose tasks hang")
+        stick(lab)
+
+        env = link_sandbox(lab.work, dict(lab.env))
+        with Child([BIN / "inv", "app.deploy", PROJECT, "--yes"], cwd=lab.work, env=env) as child:
+            child.wait_for_output("IN_PROGRESS;", timeout=BUILD_TIMEOUT)  # a live line of the rollout
+            child.send(signal.SIGINT)
+            code, out, err = child.finish(timeout=60)
+
+        assert code == 130, out + err
+        assert "Traceback" not in out + err
+        assert f"rolling back: ECS returns service {SERVICE} to its previous deployment" in out, out
+        # Read back: the service runs the task definition it ran before, on its previous deployment.
+        after = settled_on(lab, before["taskDefinition"], primary(before)["id"])
+        assert after["taskDefinition"] == before["taskDefinition"]
+        assert {t["taskDefinitionArn"] for t in running_tasks(lab)} == {before["taskDefinition"]}
+        assert lab.lock_item("stage") is None
+        [record] = records(lab, "stage", "deploy")[-1:]
+        assert record["outcome"] == "interrupted"
+        assert record["message"].startswith("interrupted (Ctrl-C); rolling back: ECS returns service"), record
+
+    def test_without_yes_the_rollout_stopped_by_ctrl_c_is_named_and_goes_on(self, lab):
+        import signal
+
+        from conftest import BIN, link_sandbox
+        from tests.support.signals import Child
+
+        before = service(lab)
+        env = link_sandbox(lab.work, dict(lab.env))
+        with Child([BIN / "inv", "app.update", PROJECT], cwd=lab.work, env=env) as child:
+            child.wait_for_output("IN_PROGRESS;", timeout=60)
+            child.send(signal.SIGINT)
+            code, out, err = child.finish(timeout=60)
+
+        assert code == 130, out + err
+        assert "goes on in ECS; a run with --yes or mvp.rollback_on_interrupt: true" in out, out
+        # Not rolled back: the stopped deployment is still the service's, still rolling out.
+        after = service(lab)
+        assert primary(after)["id"] != primary(before)["id"]
+        assert primary(after)["rolloutState"] == "IN_PROGRESS"
+        assert lab.lock_item("stage") is None
+
+    def test_a_timeout_with_rollback_on_interrupt_rolls_back(self, lab):
+        stuck = primary(service(lab))  # left rolling out by the test before
+        env = dict(lab.env, INVOKE_MVP_WAIT_TIMEOUT="3", INVOKE_MVP_ROLLBACK_ON_INTERRUPT="true")
+
+        result, out = failed_update(lab, "app.update", PROJECT, env=env)
+
+        assert "has not finished deployment" in out and "after 3 s" in out, out
+        assert f"rolling back: ECS returns service {SERVICE} to its previous deployment" in out, out
+        after = service(lab)
+        assert primary(after)["id"] not in (stuck["id"],)
+        assert lab.lock_item("stage") is None
+        [record] = records(lab, "stage", "update")[-1:]
+        assert record["outcome"] == "failed" and "rolling back" in record["message"], record
+
+    def test_once_cleared_the_release_ships(self, lab):
+        lab.ok("sandbox.fail", PROJECT, "--cluster", "stage", "--clear")
+        lab.ok("app.deploy", PROJECT)
         svc = service(lab)
         assert [(d["status"], d["rolloutState"]) for d in svc["deployments"]] == [("PRIMARY", "COMPLETED")]
         assert len(running_tasks(lab)) == 3

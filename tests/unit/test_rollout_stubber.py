@@ -29,7 +29,7 @@ from invoke import Exit, MockContext
 from mvp_tasks.settings import RolloutSettings, StateSettings
 from mvp_tasks.apply import guard as guard_module
 from mvp_tasks.apply.executor import Engine
-from mvp_tasks.tasks.boundary import carry_out, finish
+from mvp_tasks.tasks.boundary import carry_out, finish, offer_rollbacks
 from mvp_tasks.apply.guard import Guard
 from mvp_tasks.apply.steps import TargetRun, apply_step
 from mvp_tasks.state import store as history_module
@@ -1275,20 +1275,33 @@ def test_successful_promote_keeps_the_new_tag(app):
     assert "pointed back" not in output(world.reporter)
 
 
-def test_interrupt_during_the_rollout_points_the_tag_back_records_interrupted_and_exits_130(app):
-    add_promote(app)
-    app.ecs.add_response("describe_services", describe_services(service(
-        deployment(NEW, "PRIMARY", "IN_PROGRESS", desired=2, running=0, pending=2), old_deployment(),
-        running=2, pending=2)), DESCRIBE)
-    add_renewal(app)  # before the undo: the lease is still ours
-    add_record_and_release(app)
+def _interrupted_promote(app, yes: bool):
+    """A promote whose rollout is interrupted (Ctrl-C while DescribeServices is in flight)."""
     world, target = promote_world(app)
+    world.reporter.yes = yes
     # Ctrl-C while DescribeServices is in flight: the next wait refuses to sleep.
     ecs_events = app.clients["ecs"].meta.events
     ecs_events.register("before-parameter-build.ecs.DescribeServices", lambda **kw: world.stop.set())
+    return world, target
+
+
+def add_rolling_out(app) -> None:
+    app.ecs.add_response("describe_services", describe_services(service(
+        deployment(NEW, "PRIMARY", "IN_PROGRESS", desired=2, running=0, pending=2), old_deployment(),
+        running=2, pending=2)), DESCRIBE)
+
+
+def test_interrupt_during_the_rollout_points_the_tag_back_offers_the_rollback_and_exits_130(app):
+    # Stubber only: the interrupt lands between two exact calls; a live sandbox's timing varies.
+    add_promote(app)
+    add_rolling_out(app)
+    add_renewal(app)  # before the undo: the lease is still ours
+    add_record_and_release(app)
+    world, target = _interrupted_promote(app, yes=False)
     engine = engine_for(world)
 
     outcomes = carry_out(engine, Plan("app.promote", [target]))
+    offer_rollbacks(world, outcomes)  # no terminal: said, not asked
     with pytest.raises(Exit) as raised:
         finish(world, outcomes)
 
@@ -1297,10 +1310,49 @@ def test_interrupt_during_the_rollout_points_the_tag_back_records_interrupted_an
     assert world.registry.tags["stage"] == OLD_DIGEST
     assert [(r["action"], r["outcome"], r["message"]) for r in records(app)] == [
         ("promote", "interrupted", "interrupted (Ctrl-C)")]
-    assert names(app)[-1:] == ["TransactWriteItems"]  # the record, and the lock released by its token
+    # Not rolled back (no --yes, no mvp.rollback_on_interrupt): the rollback is offered after the run.
+    [offer] = outcomes.offers
+    assert (offer.names, offer.deployment_id, offer.previous_task_definition) == ((CLUSTER, SERVICE), NEW, OLD_TASKDEF)
     out = output(world.reporter)
+    assert "ECS goes on with it unless it is rolled back" in out
+    assert "goes on in ECS; a run with --yes or mvp.rollback_on_interrupt: true" in out
+    assert names(app)[-1:] == ["TransactWriteItems"]  # the record, and the lock released by its token
     assert f"failed: {KEY}  interrupted" in out
     assert f"service {SERVICE}: rollout; follow it with `inv app.wait {PROJECT} --cluster {CLUSTER}`" in out
+
+
+def test_interrupt_during_the_rollout_with_yes_rolls_it_back_at_once(app):
+    # Stubber only: the interrupt lands between two exact calls; a live sandbox's timing varies.
+    add_promote(app)
+    add_rolling_out(app)
+    add_renewal(app)  # before the rollback: the lease is still ours
+    arn = f"arn:aws:ecs:us-east-1:123456789012:service-deployment/{CLUSTER}/{SERVICE}/ejGvqq2ilnbKT9qj0vLJe"
+    app.ecs.add_response("list_service_deployments", {"serviceDeployments": [
+        {"serviceDeploymentArn": arn, "status": "IN_PROGRESS"}]},
+        {"cluster": CLUSTER, "service": SERVICE, "status": ["PENDING", "IN_PROGRESS"]})
+    app.ecs.add_response("stop_service_deployment", {"serviceDeploymentArn": arn},
+                         {"serviceDeploymentArn": arn, "stopType": "ROLLBACK"})
+    add_renewal(app)  # before the undo
+    add_record_and_release(app)
+    world, target = _interrupted_promote(app, yes=True)
+
+    outcomes = carry_out(engine_for(world), Plan("app.promote", [target]))
+    with pytest.raises(Exit):
+        finish(world, outcomes)
+
+    assert_all_answered(app)
+    assert outcomes.interrupted and not outcomes.offers
+    assert world.registry.tags["stage"] == OLD_DIGEST
+    rolled = f"rolling back: ECS returns service {SERVICE} to its previous deployment"
+    assert [(r["action"], r["outcome"], r["message"]) for r in records(app)] == [
+        ("promote", "interrupted", f"interrupted (Ctrl-C); {rolled}")]
+    assert result_of(world) == (Outcome.FAILED, f"interrupted; {rolled}")
+    assert any(what.startswith(f"service {SERVICE}: rollback to ") for what in outcomes.still_running)
+    assert names(app)[-1:] == ["TransactWriteItems"]  # the record, and the lock released by its token
+    out = output(world.reporter)
+    assert f"failed: {KEY}  interrupted; {rolled}" in out
+    assert (f"service {SERVICE}: rollback to {SERVICE}:7; follow it with `inv app.wait {PROJECT} --cluster {CLUSTER}`"
+            in out)
 
 
 # --- 11. the deploy lock: made before the write, released even when the answer was lost ------------
