@@ -839,6 +839,7 @@ def plan_rollback_offer(world: Any, offer: Any) -> TargetPlan:
         plan.note = f"deployment {offer.deployment_id} completed meanwhile: nothing to roll back"
     else:
         plan.steps.append(offer)
+        plan.done = offer.done()
     return plan
 
 

@@ -240,6 +240,27 @@ class TestStoppedHalfWay:
         [record] = records(lab, "stage", "update")[-1:]
         assert record["outcome"] == "failed" and "rolling back" in record["message"], record
 
+    def test_on_a_terminal_the_rollback_is_offered_and_once_confirmed_applied(self, lab):
+        from conftest import link_sandbox
+        from tests.support.terminal import run_on_a_terminal
+
+        before = settled_on(lab, service(lab)["taskDefinition"])  # the timeout's rollback has ended
+
+        code, screen = run_on_a_terminal(
+            lab.work, ["app.update", PROJECT], link_sandbox(lab.work, dict(lab.env)), interrupt_at="IN_PROGRESS;",
+            answers={"roll back 1 rollout(s) stopped half-way": "y"}, timeout=120)
+
+        assert code == 130, screen
+        assert "Traceback" not in screen
+        assert f"~ service {SERVICE}: roll deployment" in screen, screen
+        assert f"rolled back: service {SERVICE} runs the deployment before it again" in screen, screen
+        # Read back: the deployment that ran before is the service's again, and the only one.
+        after = settled_on(lab, before["taskDefinition"], primary(before)["id"])
+        assert [d["id"] for d in after["deployments"] if d["status"] == "PRIMARY"] == [primary(before)["id"]]
+        assert lab.lock_item("stage") is None
+        newest = lab.history("stage")[-1]
+        assert (newest["action"], newest["outcome"]) == ("service rollback", "succeeded"), newest
+
     def test_once_cleared_the_release_ships(self, lab):
         lab.ok("sandbox.fail", PROJECT, "--cluster", "stage", "--clear")
         lab.ok("app.deploy", PROJECT)
