@@ -299,6 +299,12 @@ def test_protected_must_be_a_boolean():
                  "config mvp.clusters.prod.protected", "expected true or false", "'maybe'")
 
 
+def test_rollback_on_interrupt_is_off_by_default_and_a_boolean():
+    assert load_settings(config(), ROOT).rollback_on_interrupt is False
+    assert load_settings(config(rollback_on_interrupt="true"), ROOT).rollback_on_interrupt is True
+    config_error(config(rollback_on_interrupt="soon"), "config mvp.rollback_on_interrupt", "expected true or false")
+
+
 def test_wait_timeout_must_be_a_number():
     config_error(config(wait_timeout="soon"), "config mvp.wait_timeout", "expected a whole number", "'soon'")
 
