@@ -510,7 +510,8 @@ class Stacks:
             if len(causes) > 8:
                 detail += f"; and {len(causes) - 8} more"
         else:
-            detail = (stack.status_reason if stack else "") or "no failure events were reported"
+            detail = ((stack.status_reason if stack else "") or _rollback_reason(events)
+                      or "no failure events were reported")
         hint = repair_hint(stack)
         raise StackFailed(f"{action} of stack {stack.name if stack else ''} ended in {status}: {detail}", hint)
 
@@ -550,6 +551,16 @@ def repair_command(tags: Mapping[str, str]) -> str:
         return f"inv app.repair {tags['mvp:project']} --cluster {tags['mvp:cluster']}"
     if tags.get("mvp:cluster"):
         return f"inv cluster.repair {tags['mvp:cluster']}"
+    return ""
+
+
+def _rollback_reason(events: Iterable[StackEvent]) -> str:
+    """Why the stack's own rollback began, as its event says, where no resource failed (a cancelled
+    update: "User Initiated"); "" when no such event was seen."""
+    for event in reversed(list(events)):
+        if event.resource_type == "AWS::CloudFormation::Stack" and event.status.endswith("ROLLBACK_IN_PROGRESS") \
+                and event.reason:
+            return f"its rollback began: {_one_line(event.reason)}"
     return ""
 
 

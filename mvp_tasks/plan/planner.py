@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..aws import discovery
+from ..aws.stacks import repair_command
 from ..errors import BuildError, ConfigError, MvpError, UsageError
 from ..templates import load_template
 from . import parameters
-from .stacks import NOT_READ, plan_stack, stacks_as, with_role
+from .stacks import NOT_READ, check_stack_updatable, plan_stack, stacks_as, with_role
 from .store import plan_migration, plan_store
 from .steps import (Action, BuildImage, DeleteStack, EnsureStack, MoveTag, PushImage, RollService, StackAction, Step,
                     TargetKind, TargetPlan)
@@ -473,6 +474,9 @@ def plan_update(world: World, project: ProjectSettings, cluster: ClusterSettings
     check_mapped(world.settings, project, cluster)
     world.check_cluster_ready(cluster)
     stack = get_app_stack(world, project, cluster)
+    # Not beside CloudFormation's own work on the service (an update in progress) nor on a stack it
+    # left stuck (a rollback half done): the new deployment would roll what the stack does not say.
+    check_stack_updatable(stack, repair_command(stack.tags))
     digest, commit = get_image(world, project, cluster.tag, cluster)
     plan = _app_plan(project, cluster, Action.UPDATE, commit=commit, digest=digest)
     names = discovery.service_names(world, stack, cluster)
@@ -943,9 +947,17 @@ def plan_repair_cluster(world: Any, cluster: Any, skip: tuple[str, ...] | None =
 
 def plan_repair_app(world: Any, project: Any, cluster: Any, skip: tuple[str, ...] | None = None) -> TargetPlan:
     """`app.repair`: get the app's stack in the cluster moving again (see `repair_steps`)."""
+    from .steps import CancelUpdate
+
     check_mapped(world.settings, project, cluster)
-    plan = _app_plan(project, cluster, Action.REPAIR)
-    return _plan_repair(world, plan, project.stack_name(cluster.name), cluster, skip)
+    plan = _plan_repair(world, _app_plan(project, cluster, Action.REPAIR), project.stack_name(cluster.name),
+                        cluster, skip)
+    if any(isinstance(step, CancelUpdate) for step in plan.steps) and _has_store(world, cluster):
+        holder = world.history(cluster).get_lock(project.name)
+        if holder is not None:
+            plan.warnings = (f"the deploy of {holder.describe()} waits on this update: it fails once the update "
+                             "is rolled back",)
+    return plan
 
 
 def _plan_repair(world: Any, plan: TargetPlan, name: str, cluster: Any, skip: tuple[str, ...] | None) -> TargetPlan:

@@ -41,14 +41,6 @@ def plan_stack(stacks: Stacks, *, name: str, template: Template, parameters: Map
         stack = stacks.get_stack(name)
     common = dict(stack=name, template=template, parameters=dict(parameters), tags=tags, protected=protected,
                   service=service)
-    repair = repair_command(tags)
-    if stack is not None and is_in_progress(stack.status):
-        raise StackBusy(
-            f"stack {name} is {stack.status}: another operation is running",
-            "wait for it to finish (watch `inv cluster.status` or `inv app.status`), then re-run"
-            + (f"; an update that hangs is cancelled with `{repair}`" if repair and stack.status == "UPDATE_IN_PROGRESS"
-               else ""),
-        )
     if stack is not None and stack.status == "ROLLBACK_COMPLETE":
         # A failed create leaves a stack that can only be deleted; re-creating it is the only way on.
         return EnsureStack(action=StackAction.RECREATE, protect=protect, old_stack_id=stack.stack_id,
@@ -57,12 +49,7 @@ def plan_stack(stacks: Stacks, *, name: str, template: Template, parameters: Map
         # REVIEW_IN_PROGRESS: only an unexecuted CREATE change set exists; it holds no resources.
         return EnsureStack(action=StackAction.CREATE, protect=protect,
                            old_stack_id=stack.stack_id if stack is not None else "", **common), stack
-    if stack.status not in UPDATABLE:
-        raise StackFailed(
-            f"stack {name} is {stack.status} and cannot be updated"
-            + (f" ({stack.status_reason})" if stack.status_reason else ""),
-            _stuck_hint(stack.status, repair),
-        )
+    check_stack_updatable(stack, repair_command(tags))
     protection_change = protect and not stack.termination_protection
     effective = effective_parameters(template, parameters)
     if is_unchanged(stacks, stack, template, effective, tags):
@@ -84,7 +71,28 @@ def plan_stack(stacks: Stacks, *, name: str, template: Template, parameters: Map
                        **common), stack
 
 
+def check_stack_updatable(stack: StackInfo, repair: str) -> None:
+    """Refuse a stack CloudFormation is still at work on (`StackBusy`) or one left where no update
+    can start (`StackFailed`), naming what gets it moving again (`repair`: the tool's repair task
+    for it, "" for none)."""
+    if is_in_progress(stack.status):
+        raise StackBusy(
+            f"stack {stack.name} is {stack.status}: another operation is running",
+            "wait for it to finish (watch `inv cluster.status` or `inv app.status`), then re-run"
+            + (f"; an update that hangs is cancelled with `{repair}`" if repair and stack.status == "UPDATE_IN_PROGRESS"
+               else ""),
+        )
+    if stack.status not in UPDATABLE:
+        raise StackFailed(
+            f"stack {stack.name} is {stack.status} and cannot be updated"
+            + (f" ({stack.status_reason})" if stack.status_reason else ""),
+            _stuck_hint(stack.status, repair),
+        )
+
+
 def _stuck_hint(status: str, repair: str) -> str:
+    if status == "ROLLBACK_COMPLETE":
+        return "its first create failed: deploy it again, which deletes and re-creates it"
     if repair and status == "UPDATE_ROLLBACK_FAILED":
         return f"continue its rollback with `{repair}`, then re-run"
     if repair and status == "DELETE_FAILED":

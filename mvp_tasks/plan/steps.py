@@ -564,6 +564,10 @@ class CancelUpdate(Step):
 
     stack: str
 
+    # Not the app's deploy lock: the run that started the update holds it while it waits, and
+    # cancelling that run's update is the point (CloudFormation cancels only an update in progress).
+    locks = False
+
     def lines(self) -> list[str]:
         return [f"~ stack {self.stack}: cancel the update in progress (CloudFormation rolls it back)"]
 

@@ -80,7 +80,7 @@ def test_failed_update_names_every_failing_resource_of_its_operation_from_descri
 
 
 def test_update_in_progress_is_cancelled(cfn):
-    # Why Stubber: ministack finishes an update within moments, so no update of ours stays UPDATE_IN_PROGRESS to cancel.
+    # Why Stubber: the request's exact shape (the e2e test cancels an update ministack holds in progress).
     client, stubber = cfn
     step = repair_step(Stacks(client), stack("UPDATE_IN_PROGRESS"))
     assert step == CancelUpdate(NAME)
@@ -121,3 +121,21 @@ def test_stuck_states_name_their_repair_in_planning():
     assert "inv app.repair museum --cluster stage" in _stuck_hint("UPDATE_ROLLBACK_FAILED",
                                                                   "inv app.repair museum --cluster stage")
     assert "RetainResources" not in _stuck_hint("DELETE_FAILED", "inv cluster.repair stage")
+
+
+def test_a_cancelled_update_says_why_its_stack_rolled_back():
+    # No AWS call at all: the line of a rollback no resource failed in (ministack's cancel lets the
+    # resource in flight finish); tests/e2e/test_cfn_bad_days.py sees it end to end.
+    from mvp_tasks.aws.stacks import StackEvent
+
+    def stack_event(status: str, reason: str = "") -> StackEvent:
+        return StackEvent(status, None, NAME, "AWS::CloudFormation::Stack", status, reason)
+
+    events = [stack_event("UPDATE_IN_PROGRESS", "User Initiated"),
+              StackEvent("gate", None, "Gate", "Custom::Gate", "UPDATE_COMPLETE"),
+              stack_event("UPDATE_ROLLBACK_IN_PROGRESS", "User Initiated"),
+              stack_event("UPDATE_ROLLBACK_COMPLETE")]
+    with pytest.raises(StackFailed) as failed:
+        Stacks(None).check_settled(stack("UPDATE_ROLLBACK_COMPLETE"), events, {"UPDATE_COMPLETE"}, "update")
+    assert str(failed.value) == ("update of stack stage ended in UPDATE_ROLLBACK_COMPLETE: "
+                                 "its rollback began: User Initiated")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from mvp_tasks.state.store import ClusterStore as History, Record
+from mvp_tasks.state.store import ClusterStore as History, Holder, Record
 from mvp_tasks.aws.stacks import Change, StackInfo
 from mvp_tasks.errors import BuildError, ConfigError, StackBusy, StackFailed, UsageError
 from mvp_tasks.image.git import Revision
@@ -132,8 +132,12 @@ class FakeStacks:
 
 
 class FakeHistory:
-    def __init__(self, records: list[Record]):
+    def __init__(self, records: list[Record], lock: Holder | None = None):
         self.records = list(records)  # newest first
+        self.lock = lock
+
+    def get_lock(self, project: str) -> Holder | None:
+        return self.lock
 
     def get_records(self, project: str, limit: int = 50) -> list[Record]:
         return [r for r in self.records if r.project == project][:limit]
@@ -701,6 +705,45 @@ def test_update_on_prod_is_protected():
     world = clusters_and(app_stack("prod"), tags={"prod": D1, C1: D1})
     plan = planner.plan_update(world, PROJ, PROD)
     assert plan.steps[0].protected and plan.needs_confirmation
+
+
+def test_update_refuses_a_stack_cloudformation_works_on_or_left_stuck_naming_its_repair():
+    # A new deployment beside an update in progress, or on a rollback left half done, would roll
+    # what the stack does not say.
+    repair = "inv app.repair museum-adventure --cluster stage"
+    world = clusters_and(app_stack("stage", status="UPDATE_IN_PROGRESS"), tags={"stage": D1, C1: D1})
+    with pytest.raises(StackBusy) as busy:
+        planner.plan_update(world, PROJ, STAGE)
+    assert busy.value.message == "stack museum-adventure-stage is UPDATE_IN_PROGRESS: another operation is running"
+    assert f"an update that hangs is cancelled with `{repair}`" in busy.value.hint
+    world = clusters_and(app_stack("stage", status="UPDATE_ROLLBACK_FAILED"), tags={"stage": D1, C1: D1})
+    with pytest.raises(StackFailed) as stuck:
+        planner.plan_update(world, PROJ, STAGE)
+    assert stuck.value.message == "stack museum-adventure-stage is UPDATE_ROLLBACK_FAILED and cannot be updated"
+    assert stuck.value.hint == f"continue its rollback with `{repair}`, then re-run"
+    world = clusters_and(app_stack("stage", status="ROLLBACK_COMPLETE"), tags={"stage": D1, C1: D1})
+    with pytest.raises(StackFailed, match="ROLLBACK_COMPLETE") as failed_create:
+        planner.plan_update(world, PROJ, STAGE)
+    assert "deploy it again" in failed_create.value.hint
+    assert world.stacks().created == []
+    world = clusters_and(app_stack("stage", status="UPDATE_ROLLBACK_COMPLETE"), tags={"stage": D1, C1: D1})
+    assert types(planner.plan_update(world, PROJ, STAGE)) == [RollService]
+
+
+def test_app_repair_cancels_a_hung_update_without_the_deploy_lock_and_names_the_run_waiting_on_it():
+    from mvp_tasks.plan.steps import CancelUpdate
+
+    world = clusters_and(app_stack("stage", status="UPDATE_IN_PROGRESS"))
+    plan = planner.plan_repair_app(world, PROJ, STAGE)
+    assert plan.steps == [CancelUpdate("museum-adventure-stage")] and plan.warnings == ()
+    # The run that started the update holds the lock while it waits: the cancel must not need it.
+    assert plan.steps[0].locks is False
+    holder = Holder("ci", "runner-1", 4242, "", "t0k3n", "2026-11-01T12:00:00+00:00", 0)
+    world = clusters_and(app_stack("stage", status="UPDATE_IN_PROGRESS"))
+    world._histories["stage"] = FakeHistory([], lock=holder)
+    plan = planner.plan_repair_app(world, PROJ, STAGE)
+    assert plan.warnings == ("the deploy of ci on runner-1 (pid 4242) since 2026-11-01 12:00:00 waits on this "
+                             "update: it fails once the update is rolled back",)
 
 
 # --- plan_cluster --------------------------------------------------------------------------------
