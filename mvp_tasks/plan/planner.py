@@ -966,7 +966,9 @@ def _plan_repair(world: Any, plan: TargetPlan, name: str, cluster: Any, skip: tu
     if stack is None:
         plan.note = f"no stack {name}; nothing to repair"
         return plan
-    step = repair_step(stacks, stack, skip, protected=cluster.protected, role_arn=cluster.cfn_role)
+    follow = (f"inv app.status {plan.project}" if plan.kind is TargetKind.APP
+              else f"inv cluster.status {cluster.name}")
+    step = repair_step(stacks, stack, skip, protected=cluster.protected, role_arn=cluster.cfn_role, follow=follow)
     if step is None:
         plan.note = f"nothing to repair: stack {name} is {stack.status}"
         return plan
@@ -976,7 +978,7 @@ def _plan_repair(world: Any, plan: TargetPlan, name: str, cluster: Any, skip: tu
 
 
 def repair_step(stacks: Any, stack: Any, skip: tuple[str, ...] | None = None, *, protected: bool = False,
-                role_arn: str = "") -> Step | None:
+                role_arn: str = "", follow: str = "inv cluster.status") -> Step | None:
     """The step that gets a stuck stack moving again, None for a healthy one:
     UPDATE_ROLLBACK_FAILED: continue the rollback, skipping the resources that block it (all of them
     unless `skip` chooses); UPDATE_IN_PROGRESS: cancel the update; DELETE_FAILED: delete it again,
@@ -1017,7 +1019,7 @@ def repair_step(stacks: Any, stack: Any, skip: tuple[str, ...] | None = None, *,
                             role_arn=role_arn)
     if is_in_progress(status):
         raise StackBusy(f"stack {stack.name} is {status}: CloudFormation is still at work",
-                        "wait for it to settle (`inv cluster.status`), then run the repair again if it is stuck")
+                        f"wait for it to settle (`{follow}`), then run the repair again if it is stuck")
     if status in ("ROLLBACK_FAILED", "IMPORT_ROLLBACK_FAILED"):
         raise StackFailed(f"stack {stack.name} is {status}: only deleting it gets it out of there",
                           "delete it (`inv cluster.down` / `inv app.destroy`), then deploy again")
