@@ -76,6 +76,8 @@ def story(tmp_path_factory, git_env, image_services, moto_server):
     s["promote_b"] = lab.ok("app.promote", "--tag", "prod", "--yes", timeout=BUILD_TIMEOUT)
     s["prod_count_b"] = lab.parameters(PROD)["DesiredCount"]
     s["prod_desired_b"] = lab.service("prod", PROD)["desiredCount"]
+    prod_service = lab.service("prod", PROD)
+    s["prod_running_b"] = (prod_service["runningCount"], [d["rolloutState"] for d in prod_service["deployments"]])
     s["prod_digest_b"] = lab.digest("prod")
 
     s["rollback"] = lab.ok("app.rollback", PROJECT, "--cluster", "prod", "--yes", timeout=BUILD_TIMEOUT)
@@ -118,6 +120,9 @@ def test_a_config_only_commit_for_prod_does_not_touch_stage_and_the_promotion_sh
     assert "~ parameter DesiredCount: 1 -> 3" in said or "+ parameter DesiredCount: 3" in said, said
     assert builds(s["promote_b"]) == []
     assert s["prod_count_b"] == "3" and s["prod_desired_b"] == 3
+    # The README's per-cluster example settles: three tasks run in prod, one deployment, COMPLETED.
+    assert s["prod_running_b"] == (3, ["COMPLETED"]), s["prod_running_b"]
+    assert "running 3/3" in said, said
     assert s["prod_digest_b"] == s["digest_a"]
     promotes = [r for r in lab.history("prod") if r["action"] == "promote"]
     assert [(r["commit"], r["digest"]) for r in promotes][:2] == [(s["a"], s["digest_a"]), (s["b"], s["digest_a"])]
