@@ -255,7 +255,7 @@ def finish(world: Any, results: Any = None, *, json_outcomes: bool = True) -> No
             {"target": r.target, "outcome": r.outcome.value, "commit": r.commit,
              "duration": round(r.duration, 3) if r.duration is not None else None, "message": r.message}
             for r in results.results])
-    failures = [f"{r.target}: {_without_target(r.target, r.message)}" for r in results.failures]
+    failures = [f"{r.target}: {r.message}" for r in results.failures]
     if results.interrupted:
         say_errors(failures)
         keeps = "see above for what keeps running in AWS" if results.still_running else "nothing is left running"
@@ -263,11 +263,6 @@ def finish(world: Any, results: Any = None, *, json_outcomes: bool = True) -> No
     if failures:
         say_errors(failures)
         raise Exit(code=1)
-
-
-def _without_target(target: str, message: str) -> str:
-    # A message that starts with its target's name already (an error raised naming it) names it once.
-    return message[len(target) + 2:] if message.startswith(f"{target}: ") else message
 
 
 def say_errors(lines: list[str]) -> None:
