@@ -159,12 +159,15 @@ def project_name(world: Any, name: str | None, task: str) -> str:
     return name
 
 
-def app_stub(project: str, cluster: str, **kw: Any):
-    """The placeholder of an app target while it is planned (its key, project and cluster)."""
-    from ..plan.planner import app_key
+def target_stub(project: str = "", cluster: str = "", *, kind: str = "", key: str = "", **kw: Any):
+    """The placeholder of a target while it is planned: an app in a cluster (a project given), else
+    a cluster; `kind` and `key` (an app's `project@cluster`, a cluster's name) unless given."""
+    from ..plan.planner import app_key, cluster_key
     from ..plan.steps import TargetPlan
 
-    return TargetPlan(app_key(project, cluster), kind="app", project=project, cluster=cluster, **kw)
+    kind = kind or ("app" if project else "cluster")
+    key = key or (app_key(project, cluster) if project else cluster_key(cluster))
+    return TargetPlan(key, kind=kind, project=project, cluster=cluster, **kw)
 
 
 # --- the pipeline: plan, show, confirm once, apply, results -------------------------------------

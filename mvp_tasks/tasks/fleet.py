@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .boundary import app_stub, mvp_task, run_plan, start
+from .boundary import mvp_task, run_plan, start, target_stub
 
 
 @mvp_task(
@@ -22,19 +22,18 @@ def up(ctx, parallel=None, check=False, yes=False, json=False, allow_dirty=False
     target, confirmed once, applied in parallel, a cluster before its apps. A stack left by an app or
     cluster no longer in invoke.yaml is listed as an orphan (skipped); --prune deletes them all."""
     from ..plan.planner import cluster_key, plan_cluster
-    from ..plan.steps import TargetPlan
 
     world = start(ctx, "fleet.up", check=check, yes=yes, json_output=json)
     settings = world.settings
     planners = []
     for cluster in settings.clusters.values():
-        planners.append((TargetPlan(cluster_key(cluster.name), kind="cluster", cluster=cluster.name),
+        planners.append((target_stub(cluster=cluster.name),
                          (lambda world, c=cluster: plan_cluster(world, c, allow_dirty=bool(allow_dirty),
                                                                 task="fleet.up", check=bool(check)))))
     for project in settings.projects.values():
         for name in project.clusters:
             cluster = settings.clusters[name]
-            stub = app_stub(project.name, name, depends_on=(cluster_key(name),))
+            stub = target_stub(project.name, name, depends_on=(cluster_key(name),))
             planners.append((stub, (lambda world, p=project, c=cluster, s=stub: _deploy(world, p, c, s,
                                                                                       bool(allow_dirty)))))
     planners += _orphans(world, bool(prune))
@@ -65,7 +64,6 @@ def _orphans(world, prune: bool) -> list:
     a cluster's after its apps'. Which stacks are orphans is read once, before planning."""
     from ..errors import MvpError
     from ..plan.planner import find_orphans, plan_orphan
-    from ..plan.steps import TargetPlan
 
     try:
         orphans = find_orphans(world)
@@ -73,11 +71,10 @@ def _orphans(world, prune: bool) -> list:
         def refused(world, exc=exc):
             raise exc
 
-        return [(TargetPlan("orphans", kind="cluster"), refused)]
+        return [(target_stub(kind="cluster", key="orphans"), refused)]
     out = []
     for orphan in orphans:
         after = () if orphan.project else tuple(o.key for o in orphans if o.project and o.cluster == orphan.cluster)
-        stub = TargetPlan(orphan.key, kind="app" if orphan.project else "cluster", project=orphan.project,
-                          cluster=orphan.cluster, depends_on=after)
+        stub = target_stub(orphan.project, orphan.cluster, depends_on=after)
         out.append((stub, lambda world, o=orphan, a=after: plan_orphan(world, o, prune, after=a)))
     return out
