@@ -1064,6 +1064,7 @@ def test_unmark_plans_one_clear_mark_step_and_says_when_there_is_no_mark():
     world = clusters_and(app_stack("prod"), tags={"prod": D1, C1: D1, C2: D2}, records={"prod": records})
     plan = planner.plan_unmark(world, PROJ, PROD, C2[:8])
     assert types(plan) == [ClearMark] and plan.steps[0].commit == C2 and plan.action == "unmark"
+    assert plan.steps[0].locks  # under the app's deploy lock, like every change to what may ship
     assert plan.lines()[0].startswith(f"- bad mark of {C2[:12]} for {PROJECT} in prod")
     none = planner.plan_unmark(world, PROJ, PROD, C1)
     assert none.steps == [] and none.note.startswith(f"{C1[:12]} is not marked bad")
