@@ -206,8 +206,8 @@ def unshipped(settings: Settings, project: ProjectSettings, cluster: ClusterSett
         ship = (f"release it to {cluster.promote_from} (inv ci.release --cluster {cluster.promote_from} --only {name}), "
                 f"then inv app.promote {name} --tag {cluster.tag}")
     else:
-        ship = (f"inv app.push {name} --cluster {where} then inv app.deploy {name} --cluster {where}, "
-                f"or inv ci.release --cluster {where} --only {name}")
+        # app.deploy alone ships HEAD: builds or retags its image, moves the tag, updates the stack, rolls.
+        ship = f"inv app.deploy {name} --cluster {where}"
     return (f"HEAD {head[:12]} has changes for {name} that tag {cluster.tag} ({tag_commit[:12]}) does not "
             f"have ({'; '.join(reasons)}); to ship them: {ship}")
 

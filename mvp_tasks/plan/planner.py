@@ -226,7 +226,7 @@ def check_secrets_set(world: World, project: ProjectSettings, cluster: ClusterSe
     missing = [n for n in names if n not in have]
     if missing:
         raise UsageError(
-            f"{project.name}@{cluster.name}: secret {', '.join(missing)} is configured but not set "
+            f"secret {', '.join(missing)} is configured but not set "
             f"in {cluster.name}; nothing was changed",
             f"set it: inv app.secret.set {project.name} {missing[0]} --cluster {cluster.name}",
         )
@@ -286,7 +286,7 @@ def plan_cluster_down(world: World, cluster: ClusterSettings) -> TargetPlan:
 # --- apps --------------------------------------------------------------------------------------
 
 
-def _app_plan(project: ProjectSettings, cluster: ClusterSettings, action: Action, **kw: Any) -> TargetPlan:
+def _app_plan(project: ProjectSettings, cluster: ClusterSettings, action: Action | None, **kw: Any) -> TargetPlan:
     return TargetPlan(app_key(project.name, cluster.name), kind=TargetKind.APP, project=project.name,
                       cluster=cluster.name, action=action, **kw)
 
@@ -340,6 +340,26 @@ def plan_deploy(world: World, project: ProjectSettings, cluster: ClusterSettings
     if not plan.steps:
         plan.note = _running_note(world, stack, cluster, commit, digest)
     plan.done = f"{commit[:12] or digest[:19]} deployed"
+    return plan
+
+
+def plan_fleet_app(world: World, project: ProjectSettings, cluster: ClusterSettings,
+                   allow_dirty: bool = False) -> TargetPlan:
+    """`fleet.up`: the app in the cluster toward the release it runs (`plan_deploy`, `running`),
+    after its cluster's target. Where the cluster's stack does not exist yet (this very plan
+    creates it), a target planned only once its cluster is applied."""
+    after = (cluster_key(cluster.name),)
+    try:
+        plan = plan_deploy(world, project, cluster, allow_dirty=allow_dirty, task="fleet.up", running=True)
+    except UsageError:
+        if world.stacks().get_stack(cluster.stack_name) is not None:
+            raise
+        # The cluster is created by this very plan: its apps are planned once it exists.
+        return _app_plan(project, cluster, None, depends_on=after, deferred_protected=cluster.protected,
+                         deferred=lambda w: plan_deploy(w, project, cluster, allow_dirty=allow_dirty, task="fleet.up",
+                                                        running=True),
+                         note=f"its cluster {cluster.name} is created first")
+    plan.depends_on = after
     return plan
 
 
@@ -1040,6 +1060,11 @@ class Orphan:
     def key(self) -> str:
         return app_key(self.project, self.cluster) if self.project else cluster_key(self.cluster)
 
+    def target(self, **kw: Any) -> TargetPlan:
+        """Its target: an app's or a cluster's, by its key."""
+        return TargetPlan(self.key, kind=TargetKind.APP if self.project else TargetKind.CLUSTER,
+                          project=self.project, cluster=self.cluster, **kw)
+
     @property
     def remove(self) -> str:
         """The command that removes it."""
@@ -1092,11 +1117,9 @@ def plan_orphan(world: World, orphan: Orphan, prune: bool = False, after: tuple[
     deleted (destructive: confirmed). `after`: the targets deleted first (a cluster's apps)."""
     settings = world.settings
     cluster = settings.clusters.get(orphan.cluster)
-    kind = TargetKind.APP if orphan.project else TargetKind.CLUSTER
-    plan = TargetPlan(orphan.key, kind=kind, project=orphan.project, cluster=orphan.cluster,
-                      action=Action.DESTROY if orphan.project else Action.CLUSTER_DOWN, depends_on=after,
-                      # Its history is recorded only where the cluster is still configured and has a store.
-                      recorded=bool(orphan.project and cluster is not None and _has_store(world, cluster)))
+    plan = orphan.target(action=Action.DESTROY if orphan.project else Action.CLUSTER_DOWN, depends_on=after,
+                         # Its history is recorded only where the cluster is still configured and has a store.
+                         recorded=bool(orphan.project and cluster is not None and _has_store(world, cluster)))
     if not prune:
         plan.skip = orphan.line()
         return plan
@@ -1108,6 +1131,25 @@ def plan_orphan(world: World, orphan: Orphan, prune: bool = False, after: tuple[
                                   role_arn=cluster.cfn_role if cluster is not None else ""))
     plan.done = "orphan stack deleted"
     return plan
+
+
+def plan_orphans(world: World, prune: bool = False) -> list[tuple[TargetPlan, Callable[[World], TargetPlan]]]:
+    """`fleet.up`'s orphans: a placeholder and a planner (`plan_orphan`) per orphan stack, a
+    cluster's after its apps'. Which stacks are orphans is read here, once, before the fleet is
+    planned (it decides which targets there are); a failed read is one failed target, `orphans`."""
+    try:
+        orphans = find_orphans(world)
+    except MvpError as exc:
+        def refused(world: World, exc: MvpError = exc) -> TargetPlan:
+            raise exc
+
+        return [(TargetPlan("orphans", kind=TargetKind.CLUSTER), refused)]
+    out = []
+    for orphan in orphans:
+        after = () if orphan.project else tuple(o.key for o in orphans if o.project and o.cluster == orphan.cluster)
+        out.append((orphan.target(depends_on=after),
+                    lambda world, o=orphan, a=after: plan_orphan(world, o, prune, after=a)))
+    return out
 
 
 def plan_destroy_orphan(world: World, project: str, cluster: str, refused: MvpError) -> TargetPlan:

@@ -385,7 +385,8 @@ class ClearMark(Step):
     commit: str
     mark: str = ""  # what marked it, for people
 
-    locks = False  # what runs does not change
+    # Locks (the default): it changes what may ship next, and a release, promote or rollback of
+    # the app in flight decides from the marks it read.
 
     def lines(self) -> list[str]:
         return [f"- bad mark of {self.commit[:12]} for {self.project} in {self.cluster}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ConfigError, UsageError
-from .boundary import app_stub, finish, mvp_task, project_from_cwd, project_name, require, run_plan, start
+from .boundary import finish, mvp_task, project_from_cwd, project_name, require, run_plan, start, target_stub
 
 HOST_HELP = "build on this SSH host (user@host[:port]) instead of locally (default: mvp.build.host)"
 CLUSTER_HELP = "cluster (default: mvp.default_cluster)"
@@ -36,7 +36,6 @@ def build(ctx, name=None, host=None, check=False, json=False):
     """Build a project's image, tagged with the commit that built it."""
     from ..image.builder import check_project_files, get_revision
     from ..plan.planner import plan_build
-    from ..plan.steps import TargetPlan
 
     world = start(ctx, f"app.build {name or ''}".strip(), check=check, aws=False, json_output=json)
     project = world.settings.project_or_default(project_name(world, name, "app.build"))
@@ -50,7 +49,7 @@ def build(ctx, name=None, host=None, check=False, json=False):
         finally:
             builder.close()
 
-    stub = TargetPlan(f"{project.name}:{revision.tag[:12]}", kind="image", project=project.name)
+    stub = target_stub(project.name, kind="image", key=f"{project.name}:{revision.tag[:12]}")
     run_plan(world, "app.build", [(stub, planner)], host=host)
 
 
@@ -70,7 +69,6 @@ def push(ctx, name=None, cluster=None, allow_dirty=False, host=None, check=False
     """Build if needed, push the commit tag, and point the cluster tag at that image."""
     from ..image.builder import check_project_files, get_revision
     from ..plan.planner import plan_push
-    from ..plan.steps import TargetPlan
 
     world = start(ctx, f"app.push {name or ''}".strip(), check=check, yes=yes, json_output=json)
     project = world.settings.project_or_default(project_name(world, name, "app.push"))
@@ -90,7 +88,7 @@ def push(ctx, name=None, cluster=None, allow_dirty=False, host=None, check=False
         finally:
             builder.close()
 
-    stub = TargetPlan(f"{project.name}:{revision.short}", kind="image", project=project.name, cluster=target.name)
+    stub = target_stub(project.name, target.name, kind="image", key=f"{project.name}:{revision.short}")
     run_plan(world, "app.push", [(stub, planner)], host=host)
 
 
@@ -110,7 +108,7 @@ def deploy(ctx, name=None, cluster=None, check=False, yes=False, allow_dirty=Fal
     project, target = _app(world, name, cluster, "app.deploy")
     planner = lambda world: plan_deploy(world, project, target, allow_dirty=bool(allow_dirty),  # noqa: E731
                                         builder_for=lambda: world.builder(host), check=bool(check))
-    run_plan(world, "app.deploy", [(app_stub(project.name, target.name), planner)], host=host)
+    run_plan(world, "app.deploy", [(target_stub(project.name, target.name), planner)], host=host)
 
 
 @mvp_task(help={"name": "project whose commit to clear" + NAME_HELP, "cluster": CLUSTER_HELP,
@@ -126,7 +124,7 @@ def unmark(ctx, name=None, cluster=None, commit=None, check=False, yes=False, js
     world = start(ctx, f"app.unmark {name or ''}".strip(), check=check, yes=yes, json_output=json)
     project, target = _app(world, name, cluster, "app.unmark")
     run_plan(world, "app.unmark",
-             [(app_stub(project.name, target.name), lambda world: plan_unmark(world, project, target, commit))])
+             [(target_stub(project.name, target.name), lambda world: plan_unmark(world, project, target, commit))])
 
 
 @mvp_task(help={"name": "project to roll" + NAME_HELP, "cluster": CLUSTER_HELP, "check": CHECK_HELP,
@@ -138,7 +136,7 @@ def update(ctx, name=None, cluster=None, check=False, yes=False, json=False):
 
     world = start(ctx, f"app.update {name or ''}".strip(), check=check, yes=yes, json_output=json)
     project, target = _app(world, name, cluster, "app.update")
-    run_plan(world, "app.update", [(app_stub(project.name, target.name), lambda world: plan_update(world, project, target))])
+    run_plan(world, "app.update", [(target_stub(project.name, target.name), lambda world: plan_update(world, project, target))])
 
 
 @mvp_task(help={"name": "project to watch" + NAME_HELP, "cluster": CLUSTER_HELP}, positional=["name"])
@@ -202,7 +200,7 @@ def promote(ctx, name=None, tag=None, from_=None, commit=None, parallel=None, ch
     settings = world.settings
     target_cluster, source_tag = resolve_promotion(settings, tag, from_ or "", commit or "")
     names = _names(settings, name, target_cluster)
-    planners = [(app_stub(n, target_cluster.name),
+    planners = [(target_stub(n, target_cluster.name),
                  (lambda world, p=settings.project(n): plan_promote(world, p, target_cluster, source_tag=source_tag,
                                                                      commit=commit or "",
                                                                      allow_dirty=bool(allow_dirty))))
@@ -236,7 +234,7 @@ def rollback(ctx, name=None, cluster=None, to=None, parallel=None, check=False, 
     names = _names(world.settings, name, target)
     if to and len(names) > 1:
         raise UsageError("--to needs NAME: one commit is one app's", "inv app.rollback NAME --cluster C --to SHA")
-    planners = [(app_stub(n, target.name), (lambda world, p=world.settings.project(n): plan_rollback(world, p, target, to or "")))
+    planners = [(target_stub(n, target.name), (lambda world, p=world.settings.project(n): plan_rollback(world, p, target, to or "")))
                 for n in names]
     what = f"roll {names[0]} in {target.name} back" if len(names) == 1 else \
         f"roll {len(names)} app(s) in {target.name} back"
@@ -298,7 +296,7 @@ def unlock(ctx, name=None, cluster=None, check=False, yes=False, json=False):
 
     world = start(ctx, f"app.unlock {name or ''}".strip(), check=check, yes=yes, json_output=json)
     project, target = _app(world, name, cluster, "app.unlock")
-    run_plan(world, "app.unlock", [(app_stub(project.name, target.name), lambda world: plan_unlock(world, project, target))],
+    run_plan(world, "app.unlock", [(target_stub(project.name, target.name), lambda world: plan_unlock(world, project, target))],
              confirm=f"break the deploy lock of {project.name} in {target.name}")
 
 
@@ -355,11 +353,11 @@ def destroy(ctx, name=None, cluster=None, check=False, yes=False, json=False):
         from ..plan.planner import plan_destroy_orphan
 
         name = project_name(world, name, "app.destroy")
-        run_plan(world, "app.destroy", [(app_stub(name, cluster), lambda world: plan_destroy_orphan(
+        run_plan(world, "app.destroy", [(target_stub(name, cluster), lambda world: plan_destroy_orphan(
             world, name, cluster, exc))], confirm=f"delete orphan {name} from {cluster} (stack {name}-{cluster})")
         return
     what = "protected cluster " if target.protected else ""
-    run_plan(world, "app.destroy", [(app_stub(project.name, target.name), lambda world: plan_destroy(world, project, target))],
+    run_plan(world, "app.destroy", [(target_stub(project.name, target.name), lambda world: plan_destroy(world, project, target))],
              confirm=f"delete {project.name} from {what}{target.name} (stack {project.stack_name(target.name)})")
 
 
@@ -377,6 +375,6 @@ def repair(ctx, name=None, cluster=None, skip=None, check=False, yes=False, json
     skipped = _skip_list(skip)
     world = start(ctx, f"app.repair {name or ''}".strip(), check=check, yes=yes, json_output=json)
     project, target = _app(world, name, cluster, "app.repair")
-    run_plan(world, "app.repair", [(app_stub(project.name, target.name),
+    run_plan(world, "app.repair", [(target_stub(project.name, target.name),
                                     lambda world: plan_repair_app(world, project, target, skipped))],
              confirm=f"repair the stack of {project.name} in {target.name} ({project.stack_name(target.name)})")

@@ -159,12 +159,15 @@ def project_name(world: Any, name: str | None, task: str) -> str:
     return name
 
 
-def app_stub(project: str, cluster: str, **kw: Any):
-    """The placeholder of an app target while it is planned (its key, project and cluster)."""
-    from ..plan.planner import app_key
+def target_stub(project: str = "", cluster: str = "", *, kind: str = "", key: str = "", **kw: Any):
+    """The placeholder of a target while it is planned: an app in a cluster (a project given), else
+    a cluster; `kind` and `key` (an app's `project@cluster`, a cluster's name) unless given."""
+    from ..plan.planner import app_key, cluster_key
     from ..plan.steps import TargetPlan
 
-    return TargetPlan(app_key(project, cluster), kind="app", project=project, cluster=cluster, **kw)
+    kind = kind or ("app" if project else "cluster")
+    key = key or (app_key(project, cluster) if project else cluster_key(cluster))
+    return TargetPlan(key, kind=kind, project=project, cluster=cluster, **kw)
 
 
 # --- the pipeline: plan, show, confirm once, apply, results -------------------------------------
@@ -322,7 +325,7 @@ def finish(world: Any, results: Any = None, *, json_outcomes: bool = True) -> No
             {"target": r.target, "outcome": r.outcome.value, "commit": r.commit,
              "duration": round(r.duration, 3) if r.duration is not None else None, "message": r.message}
             for r in results.results])
-    failures = [f"{r.target}: {_without_target(r.target, r.message)}" for r in results.failures]
+    failures = [f"{r.target}: {r.message}" for r in results.failures]
     if results.interrupted:
         say_errors(failures)
         keeps = "see above for what keeps running in AWS" if results.still_running else "nothing is left running"
@@ -330,11 +333,6 @@ def finish(world: Any, results: Any = None, *, json_outcomes: bool = True) -> No
     if failures:
         say_errors(failures)
         raise Exit(code=1)
-
-
-def _without_target(target: str, message: str) -> str:
-    # A message that starts with its target's name already (an error raised naming it) names it once.
-    return message[len(target) + 2:] if message.startswith(f"{target}: ") else message
 
 
 def say_errors(lines: list[str]) -> None:

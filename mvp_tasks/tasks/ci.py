@@ -4,7 +4,7 @@ and release the projects that changed (`ci.release`)."""
 from __future__ import annotations
 
 from ..errors import UsageError
-from .boundary import app_stub, finish, mvp_task, run_plan, start
+from .boundary import finish, mvp_task, run_plan, start, target_stub
 
 PARALLEL_HELP = "how many projects to plan and release side by side (default: mvp.parallel)"
 
@@ -33,7 +33,7 @@ def _release_planners(world, cluster, projects, host):
         return lambda world: plan_release(world, lambda: world.builder(host), project, cluster, world.head_commit(),
                                           world.settings.root)
 
-    return [(app_stub(p.name, cluster.name), _checked(p, cluster, planner(p)))
+    return [(target_stub(p.name, cluster.name), _checked(p, cluster, planner(p)))
             for p in projects]
 
 

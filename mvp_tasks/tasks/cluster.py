@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-from .boundary import mvp_task, require, run_plan, start
-
-
-def _stub(name: str):
-    from ..plan.planner import cluster_key
-    from ..plan.steps import TargetPlan
-
-    return TargetPlan(cluster_key(name), kind="cluster", cluster=name)
+from .boundary import mvp_task, require, run_plan, start, target_stub
 
 
 @mvp_task(
@@ -28,7 +21,7 @@ def up(ctx, name=None, check=False, yes=False, allow_dirty=False, json=False):
 
     world = start(ctx, f"cluster.up {name or ''}".strip(), check=check, yes=yes, json_output=json)
     cluster = world.settings.cluster(name, flag="--name")
-    run_plan(world, "cluster.up", [(_stub(cluster.name), lambda world: plan_cluster(world, cluster,
+    run_plan(world, "cluster.up", [(target_stub(cluster=cluster.name), lambda world: plan_cluster(world, cluster,
                                                                                    allow_dirty=bool(allow_dirty),
                                                                                    check=bool(check)))])
 
@@ -95,7 +88,7 @@ def down(ctx, name=None, yes=False, check=False, json=False):
     world = start(ctx, f"cluster.down {name}", check=check, yes=yes, json_output=json)
     cluster = world.settings.cluster(name, flag="--name")
     what = "protected cluster" if cluster.protected else "cluster"
-    run_plan(world, "cluster.down", [(_stub(cluster.name), lambda world: plan_cluster_down(world, cluster))],
+    run_plan(world, "cluster.down", [(target_stub(cluster=cluster.name), lambda world: plan_cluster_down(world, cluster))],
              confirm=f"delete {what} {cluster.name} (stack {cluster.stack_name})")
 
 
@@ -129,5 +122,5 @@ def repair(ctx, name=None, skip=None, check=False, yes=False, json=False):
     skipped = _skip_list(skip)
     world = start(ctx, f"cluster.repair {name}", check=check, yes=yes, json_output=json)
     cluster = world.settings.cluster(name, flag="--name")
-    run_plan(world, "cluster.repair", [(_stub(cluster.name), lambda world: plan_repair_cluster(world, cluster, skipped))],
+    run_plan(world, "cluster.repair", [(target_stub(cluster=cluster.name), lambda world: plan_repair_cluster(world, cluster, skipped))],
              confirm=f"repair the stack of cluster {cluster.name} ({cluster.stack_name})")

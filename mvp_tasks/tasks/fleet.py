@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .boundary import app_stub, mvp_task, run_plan, start
+from .boundary import mvp_task, run_plan, start, target_stub
 
 
 @mvp_task(
@@ -21,63 +21,20 @@ def up(ctx, parallel=None, check=False, yes=False, json=False, allow_dirty=False
     Like Terraform's plan/apply or an Ansible playbook run, for the studio: one plan for every
     target, confirmed once, applied in parallel, a cluster before its apps. A stack left by an app or
     cluster no longer in invoke.yaml is listed as an orphan (skipped); --prune deletes them all."""
-    from ..plan.planner import cluster_key, plan_cluster
-    from ..plan.steps import TargetPlan
+    from ..plan.planner import cluster_key, plan_cluster, plan_fleet_app, plan_orphans
 
     world = start(ctx, "fleet.up", check=check, yes=yes, json_output=json)
     settings = world.settings
     planners = []
     for cluster in settings.clusters.values():
-        planners.append((TargetPlan(cluster_key(cluster.name), kind="cluster", cluster=cluster.name),
+        planners.append((target_stub(cluster=cluster.name),
                          (lambda world, c=cluster: plan_cluster(world, c, allow_dirty=bool(allow_dirty),
                                                                 task="fleet.up", check=bool(check)))))
     for project in settings.projects.values():
         for name in project.clusters:
             cluster = settings.clusters[name]
-            stub = app_stub(project.name, name, depends_on=(cluster_key(name),))
-            planners.append((stub, (lambda world, p=project, c=cluster, s=stub: _deploy(world, p, c, s,
-                                                                                      bool(allow_dirty)))))
-    planners += _orphans(world, bool(prune))
+            planners.append((target_stub(project.name, name, depends_on=(cluster_key(name),)),
+                             (lambda world, p=project, c=cluster: plan_fleet_app(world, p, c, bool(allow_dirty)))))
+    planners += plan_orphans(world, bool(prune))
     run_plan(world, "fleet.up", planners, parallel=parallel)
 
-
-def _deploy(world, project, cluster, stub, allow_dirty: bool = False):
-    from ..errors import UsageError
-    from ..plan.planner import plan_deploy
-
-    try:
-        plan = plan_deploy(world, project, cluster, allow_dirty=allow_dirty, task="fleet.up", running=True)
-    except UsageError:
-        if world.stacks().get_stack(cluster.stack_name) is not None:
-            raise
-        # The cluster is created by this very plan: its apps are planned once it exists.
-        stub.deferred = lambda w: plan_deploy(w, project, cluster, allow_dirty=allow_dirty, task="fleet.up",
-                                              running=True)
-        stub.deferred_protected = cluster.protected
-        stub.note = f"its cluster {cluster.name} is created first"
-        return stub
-    plan.depends_on = stub.depends_on
-    return plan
-
-
-def _orphans(world, prune: bool) -> list:
-    """A target per orphan stack (skipped with the command that removes it; deleted with --prune),
-    a cluster's after its apps'. Which stacks are orphans is read once, before planning."""
-    from ..errors import MvpError
-    from ..plan.planner import find_orphans, plan_orphan
-    from ..plan.steps import TargetPlan
-
-    try:
-        orphans = find_orphans(world)
-    except MvpError as exc:
-        def refused(world, exc=exc):
-            raise exc
-
-        return [(TargetPlan("orphans", kind="cluster"), refused)]
-    out = []
-    for orphan in orphans:
-        after = () if orphan.project else tuple(o.key for o in orphans if o.project and o.cluster == orphan.cluster)
-        stub = TargetPlan(orphan.key, kind="app" if orphan.project else "cluster", project=orphan.project,
-                          cluster=orphan.cluster, depends_on=after)
-        out.append((stub, lambda world, o=orphan, a=after: plan_orphan(world, o, prune, after=a)))
-    return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import UsageError
-from .boundary import app_stub, mvp_task, run_plan, start
+from .boundary import mvp_task, run_plan, start, target_stub
 
 CLUSTER_HELP = "cluster the secret belongs to (default: mvp.default_cluster)"
 
@@ -69,7 +69,7 @@ def set_(ctx, name, key, cluster=None, json=False):
     if len(value.encode("utf-8")) > MAX_VALUE:
         raise UsageError(f"the value of {key} is longer than {MAX_VALUE} bytes, the most SSM's standard tier "
                          "holds; nothing was set")
-    run_plan(world, "app.secret.set", [(app_stub(project.name, target.name),
+    run_plan(world, "app.secret.set", [(target_stub(project.name, target.name),
                                         lambda world: plan_secret_set(world, project, target, key, value))])
 
 
@@ -118,7 +118,7 @@ def unset(ctx, name, key, cluster=None, check=False, yes=False, json=False):
     check_env_name(key, "KEY")
     world = start(ctx, f"app.secret.unset {name} {key}", check=check, yes=yes, json_output=json)
     project, target = _target(world, name, cluster)
-    run_plan(world, "app.secret.unset", [(app_stub(project.name, target.name),
+    run_plan(world, "app.secret.unset", [(target_stub(project.name, target.name),
                                           lambda world: plan_secret_unset(world, project, target, key))],
              confirm=f"remove secret {key} of {project.name} in {target.name}")
 

@@ -39,13 +39,16 @@ def test_a_deploy_in_step_with_head_says_nothing_about_it(shipped):
     assert "does not have" not in out["in_step"].stdout + out["in_step"].stderr
 
 
-def test_a_deploy_behind_head_says_so_and_names_the_commands_that_ship_it(shipped):
+def test_a_deploy_behind_head_says_so_and_names_the_command_that_ships_it(shipped):
     _, out, first, second = shipped
     said = out["behind"].stdout + out["behind"].stderr
     assert f"HEAD {second[:12]} has changes for {PROJECT} that tag stage ({first[:12]}) does not have" in said
-    assert f"1 file(s) under projects/{PROJECT}/" in said
-    assert f"inv app.push {PROJECT} --cluster stage then inv app.deploy {PROJECT} --cluster stage" in said
-    assert f"inv ci.release --cluster stage --only {PROJECT}" in said
+    # app.deploy alone ships HEAD (no app.push before it); prod's own way is a release to stage, then a promotion.
+    assert (f"(1 file(s) under projects/{PROJECT}/); to ship them: inv app.deploy {PROJECT} --cluster stage\n"
+            in said), said
+    assert f"inv app.push {PROJECT}" not in said
+    assert (f"to ship them: release it to stage (inv ci.release --cluster stage --only {PROJECT}), "
+            f"then inv app.promote {PROJECT} --tag prod") in said, said
 
 
 def test_app_deploy_ships_heads_release_building_and_pushing_its_image(shipped):

@@ -6,6 +6,7 @@ CloudFormation, ECS, the registry and the deploy store.
     B  per_cluster.prod.parameters.DesiredCount: 3: stage unchanged (no build, no stack update),
        the promotion gives prod B's stack (DesiredCount 3); app.rollback prod returns it to A whole,
        and B is marked bad for prod: app.promote and ci.release skip it, app.unmark clears the mark
+       (under the deploy lock: refused while another run holds it)
     C  per_cluster.prod.environment.LOG_LEVEL: a new commit that ships to prod (no build)
     D  a template change released to stage; E  another, not released: the promotion gives prod D's
        template, not HEAD's
@@ -19,12 +20,13 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from conftest import PROJECT
+from conftest import PROJECT, assert_one_line_error
 from test_lifecycle import BUILD_TIMEOUT, clusters_up, new_lab
 
 pytestmark = pytest.mark.e2e
 
 TEMPLATE = f"projects/{PROJECT}/deploy.yml"
+HOLDER = "someone else (ci on runner-7)"
 STAGE, PROD = f"{PROJECT}-stage", f"{PROJECT}-prod"
 
 
@@ -88,6 +90,14 @@ def story(tmp_path_factory, git_env, image_services, moto_server):
     s["promote_bad"] = lab.ok("app.promote", "--tag", "prod", "--yes", timeout=BUILD_TIMEOUT)
     s["release_bad"] = lab.ok("ci.release", "--cluster", "prod", "--yes", timeout=BUILD_TIMEOUT)
     s["history_skipped"] = lab.history("prod")
+    # app.unmark takes the deploy lock: refused while another run holds it.
+    held = lab.history_api("prod")
+    token = held.acquire(PROJECT, HOLDER, 600)
+    try:
+        s["unmark_locked"] = lab.inv("app.unmark", PROJECT, "--cluster", "prod", "--commit", s["b"][:10], "--yes")
+        s["history_locked"] = lab.history("prod")
+    finally:
+        held.release(PROJECT, token)
     s["unmark"] = lab.ok("app.unmark", PROJECT, "--cluster", "prod", "--commit", s["b"][:10], "--yes")
     s["release_unmarked"] = lab.ok("ci.release", "--cluster", "prod", "--check", timeout=BUILD_TIMEOUT)
     s["history_unmarked"] = lab.history("prod")
@@ -147,6 +157,13 @@ def test_a_commit_marked_bad_is_neither_promoted_nor_released_and_says_what_clea
         assert f"inv app.unmark {PROJECT} --cluster prod --commit {s['b'][:12]}" in said, said
     # Nothing changed: no record, the tag and the stack as the rollback left them.
     assert s["history_skipped"] == s["history_rolled"]
+
+
+def test_app_unmark_is_refused_while_another_run_holds_the_deploy_lock(story):
+    lab, s = story
+    assert_one_line_error(s["unmark_locked"], f"another deploy of {PROJECT} to prod is running", f"held by {HOLDER}")
+    # Nothing recorded: the mark stays until the unmark that got the lock.
+    assert s["history_locked"] == s["history_skipped"]
 
 
 def test_app_unmark_clears_the_mark_with_a_history_record(story):

@@ -1,8 +1,13 @@
-"""Shared pieces of the Stubber tests: offline boto3 clients and a clock that moves only on sleep."""
+"""Shared pieces of the Stubber tests: offline boto3 clients, a clock that moves only on sleep, and
+AWS-shaped ECS answers about one service (SERVICE in CLUSTER) rolling from deployment OLD to NEW."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import boto3
+import pytest
+from botocore.stub import Stubber
 
 REGION = "us-east-1"
 AWS_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECS",
@@ -112,3 +117,129 @@ def make_clocked_world(settings, reporter, aws, *, clock: FakeClock | None = Non
             return registry if registry is not None else super().registry
 
     return ClockedWorld()
+
+
+# --- AWS-shaped ECS responses: DescribeServices and UpdateService answers ---------------------------
+
+ACCOUNT = "123456789012"
+CLUSTER = "staging"
+SERVICE = "web-staging"
+CLUSTER_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{CLUSTER}"
+OLD_TASKDEF = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{SERVICE}:7"
+NEW_TASKDEF = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{SERVICE}:8"
+OLD = "ecs-svc/3920475815523340218"  # the deployment running before ours
+NEW = "ecs-svc/8702395846211486052"  # ours
+T0 = datetime(2026, 11, 1, 12, 0, 0, tzinfo=timezone.utc)
+DESCRIBE = {"cluster": CLUSTER, "services": [SERVICE]}
+
+
+def at(seconds: int) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+NETWORK = {"awsvpcConfiguration": {"subnets": ["subnet-0a1b2c3d4e5f60718", "subnet-0f1e2d3c4b5a69788"],
+                                   "securityGroups": ["sg-0123456789abcdef0"], "assignPublicIp": "ENABLED"}}
+
+
+def deployment(dep_id: str, status: str, rollout: str, *, desired: int, running: int, pending: int = 0,
+               failed: int = 0, taskdef: str = NEW_TASKDEF, reason: str = "", seconds: int = 0) -> dict:
+    """One entry of a service's `deployments`, as DescribeServices and UpdateService give it."""
+    reasons = {"IN_PROGRESS": f"ECS deployment {dep_id} in progress.",
+               "COMPLETED": f"ECS deployment {dep_id} completed."}
+    return {
+        "id": dep_id,
+        "status": status,
+        "taskDefinition": taskdef,
+        "desiredCount": desired,
+        "pendingCount": pending,
+        "runningCount": running,
+        "failedTasks": failed,
+        "createdAt": at(seconds),
+        "updatedAt": at(seconds + 30),
+        "launchType": "FARGATE",
+        "platformVersion": "1.4.0",
+        "platformFamily": "Linux",
+        "networkConfiguration": NETWORK,
+        "rolloutState": rollout,
+        "rolloutStateReason": reason or reasons.get(rollout, ""),
+    }
+
+
+def old_deployment(*, desired: int = 2, running: int = 2) -> dict:
+    return deployment(OLD, "ACTIVE", "COMPLETED", desired=desired, running=running, taskdef=OLD_TASKDEF,
+                      seconds=-86400)
+
+
+def service(*deployments: dict, desired: int = 2, running: int, pending: int = 0, events: tuple = (),
+            status: str = "ACTIVE", name: str = SERVICE) -> dict:
+    """One entry of DescribeServices' `services`; `events` newest first, as ECS lists them."""
+    primary = next((d for d in deployments if d["status"] == "PRIMARY"), None)
+    return {
+        "serviceArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/{CLUSTER}/{name}",
+        "serviceName": name,
+        "clusterArn": CLUSTER_ARN,
+        "loadBalancers": [{"targetGroupArn": f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:"
+                                             "targetgroup/web-staging/0123456789abcdef",
+                           "containerName": "web", "containerPort": 80}],
+        "serviceRegistries": [],
+        "status": status,
+        "desiredCount": desired,
+        "runningCount": running,
+        "pendingCount": pending,
+        "launchType": "FARGATE",
+        "platformVersion": "LATEST",
+        "platformFamily": "Linux",
+        "taskDefinition": primary["taskDefinition"] if primary else OLD_TASKDEF,
+        "deploymentConfiguration": {"deploymentCircuitBreaker": {"enable": True, "rollback": True},
+                                    "maximumPercent": 200, "minimumHealthyPercent": 100},
+        "deployments": list(deployments),
+        "roleArn": f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS",
+        "events": [{"id": f"3f6a1c2e-0b4d-4e8f-9a7b-{n:012d}", "createdAt": at(100 - n), "message": m}
+                   for n, m in enumerate(events)],
+        "createdAt": at(-86400 * 30),
+        "placementConstraints": [],
+        "placementStrategy": [],
+        "networkConfiguration": NETWORK,
+        "healthCheckGracePeriodSeconds": 60,
+        "schedulingStrategy": "REPLICA",
+        "deploymentController": {"type": "ECS"},
+        "createdBy": f"arn:aws:iam::{ACCOUNT}:role/cfn-exec",
+        "enableECSManagedTags": False,
+        "propagateTags": "NONE",
+        "enableExecuteCommand": False,
+    }
+
+
+def describe_services(*services: dict, failures: tuple = ()) -> dict:
+    return {"services": list(services), "failures": list(failures)}
+
+
+# --- fixtures of the ECS Stubber tests (a test module imports the ones it uses by name) --------------
+
+
+@pytest.fixture(autouse=True)
+def no_aws_environment(monkeypatch):
+    isolate_from_aws(monkeypatch)
+
+
+@pytest.fixture
+def ecs():
+    return make_client("ecs")
+
+
+@pytest.fixture
+def ecs_stub(ecs):
+    with Stubber(ecs) as stubber:
+        yield stubber
+
+
+@pytest.fixture
+def clock():
+    return FakeClock(5000.0)
+
+
+@pytest.fixture
+def services(ecs, ecs_stub, clock):
+    from mvp_tasks.aws.services import Services
+
+    return Services(ecs, sleep=clock.sleep, clock=clock)

@@ -25,7 +25,7 @@ from invoke import Exit
 from mvp_tasks.settings import StateSettings
 from mvp_tasks.apply import executor
 from mvp_tasks.apply import steps as apply_steps
-from mvp_tasks.tasks.boundary import run_plan
+from mvp_tasks.tasks.boundary import run_plan, target_stub
 from mvp_tasks.errors import MvpError, NotConfirmed
 from mvp_tasks.plan.steps import Step, TargetPlan
 from mvp_tasks.report import Outcome, Reporter
@@ -138,7 +138,7 @@ def app(name: str, cluster: str = "stage", *, protected: bool = False, depends_o
         return TargetPlan(key, kind="app", project=name, cluster=cluster, action="deploy", commit="c" * 40,
                           steps=[Touch(name, protected=protected)], depends_on=depends_on, done=f"{name} done")
 
-    return TargetPlan(key, project=name, cluster=cluster, depends_on=depends_on), planner
+    return target_stub(name, cluster, depends_on=depends_on), planner
 
 
 def cluster(name: str) -> tuple[TargetPlan, object]:
@@ -146,7 +146,7 @@ def cluster(name: str) -> tuple[TargetPlan, object]:
         return TargetPlan(name, kind="cluster", cluster=name, action="cluster.up", steps=[Touch(name)],
                           done="stack updated")
 
-    return TargetPlan(name, kind="cluster", cluster=name), planner
+    return target_stub(cluster=name), planner
 
 
 def failing_planner(key: str, error: str, **kw) -> tuple[TargetPlan, object]:
@@ -459,3 +459,10 @@ def test_a_deferred_target_is_planned_after_its_dependency_is_applied_and_confir
     out = engine.reporter.stream.getvalue()
     assert "+ planned once stage is applied (its cluster stage is created first)" in out
     assert "changed: a@stage  a done" in out and "recap: ok=0 changed=2" in out
+
+
+def test_a_placeholder_is_keyed_as_its_planner_keys_the_target():
+    shown = lambda t: (t.key, t.kind, t.project, t.cluster)  # noqa: E731
+    assert shown(target_stub("web", "stage")) == ("web@stage", "app", "web", "stage")
+    assert shown(target_stub(cluster="stage")) == ("stage", "cluster", "", "stage")
+    assert shown(target_stub("web", kind="image", key="web:abc")) == ("web:abc", "image", "web", "")

@@ -122,6 +122,9 @@ class FakeStacks:
     def list_stacks_tagged(self, key: str, value: str) -> list[str]:
         return [name for name, s in self.stacks.items() if s.tags.get(key) == value]
 
+    def list_stacks_with_tag(self, key: str) -> list[StackInfo]:
+        return [s for name, s in sorted(self.stacks.items()) if key in s.tags]
+
     def create_change_set(self, name: str, body: str, parameters, tags, change_set: str) -> None:
         self.created.append({"name": name, "body": body, "parameters": dict(parameters), "tags": dict(tags),
                              "change_set": change_set})
@@ -861,6 +864,36 @@ def test_cluster_down_refuses_while_app_stacks_run():
         planner.plan_cluster_down(world, STAGE)
 
 
+def test_fleet_orphans_are_targets_a_clusters_after_its_apps_skipped_unless_pruned():
+    from mvp_tasks.plan.stacks import MANAGED_TAG
+
+    qa = StackInfo("qa", "id-qa", "CREATE_COMPLETE", tags={**MANAGED_TAG, "mvp:cluster": "qa"})
+    app_in_qa = StackInfo(f"{PROJECT}-qa", "id-app", "CREATE_COMPLETE",
+                          tags={**MANAGED_TAG, "mvp:project": PROJECT, "mvp:cluster": "qa"})
+    world = make_world([cluster_stack("stage"), qa, app_in_qa])
+    pairs = planner.plan_orphans(world)
+    assert [(stub.key, stub.kind, stub.depends_on) for stub, _ in pairs] == [
+        (f"{PROJECT}@qa", "app", ()), ("qa", "cluster", (f"{PROJECT}@qa",))]
+    kept = [plan(world) for _, plan in pairs]
+    assert [(t.key, t.steps) for t in kept] == [(f"{PROJECT}@qa", []), ("qa", [])]
+    assert kept[0].skip.startswith(f"orphan: stack {PROJECT}-qa (CREATE_COMPLETE) remains")
+    pruned = [plan(world) for _, plan in planner.plan_orphans(world, prune=True)]
+    assert [types(t) for t in pruned] == [[DeleteStack], [DeleteStack]] and pruned[1].depends_on == (f"{PROJECT}@qa",)
+
+
+def test_fleet_orphans_that_cannot_be_read_are_one_failed_target():
+    world = make_world([cluster_stack("stage")])
+
+    def unreadable(key):
+        raise StackBusy("DescribeStacks: throttled")
+
+    world.stacks().list_stacks_with_tag = unreadable
+    [(stub, plan)] = planner.plan_orphans(world)
+    assert (stub.key, stub.kind) == ("orphans", "cluster")
+    with pytest.raises(StackBusy, match="throttled"):
+        plan(world)
+
+
 def test_cluster_down_of_a_missing_stack_is_a_note():
     plan = planner.plan_cluster_down(make_world([]), STAGE)
     assert plan.steps == [] and plan.note == "no such stack; nothing to delete"
@@ -1107,6 +1140,7 @@ def test_unmark_plans_one_clear_mark_step_and_says_when_there_is_no_mark():
     world = clusters_and(app_stack("prod"), tags={"prod": D1, C1: D1, C2: D2}, records={"prod": records})
     plan = planner.plan_unmark(world, PROJ, PROD, C2[:8])
     assert types(plan) == [ClearMark] and plan.steps[0].commit == C2 and plan.action == "unmark"
+    assert plan.steps[0].locks  # under the app's deploy lock, like every change to what may ship
     assert plan.lines()[0].startswith(f"- bad mark of {C2[:12]} for {PROJECT} in prod")
     none = planner.plan_unmark(world, PROJ, PROD, C1)
     assert none.steps == [] and none.note.startswith(f"{C1[:12]} is not marked bad")

@@ -15,14 +15,16 @@ import io
 import os
 import socket
 import textwrap
-from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import botocore.exceptions
 from botocore.stub import ANY
 import pytest
-from stubs import (FakeClock as _FakeClock, isolate_from_aws, log_calls, make_client, make_clocked_world,
-                   stack_event_data)
+from stubs import (  # noqa: F401 - fixtures
+    ACCOUNT, CLUSTER, CLUSTER_ARN, DESCRIBE, NEW, NEW_TASKDEF, OLD, OLD_TASKDEF, REGION, SERVICE, at, clock, deployment,
+    describe_services, ecs, ecs_stub, log_calls, make_client, make_clocked_world, no_aws_environment, old_deployment,
+    service, services, stack_event_data,
+)
 from botocore.stub import ANY, Stubber
 from invoke import Exit, MockContext
 
@@ -43,141 +45,13 @@ from mvp_tasks.report import Outcome, Reporter
 from mvp_tasks.settings import ClusterSettings, ProjectSettings
 from mvp_tasks.tasks.boundary import mvp_task
 
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
-CLUSTER = "staging"
-SERVICE = "web-staging"
-CLUSTER_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{CLUSTER}"
 SERVICE_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/{CLUSTER}/{SERVICE}"
-OLD_TASKDEF = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{SERVICE}:7"
-NEW_TASKDEF = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{SERVICE}:8"
-OLD = "ecs-svc/3920475815523340218"  # the deployment running before ours
-NEW = "ecs-svc/8702395846211486052"  # ours
 ROLLBACK = "ecs-svc/1187230564839024455"  # the one the circuit breaker starts to go back
-T0 = datetime(2026, 11, 1, 12, 0, 0, tzinfo=timezone.utc)
 CIRCUIT_BREAKER = "ECS deployment circuit breaker: tasks failed to start."
-DESCRIBE = {"cluster": CLUSTER, "services": [SERVICE]}
-
-
-def at(seconds: int) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-# --- AWS-shaped ECS responses ----------------------------------------------------------------------
-
-NETWORK = {"awsvpcConfiguration": {"subnets": ["subnet-0a1b2c3d4e5f60718", "subnet-0f1e2d3c4b5a69788"],
-                                   "securityGroups": ["sg-0123456789abcdef0"], "assignPublicIp": "ENABLED"}}
-
-
-def deployment(dep_id: str, status: str, rollout: str, *, desired: int, running: int, pending: int = 0,
-               failed: int = 0, taskdef: str = NEW_TASKDEF, reason: str = "", seconds: int = 0) -> dict:
-    """One entry of a service's `deployments`, as DescribeServices and UpdateService give it."""
-    reasons = {"IN_PROGRESS": f"ECS deployment {dep_id} in progress.",
-               "COMPLETED": f"ECS deployment {dep_id} completed."}
-    return {
-        "id": dep_id,
-        "status": status,
-        "taskDefinition": taskdef,
-        "desiredCount": desired,
-        "pendingCount": pending,
-        "runningCount": running,
-        "failedTasks": failed,
-        "createdAt": at(seconds),
-        "updatedAt": at(seconds + 30),
-        "launchType": "FARGATE",
-        "platformVersion": "1.4.0",
-        "platformFamily": "Linux",
-        "networkConfiguration": NETWORK,
-        "rolloutState": rollout,
-        "rolloutStateReason": reason or reasons.get(rollout, ""),
-    }
 
 
 def without_rollout_state(data: dict) -> dict:
     return {k: v for k, v in data.items() if k not in ("rolloutState", "rolloutStateReason")}
-
-
-def old_deployment(*, desired: int = 2, running: int = 2) -> dict:
-    return deployment(OLD, "ACTIVE", "COMPLETED", desired=desired, running=running, taskdef=OLD_TASKDEF,
-                      seconds=-86400)
-
-
-def service(*deployments: dict, desired: int = 2, running: int, pending: int = 0, events: tuple = (),
-            status: str = "ACTIVE", name: str = SERVICE) -> dict:
-    """One entry of DescribeServices' `services`; `events` newest first, as ECS lists them."""
-    primary = next((d for d in deployments if d["status"] == "PRIMARY"), None)
-    return {
-        "serviceArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/{CLUSTER}/{name}",
-        "serviceName": name,
-        "clusterArn": CLUSTER_ARN,
-        "loadBalancers": [{"targetGroupArn": f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:"
-                                             "targetgroup/web-staging/0123456789abcdef",
-                           "containerName": "web", "containerPort": 80}],
-        "serviceRegistries": [],
-        "status": status,
-        "desiredCount": desired,
-        "runningCount": running,
-        "pendingCount": pending,
-        "launchType": "FARGATE",
-        "platformVersion": "LATEST",
-        "platformFamily": "Linux",
-        "taskDefinition": primary["taskDefinition"] if primary else OLD_TASKDEF,
-        "deploymentConfiguration": {"deploymentCircuitBreaker": {"enable": True, "rollback": True},
-                                    "maximumPercent": 200, "minimumHealthyPercent": 100},
-        "deployments": list(deployments),
-        "roleArn": f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS",
-        "events": [{"id": f"3f6a1c2e-0b4d-4e8f-9a7b-{n:012d}", "createdAt": at(100 - n), "message": m}
-                   for n, m in enumerate(events)],
-        "createdAt": at(-86400 * 30),
-        "placementConstraints": [],
-        "placementStrategy": [],
-        "networkConfiguration": NETWORK,
-        "healthCheckGracePeriodSeconds": 60,
-        "schedulingStrategy": "REPLICA",
-        "deploymentController": {"type": "ECS"},
-        "createdBy": f"arn:aws:iam::{ACCOUNT}:role/cfn-exec",
-        "enableECSManagedTags": False,
-        "propagateTags": "NONE",
-        "enableExecuteCommand": False,
-    }
-
-
-def describe_services(*services: dict, failures: tuple = ()) -> dict:
-    return {"services": list(services), "failures": list(failures)}
-
-
-# --- fixtures --------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def no_aws_environment(monkeypatch):
-    isolate_from_aws(monkeypatch)
-
-
-@pytest.fixture
-def ecs():
-    return make_client("ecs")
-
-
-@pytest.fixture
-def ecs_stub(ecs):
-    with Stubber(ecs) as stubber:
-        yield stubber
-
-
-class FakeClock(_FakeClock):
-    def __init__(self) -> None:
-        super().__init__(5000.0)
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def services(ecs, ecs_stub, clock):
-    return Services(ecs, sleep=clock.sleep, clock=clock)
 
 
 def reporter(*, check: bool = False) -> Reporter:

@@ -6,62 +6,35 @@ StopServiceDeployment)."""
 from __future__ import annotations
 
 import pytest
-from botocore.stub import Stubber
+from stubs import (  # noqa: F401 - fixtures
+    CLUSTER, DESCRIBE, NEW, NEW_TASKDEF, OLD, OLD_TASKDEF, SERVICE, clock, deployment, describe_services, ecs,
+    ecs_stub, no_aws_environment, old_deployment, service, services,
+)
 
-from test_rollout_stubber import (CLUSTER, DESCRIBE, NEW, NEW_TASKDEF, OLD, OLD_TASKDEF, SERVICE, FakeClock,
-                                  deployment, describe_services, old_deployment, service)
-
-from mvp_tasks.aws.services import RolloutFailed, Services
+from mvp_tasks.aws.services import RolloutFailed
 from mvp_tasks.errors import WaitTimeout
-from stubs import isolate_from_aws, make_client
 
 NO_STOPPED_TASKS = {"cluster": CLUSTER, "serviceName": SERVICE, "desiredStatus": "STOPPED", "startedBy": NEW}
 
 
-@pytest.fixture(autouse=True)
-def no_aws_environment(monkeypatch):
-    isolate_from_aws(monkeypatch)
-
-
-@pytest.fixture
-def ecs():
-    return make_client("ecs")
-
-
-@pytest.fixture
-def stub(ecs):
-    with Stubber(ecs) as stubber:
-        yield stubber
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def services(ecs, stub, clock):
-    return Services(ecs, sleep=clock.sleep, clock=clock)
-
-
-def test_a_deployment_of_another_task_definition_than_registered_fails_at_once(stub, services):
+def test_a_deployment_of_another_task_definition_than_registered_fails_at_once(ecs_stub, services):
     # Stubber only: a deployment started by someone else between our update and our read; the
     # sandbox starts exactly what it is asked to.
-    stub.add_response("describe_services", describe_services(service(
+    ecs_stub.add_response("describe_services", describe_services(service(
         deployment(NEW, "PRIMARY", "IN_PROGRESS", desired=2, running=0, taskdef=OLD_TASKDEF), old_deployment(),
         running=2)), DESCRIBE)
-    stub.add_response("list_tasks", {"taskArns": []}, NO_STOPPED_TASKS)
+    ecs_stub.add_response("list_tasks", {"taskArns": []}, NO_STOPPED_TASKS)
 
     with pytest.raises(RolloutFailed) as raised:
         services.wait_for_rollout(CLUSTER, SERVICE, deployment_id=NEW, task_definition=NEW_TASKDEF, timeout=60, poll=5)
 
-    stub.assert_no_pending_responses()
+    ecs_stub.assert_no_pending_responses()
     assert raised.value.message == (f"deployment {NEW} of service {SERVICE} runs {SERVICE}:7, not {SERVICE}:8 "
                                     "that this run registered")
     assert not raised.value.left
 
 
-def test_an_unable_event_after_the_deployment_started_fails_it_and_an_older_one_does_not(stub, services, clock):
+def test_an_unable_event_after_the_deployment_started_fails_it_and_an_older_one_does_not(ecs_stub, services, clock):
     # Stubber only: ECS's placement failures (no capacity, a missing subnet) with AWS's wording;
     # the sandbox places every task it is asked to.
     unable = (f"(service {SERVICE}) was unable to place a task because no container instance met all of its "
@@ -70,81 +43,81 @@ def test_an_unable_event_after_the_deployment_started_fails_it_and_an_older_one_
                     running=2, events=(unable,))  # the event is from before ours (at 100 s)
     fresh = service(deployment(NEW, "PRIMARY", "IN_PROGRESS", desired=2, running=0, seconds=50), old_deployment(),
                     running=2, events=(unable,))
-    stub.add_response("describe_services", describe_services(stale), DESCRIBE)
-    stub.add_response("describe_services", describe_services(fresh), DESCRIBE)
-    stub.add_response("list_tasks", {"taskArns": []}, NO_STOPPED_TASKS)
+    ecs_stub.add_response("describe_services", describe_services(stale), DESCRIBE)
+    ecs_stub.add_response("describe_services", describe_services(fresh), DESCRIBE)
+    ecs_stub.add_response("list_tasks", {"taskArns": []}, NO_STOPPED_TASKS)
 
     with pytest.raises(RolloutFailed) as raised:
         services.wait_for_rollout(CLUSTER, SERVICE, deployment_id=NEW, timeout=60, poll=5)
 
-    stub.assert_no_pending_responses()
+    ecs_stub.assert_no_pending_responses()
     assert clock.slept == [0.5]
     assert raised.value.message == f"deployment {NEW} of service {SERVICE} failed: ECS cannot start its tasks: {unable}"
 
 
-def test_failed_tasks_below_the_threshold_wait_and_at_it_fail(stub, services):
-    stub.add_response("describe_services", describe_services(service(
+def test_failed_tasks_below_the_threshold_wait_and_at_it_fail(ecs_stub, services):
+    ecs_stub.add_response("describe_services", describe_services(service(
         deployment(NEW, "PRIMARY", "IN_PROGRESS", desired=2, running=0, failed=2), old_deployment(),
         running=2)), DESCRIBE)
-    stub.add_response("describe_services", describe_services(service(
+    ecs_stub.add_response("describe_services", describe_services(service(
         deployment(NEW, "PRIMARY", "IN_PROGRESS", desired=2, running=0, failed=3), old_deployment(),
         running=2)), DESCRIBE)
-    stub.add_response("list_tasks", {"taskArns": []}, NO_STOPPED_TASKS)
+    ecs_stub.add_response("list_tasks", {"taskArns": []}, NO_STOPPED_TASKS)
 
     with pytest.raises(RolloutFailed) as raised:
         services.wait_for_rollout(CLUSTER, SERVICE, deployment_id=NEW, timeout=60, poll=5, failed_tasks=3)
 
-    stub.assert_no_pending_responses()
+    ecs_stub.assert_no_pending_responses()
     assert raised.value.message == f"deployment {NEW} of service {SERVICE} failed: 3 of its tasks stopped"
 
 
-def test_a_quiet_wait_says_so_every_quiet_period(stub, services, clock):
+def test_a_quiet_wait_says_so_every_quiet_period(ecs_stub, services, clock):
     # Stubber only: a minute without change; the sandbox never stalls.
     stuck = describe_services(service(deployment(NEW, "PRIMARY", "IN_PROGRESS", desired=2, running=1, pending=1),
                                       old_deployment(), running=3, pending=1))
     for _ in range(9):  # at t = 0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5, 61.5 and 70 s
-        stub.add_response("describe_services", stuck, DESCRIBE)
+        ecs_stub.add_response("describe_services", stuck, DESCRIBE)
     quiet: list[float] = []
 
     with pytest.raises(WaitTimeout):
         services.wait_for_rollout(CLUSTER, SERVICE, deployment_id=NEW, timeout=70, poll=30, quiet=60,
                                   on_progress=lambda state: None, on_quiet=lambda state, seconds: quiet.append(seconds))
 
-    stub.assert_no_pending_responses()
+    ecs_stub.assert_no_pending_responses()
     assert quiet == [61.5]
 
 
-def test_roll_back_stops_the_one_deployment_in_progress(stub, services):
+def test_roll_back_stops_the_one_deployment_in_progress(ecs_stub, services):
     arn = f"arn:aws:ecs:us-east-1:123456789012:service-deployment/{CLUSTER}/{SERVICE}/ejGvqq2ilnbKT9qj0vLJe"
-    stub.add_response("list_service_deployments", {"serviceDeployments": [{"serviceDeploymentArn": arn,
+    ecs_stub.add_response("list_service_deployments", {"serviceDeployments": [{"serviceDeploymentArn": arn,
                                                                            "status": "IN_PROGRESS"}]},
                       {"cluster": CLUSTER, "service": SERVICE, "status": ["PENDING", "IN_PROGRESS"]})
-    stub.add_response("stop_service_deployment", {"serviceDeploymentArn": arn},
+    ecs_stub.add_response("stop_service_deployment", {"serviceDeploymentArn": arn},
                       {"serviceDeploymentArn": arn, "stopType": "ROLLBACK"})
 
     said = services.roll_back(CLUSTER, SERVICE, OLD_TASKDEF, NEW_TASKDEF)
 
-    stub.assert_no_pending_responses()
+    ecs_stub.assert_no_pending_responses()
     assert said == f"rolling back: ECS returns service {SERVICE} to its previous deployment"
 
 
-def test_without_stop_service_deployment_the_service_gets_its_previous_task_definition(stub, services):
+def test_without_stop_service_deployment_the_service_gets_its_previous_task_definition(ecs_stub, services):
     # Stubber only: a region or endpoint without the service-deployment API; the sandbox answers it.
-    stub.add_client_error("list_service_deployments", "InvalidRequestException", "Unknown operation")
-    stub.add_response("update_service", {"service": service(
+    ecs_stub.add_client_error("list_service_deployments", "InvalidRequestException", "Unknown operation")
+    ecs_stub.add_response("update_service", {"service": service(
         deployment(OLD, "PRIMARY", "IN_PROGRESS", desired=2, running=0, taskdef=OLD_TASKDEF), running=2)},
         {"cluster": CLUSTER, "service": SERVICE, "taskDefinition": OLD_TASKDEF})
 
     said = services.roll_back(CLUSTER, SERVICE, OLD_TASKDEF, NEW_TASKDEF)
 
-    stub.assert_no_pending_responses()
+    ecs_stub.assert_no_pending_responses()
     assert said == f"rolled back: service {SERVICE} runs {SERVICE}:7 again"
 
 
-def test_without_stop_service_deployment_a_forced_deployment_of_the_same_definition_is_left_to_ecs(stub, services):
+def test_without_stop_service_deployment_a_forced_deployment_of_the_same_definition_is_left_to_ecs(ecs_stub, services):
     # Stubber only: as above. A force of the same definition would pull the failed image again
     # before the tag is pointed back, so nothing is done and the caller says so.
-    stub.add_client_error("list_service_deployments", "InvalidRequestException", "Unknown operation")
+    ecs_stub.add_client_error("list_service_deployments", "InvalidRequestException", "Unknown operation")
 
     assert services.roll_back(CLUSTER, SERVICE, NEW_TASKDEF, NEW_TASKDEF) == ""
-    stub.assert_no_pending_responses()
+    ecs_stub.assert_no_pending_responses()
