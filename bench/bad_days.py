@@ -406,7 +406,7 @@ def measure(args: argparse.Namespace, stack: FleetStack) -> int:
 
     def med(rows: list[dict], key: str) -> float | None:
         values = [r[key] for r in rows if r.get(key) is not None]
-        return median(values) if values else None
+        return round(median(values), 2) if values else None
 
     detect = med(a_rounds, "first_stop_to_failure_line_s")
     a_back = med(a_rounds, "first_stop_to_previous_back_s")
@@ -463,7 +463,7 @@ def measure(args: argparse.Namespace, stack: FleetStack) -> int:
         return ", ".join(f"{f['machine_busy']:.0%}" for f in c_figures[key])
 
     print(f"    one app's own time (the summary table): good {med(c_figures['C0'] + c_figures['C2'], 'good_app_median_s')} s "
-          f"(median), bad {median(bad_s) if bad_s else None} s; machine busy (other load included): none bad "
+          f"(median), bad {round(median(bad_s), 2) if bad_s else None} s; machine busy (other load included): none bad "
           f"{busy('C0')}, 2 bad {busy('C2')}")
     for line in (c_figures["C2"][-1].get("failed_lines") or [])[:len(BAD)]:
         print(f"    | {line[:220]}")
