@@ -154,8 +154,11 @@ METER = CpuMeter()
 class Timed:
     """One command's wall time, output lines with the second each arrived, AWS calls and CPU."""
 
-    def __init__(self, what: str, elapsed: float, lines: list[tuple[float, str]], calls: list, cpu: dict):
+    def __init__(self, what: str, elapsed: float, lines: list[tuple[float, str]], calls: list, cpu: dict,
+                 code: int = 0, started: float = 0.0):
         self.what = what
+        self.code = code  # the exit status
+        self.started = started  # epoch seconds at the start: line i arrived at started + lines[i][0]
         self.elapsed = elapsed
         self.lines = lines
         self.calls = calls
@@ -215,12 +218,14 @@ def union(intervals) -> float:
 
 
 def run_inv(args: list[str], *, cwd: Path, env: dict, proxy: AwsProxy, what: str,
-            timeout: float = TIMEOUT) -> Timed:
+            timeout: float = TIMEOUT, check: bool = True) -> Timed:
     """Run `inv ARGS` with its output read as it comes (one timestamp per line); AWS calls are
-    counted from a reset proxy. A failure is a BenchError with the output's tail."""
+    counted from a reset proxy. A failure is a BenchError with the output's tail, unless `check`
+    is false (a run that is meant to fail: its exit status is `Timed.code`)."""
     proxy.reset_counts()
     lines: list[tuple[float, str]] = []
     cpu = METER.snapshot()
+    started = time.time()
     start = time.perf_counter()
     proc = subprocess.Popen([str(BIN / "inv"), *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
@@ -241,7 +246,9 @@ def run_inv(args: list[str], *, cwd: Path, env: dict, proxy: AwsProxy, what: str
     elapsed = time.perf_counter() - start
     reader.join(10)
     calls = proxy.calls
-    timed = Timed(what, elapsed, lines, calls, METER.delta(cpu, elapsed))
+    timed = Timed(what, elapsed, lines, calls, METER.delta(cpu, elapsed), code, started)
+    if not check:
+        return timed
     if code != 0:
         tail = "\n".join("    | " + line for _, line in lines[-15:])
         raise BenchError(f"{what} failed (exit {code}):\n{tail}")
@@ -265,10 +272,10 @@ def docker_images(services_dir: Path) -> list[str]:
 class FleetStack(Stack):
     """lifecycle.py's processes and folders, plus the proxy."""
 
-    def __init__(self, keep: bool):
+    def __init__(self, keep: bool, prefix: str = "mvp-bench-fleet-"):
         super().__init__(keep)
         os.rmdir(self.tmp)
-        self.tmp = Path(tempfile.mkdtemp(prefix="mvp-bench-fleet-"))
+        self.tmp = Path(tempfile.mkdtemp(prefix=prefix))
         self.proxy: AwsProxy | None = None
 
     def start_proxy(self, upstream: str) -> AwsProxy:
@@ -445,9 +452,7 @@ def measure(args: argparse.Namespace, stack: FleetStack) -> int:
           f"{len(new_images)} images ({T1r:.1f} / {T20r:.1f} / {T1p:.1f} / {T20p:.1f} s)")
 
     record = {
-        "benchmark": "fleet",
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "host": {"cores": os.cpu_count(), "loadavg": os.getloadavg(), "python": platform.python_version()},
+        **record_head("fleet"),
         "settings": {"apps": n, "rounds": args.rounds, "parallel": args.parallel, "latency_s": LATENCY,
                      "poll_interval_s": 1},
         "seconds": {k: [round(x, 2) for x in v] for k, v in t.items()} | {"noop_release": round(noop.elapsed, 2),
@@ -463,21 +468,43 @@ def measure(args: argparse.Namespace, stack: FleetStack) -> int:
                             "noop_release": dict(noop.counts)},
         "noop": {"mutating": [c.key for c in mutating], "build_lines": build_lines[:20], "new_images": new_images},
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"fleet-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    path = write_record(record)
     if args.keep:
         logs = stack.tmp / "outputs"
         logs.mkdir(exist_ok=True)
         for key, runs in samples.items():
             for i, s in enumerate(runs):
-                (logs / f"{key}-{i + 1}.log").write_text("\n".join(f"{t:8.2f} {line}" for t, line in s.lines) + "\n")
-        (logs / "noop.log").write_text("\n".join(f"{t:8.2f} {line}" for t, line in noop.lines) + "\n")
+                write_log(logs / f"{key}-{i + 1}.log", s)
+        write_log(logs / "noop.log", noop)
     print(f"record: {path.relative_to(ROOT)}")
-    if not (ok_release and ok_promote and ok_noop):
-        missed = [what for what, ok in (("release ratio", ok_release), ("promote ratio", ok_promote),
-                                        ("no-op release", ok_noop)) if not ok]
-        print(f"bench/fleet.py: goal missed: {', '.join(missed)}", file=sys.stderr)
+    return verdict("bench/fleet.py", [("release ratio", ok_release), ("promote ratio", ok_promote),
+                                      ("no-op release", ok_noop)])
+
+
+def record_head(benchmark: str) -> dict:
+    """What every JSON record starts with: which benchmark, when, on what."""
+    return {"benchmark": benchmark, "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "host": {"cores": os.cpu_count(), "loadavg": os.getloadavg(), "python": platform.python_version()}}
+
+
+def write_record(record: dict) -> Path:
+    """bench/results/<benchmark>-<time>.json (git-ignored)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{record['benchmark']}-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def write_log(path: Path, timed: Timed) -> None:
+    """A command's output as it arrived, each line after the seconds since its start (--keep)."""
+    path.write_text("\n".join(f"{t:8.2f} {line}" for t, line in timed.lines) + "\n")
+
+
+def verdict(script: str, goals: list[tuple[str, bool]]) -> int:
+    """0 when every goal is met, else 1 with one line naming the missed ones."""
+    missed = [what for what, ok in goals if not ok]
+    if missed:
+        print(f"{script}: goal missed: {', '.join(missed)}", file=sys.stderr)
         return 1
     return 0
 
@@ -492,13 +519,18 @@ def main() -> int:
     args = parser.parse_args()
     if args.apps < 2 or args.rounds < 1 or args.parallel < 1:
         parser.error("--apps must be at least 2, --rounds and --parallel at least 1")
+    return run_measure("bench/fleet.py", measure, args, FleetStack(args.keep))
+
+
+def run_measure(script: str, measure, args: argparse.Namespace, stack: "FleetStack") -> int:
+    """`measure(args, stack)`'s exit status (0 goals met, 1 a goal missed), 2 when it could not
+    measure, 130 on Ctrl-C; the stack is closed whatever happens."""
     # SIGTERM (e.g. a CI timeout) still stops the proxy, dockerd, the registry and moto.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    stack = FleetStack(args.keep)
     try:
         return measure(args, stack)
     except BenchError as exc:
-        print(f"bench/fleet.py: could not measure: {exc}", file=sys.stderr)
+        print(f"{script}: could not measure: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

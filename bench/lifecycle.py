@@ -157,11 +157,18 @@ class Stack:
         self.moto_log = None
         self.services_dir: Path | None = None
 
-    def start_moto(self) -> str:
+    def start_moto(self, sandbox_tick: float | None = None) -> str:
+        """A plain moto server (services stable at once), or with `sandbox_tick` the sandbox's own
+        (mvp_tasks/sandbox_ecs.py: rollouts that progress one step per tick and fail on purpose)."""
         port = free_port()
         self.moto_log = open(self.tmp / "moto.log", "wb")
-        env = dict(base_env(), MOTO_ECS_SERVICE_RUNNING="1")
-        self.moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        if sandbox_tick is None:
+            env = dict(base_env(), MOTO_ECS_SERVICE_RUNNING="1")
+            argv = ["moto.server", "-H", "127.0.0.1", "-p", str(port)]
+        else:
+            env = dict(base_env(), MVP_SANDBOX_TICK=str(sandbox_tick))
+            argv = ["mvp_tasks.sandbox_ecs", "--host", "127.0.0.1", "--port", str(port)]
+        self.moto = subprocess.Popen([sys.executable, "-m", *argv], cwd=ROOT,
                                      stdin=subprocess.DEVNULL, stdout=self.moto_log, stderr=subprocess.STDOUT,
                                      env=env, start_new_session=True)
         endpoint = f"http://127.0.0.1:{port}"
