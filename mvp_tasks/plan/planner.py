@@ -226,7 +226,7 @@ def check_secrets_set(world: World, project: ProjectSettings, cluster: ClusterSe
     missing = [n for n in names if n not in have]
     if missing:
         raise UsageError(
-            f"secret {', '.join(missing)} is configured but not set "
+            f"secret {', '.join(missing)} of {project.name} is configured but not set "
             f"in {cluster.name}; nothing was changed",
             f"set it: inv app.secret.set {project.name} {missing[0]} --cluster {cluster.name}",
         )

@@ -245,7 +245,7 @@ def offer_rollbacks(world: Any, results: Any, *, parallel: int | None = None) ->
                           "rolls such a rollout back when it is stopped")
         return
     world.resume()
-    planners = [(app_stub(o.project, o.cluster), functools.partial(plan_rollback_offer, offer=o)) for o in offers]
+    planners = [(target_stub(o.project, o.cluster), functools.partial(plan_rollback_offer, offer=o)) for o in offers]
     first, again = _interrupt_handlers(world)
     with handle_interrupts(first, again), Engine(world, parallel=parallel) as engine:
         try:

@@ -149,7 +149,7 @@ def test_a_release_is_refused_until_its_secret_is_set_and_makes_no_stack(configu
     assert "API_KEY" in refused.stdout + refused.stderr
     assert f"inv app.secret.set {PROJECT} API_KEY --cluster stage" in refused.stdout + refused.stderr
     # One target: its planning error is the task's one error line, and its fix names the app.
-    assert refused.stderr.startswith("error: secret API_KEY is configured but not set in stage; nothing was changed")
+    assert refused.stderr.startswith(f"error: secret API_KEY of {PROJECT} is configured but not set in stage; nothing was changed")
     assert f"{PROJECT}-stage" not in out["stacks_after_refusal"]
 
 

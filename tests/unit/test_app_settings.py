@@ -134,7 +134,7 @@ def test_a_secret_not_set_yet_refuses_the_deploy_naming_the_command_that_sets_it
     with pytest.raises(UsageError) as info:
         planner.plan_deploy(world, settings.projects[PROJECT], settings.clusters["stage"])
     # The message names no target: the summary's `error: TARGET: message` line does, once.
-    assert str(info.value).startswith("secret API_KEY is configured but not set in stage")
+    assert str(info.value).startswith(f"secret API_KEY of {PROJECT} is configured but not set in stage")
     assert f"inv app.secret.set {PROJECT} API_KEY --cluster stage" in str(info.value)
     assert fake.calls == [("stage", PROJECT)]
     assert world.change_sets.pending() == [] and world.stacks().created == []

@@ -1105,7 +1105,7 @@ def test_deploy_preflight_names_every_problem_at_once():
         planner.plan_deploy(world, settings.projects[PROJECT], settings.clusters["stage"])
     message = str(exc.value)
     assert f"image {HOST}/{REPO}:stage does not exist" in message
-    assert "secret API_KEY is configured but not set in stage" in message
+    assert f"secret API_KEY of {PROJECT} is configured but not set in stage" in message
     assert "inv app.secret.set museum-adventure API_KEY --cluster stage" in message
 
 
