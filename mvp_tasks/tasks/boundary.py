@@ -254,6 +254,9 @@ def offer_rollbacks(world: Any, results: Any, *, parallel: int | None = None) ->
         except (Interrupted, NotConfirmed) as exc:
             reporter.warn(f"{exc}; the rollout(s) go on in ECS")
             return
+        except MvpError as exc:  # planning it failed (AWS unreachable): the run's own outcome stands
+            reporter.warn(f"the rollback could not be planned: {exc}; the rollout(s) go on in ECS")
+            return
     _merge_rollbacks(results, more)
 
 
