@@ -87,7 +87,7 @@ def render(world: World, release: Release, cluster: ClusterSettings, check_secre
 
 def drift(world: World, rendering: Rendering, stack) -> list[str]:
     """How the stack differs from `rendering` (empty: it equals it): each parameter that differs,
-    and whether the template does."""
+    and whether the template does. A NoEcho parameter's value cannot be read back: left out."""
     from .stacks import MANAGED_TAG, _list_value, effective_parameters, is_unchanged
 
     effective = effective_parameters(rendering.template, rendering.parameters)
@@ -97,7 +97,7 @@ def drift(world: World, rendering: Rendering, stack) -> list[str]:
     for name, value in sorted(effective.items()):
         if now.get(name) != value and rendering.template.parameters.get(name, {}).get("NoEcho") not in (True, "true"):
             out.append(f"parameter {name}: stack has {now.get(name, '(none)')}, the release {value}")
-    if not out and not is_unchanged(world.stacks(), stack, rendering.template, effective, tags):
+    if not out and not is_unchanged(world.stacks(), stack, rendering.template, effective, tags, unknown_is_same=True):
         out.append(f"template differs from {rendering.template.label}")
     return out
 

@@ -143,11 +143,16 @@ def _list_value(value: str) -> str:
 
 
 def is_unchanged(stacks: Stacks, stack: StackInfo, template: Template, effective: Mapping[str, str],
-                 tags: Mapping[str, str]) -> bool:
-    # DescribeStacks lists every parameter, defaults included; NoEcho ones read back as '****'.
-    if any(_no_echo(template, name) for name in template.parameters):
+                 tags: Mapping[str, str], *, unknown_is_same: bool = False) -> bool:
+    """Whether the stack has this template, these parameters and tags. DescribeStacks lists every
+    parameter, defaults included; NoEcho ones read back as '****': a plan never takes them for
+    unchanged (`unknown_is_same` False: an update is planned, its change set says); a drift
+    check, which can only say what it knows, leaves them out (`unknown_is_same`)."""
+    hidden = {name for name in template.parameters if _no_echo(template, name)}
+    if hidden and not unknown_is_same:
         return False
-    if {k: _list_value(v) for k, v in stack.parameters.items()} != dict(effective):
+    now = {k: _list_value(v) for k, v in stack.parameters.items() if k not in hidden}
+    if now != {k: v for k, v in effective.items() if k not in hidden}:
         return False
     if any(stack.tags.get(k) != v for k, v in tags.items()):
         return False

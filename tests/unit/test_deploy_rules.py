@@ -205,3 +205,10 @@ def test_a_no_echo_parameter_is_never_unchanged_and_list_values_compare_either_w
     # NoEcho values read back as '****': never known to be unchanged, and no template is read.
     never = SimpleNamespace(get_template_body=lambda name: pytest.fail("the template must not be read"))
     assert is_unchanged(never, SimpleNamespace(name="x", parameters={}, tags={}), TEMPLATE, {}, {}) is False
+    # A drift check leaves what it cannot read out, and compares the rest.
+    hidden = SimpleNamespace(name="x", parameters={"Image": "web:stage", "Secret": "****"}, tags={})
+    same = SimpleNamespace(get_template_body=lambda name: TEMPLATE.body)
+    assert is_unchanged(same, hidden, TEMPLATE, {"Image": "web:stage", "Secret": "x"}, {}, unknown_is_same=True) is True
+    assert is_unchanged(same, hidden, TEMPLATE, {"Image": "web:prod", "Secret": "x"}, {}, unknown_is_same=True) is False
+    other = SimpleNamespace(get_template_body=lambda name: "Resources: {Other: {}}\n")
+    assert is_unchanged(other, hidden, TEMPLATE, {"Image": "web:stage", "Secret": "x"}, {}, unknown_is_same=True) is False
