@@ -286,15 +286,18 @@ def install() -> None:
     def update_task_definition_from_cloudformation_json(cls, original_resource, new_resource_name,
                                                         cloudformation_json, account_id, region_name, **kwargs):
         # A stack update that changes a task definition registers a new revision; CloudFormation then
-        # updates the services that name it (their TaskDefinition property refers to it), which starts
-        # a deployment. moto compares the services' template text, unchanged, and leaves them be.
+        # updates the services that refer to it (their TaskDefinition property), which starts a
+        # deployment. moto compares the services' template text, unchanged, and leaves them be. A
+        # service is matched by the family (each app's template names its own): one rolled back to
+        # an older revision since still refers to the stack's resource and gets the new one.
         new = original_td_update(original_resource, new_resource_name, cloudformation_json, account_id,
                                  region_name, **kwargs)
         if new is not original_resource:
             backend = ecs_models.ecs_backends[account_id][region_name]
+            family = original_resource.arn.rsplit(":", 1)[0]
             with _lock:
                 for svc in list(backend.services.values()):
-                    if svc.status == "ACTIVE" and svc.task_definition == original_resource.arn:
+                    if svc.status == "ACTIVE" and (svc.task_definition or "").rsplit(":", 1)[0] == family:
                         backend.update_service({"cluster": svc.cluster_name, "service": svc.name,
                                                 "task_definition": new.arn})
         return new
@@ -751,7 +754,7 @@ def answer_ecs(operation: str, body: dict, region: str) -> tuple[int, dict]:
             if dep is None:
                 return 400, {"__type": "ServiceDeploymentNotFoundException",
                              "message": f"The service deployment {arn} does not exist."}
-            if dep.get("rolloutState") != "IN_PROGRESS":
+            if _status_of(dep) not in ("PENDING", "IN_PROGRESS"):  # a superseded one is STOPPED
                 return 400, {"__type": "ConflictException",
                              "message": f"The service deployment {arn} is not in progress."}
             if (body.get("stopType") or "ROLLBACK") != "ROLLBACK":

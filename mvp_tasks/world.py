@@ -53,6 +53,9 @@ class World:
         self._aws = aws
         self.stop = threading.Event()
         self.stopped_by = "Ctrl-C"  # what set `stop`: Ctrl-C or SIGTERM, for the history
+        # A rollout stopped half-way by Ctrl-C or SIGTERM is rolled back at once (--yes, or
+        # mvp.rollback_on_interrupt); set by the boundary. See `rolls_back`.
+        self.rollback_on_stop = False
         self.reader = ServiceReader()
         self.change_sets = ChangeSets()
         self._lock = threading.RLock()  # `registry` makes the clients under it too
@@ -74,6 +77,14 @@ class World:
         """The first interrupt: nothing new starts, every wait ends (`Interrupted`)."""
         self.stopped_by = by
         self.stop.set()
+
+    def rolls_back(self, timed_out: bool) -> bool:
+        """Whether a rollout stopped half-way is rolled back at once rather than offered: after Ctrl-C
+        or SIGTERM when the run was told (--yes or `mvp.rollback_on_interrupt`); after the wait
+        timeout only by `mvp.rollback_on_interrupt`: a rollout past the timeout may be slow, not
+        failing, and --yes (which CI passes to every run) must not revert it."""
+        setting = bool(getattr(self.settings, "rollback_on_interrupt", False))
+        return setting if timed_out else (setting or self.rollback_on_stop)
 
     def resume(self) -> None:
         """After an interrupted run, before a second one (the rollback offered for what it stopped):

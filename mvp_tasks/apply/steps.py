@@ -9,9 +9,10 @@ from typing import Any, Iterator
 
 from ..aws.discovery import service_names
 from ..errors import AwsError, Interrupted, MvpError, UsageError, WaitTimeout
-from ..plan.steps import (BreakLock, BuildImage, CancelUpdate, ClearMark, ContinueRollback, DeleteSecret, DeleteStack,
-                          EnsureStack, EnsureStore, MigrateHistory, MoveTag, PushImage, PutSecret, RetainDelete,
-                          RollBackService, RollService, StackAction, TargetKind, wait_command, wait_hint)
+from ..plan.steps import (Action, BreakLock, BuildImage, CancelUpdate, ClearMark, ContinueRollback, DeleteSecret,
+                          DeleteStack, EnsureStack, EnsureStore, MigrateHistory, MoveTag, PushImage, PutSecret,
+                          RetainDelete, RollBackService, RollService, StackAction, TargetKind, wait_command,
+                          wait_hint)
 
 
 class TargetRun:
@@ -169,10 +170,11 @@ class _Clock:
 
 
 def _wait_service(run: TargetRun, names: tuple[str, str], deployment_id: str = "", task_definition: str = "",
-                  *, offer: bool = True) -> None:
+                  *, own_rollback: bool = False) -> None:
     """Follow the rollout of service `names` to its end. A failed one is rolled back at once; one
-    stopped half-way (Ctrl-C, SIGTERM, the wait timeout) is rolled back at once with --yes or
-    `mvp.rollback_on_interrupt`, else offered after the run (`offer`; not for a rollback's own)."""
+    stopped half-way (Ctrl-C, SIGTERM, the wait timeout) is rolled back at once when the run says so
+    (`World.rolls_back`), else offered after the run. Neither for a rollback's own rollout
+    (`own_rollback`, or a target whose action is a rollback): it is not undone by another."""
     from ..aws.services import RolloutFailed, RolloutSeen
 
     ecs_cluster, service = names
@@ -184,6 +186,7 @@ def _wait_service(run: TargetRun, names: tuple[str, str], deployment_id: str = "
     services = run.world.services()
     clock = _Clock()
     seen = RolloutSeen(deployment_id=deployment_id, task_definition=task_definition)
+    undoable = not own_rollback and run.plan.action not in (Action.ROLLBACK, Action.SERVICE_ROLLBACK)
 
     def quiet(state: Any, _seconds: float) -> None:
         primary = state.primary
@@ -202,71 +205,94 @@ def _wait_service(run: TargetRun, names: tuple[str, str], deployment_id: str = "
     except RolloutFailed as failed:
         # The rollout is over, failed: what is left to do is going back, not following it.
         run.guard.settled_in_aws(what)
-        if failed.deployment_id and not failed.left:
+        if failed.deployment_id and not failed.left and not own_rollback:
             _roll_back(run, names, failed.previous_task_definition, failed.task_definition, clock)
         raise
-    except (Interrupted, WaitTimeout):
-        if offer and not seen.deployment_id:
-            try:  # stopped before the watcher's first look: one look now, to know what to roll back
-                services.look(ecs_cluster, service, seen)
-            except MvpError:
-                pass
-        if offer and seen.deployment_id:
-            _stopped_half_way(run, names, seen, clock, what)
+    except (Interrupted, WaitTimeout) as stopped:
+        if undoable:
+            if not seen.deployment_id or not seen.previous_task_definition:
+                try:  # stopped before the watcher learnt it: one look now, to know what to roll back
+                    services.look(ecs_cluster, service, seen)
+                except MvpError:
+                    pass
+            if seen.deployment_id:
+                _stopped_half_way(run, names, seen, clock, what, timed_out=isinstance(stopped, WaitTimeout))
         raise
     run.guard.settled_in_aws(what)
 
 
-def _stopped_half_way(run: TargetRun, names: tuple[str, str], seen: Any, clock: _Clock, what: str) -> None:
+def _stopped_half_way(run: TargetRun, names: tuple[str, str], seen: Any, clock: _Clock, what: str, *,
+                      timed_out: bool) -> None:
     """A rollout this run started and stopped following before it ended: roll it back now when the
-    run was told to (--yes, `mvp.rollback_on_interrupt`), else keep the rollback to offer."""
+    run says so (`World.rolls_back`), else keep the rollback to offer after the run."""
+    service = names[1]
+    if not seen.previous_task_definition:
+        run.event(f"{clock} deployment {seen.deployment_id} of service {service} was left rolling out; nothing "
+                  "ran before it to roll back to")
+        return
     step = RollBackService(run.plan.project, run.plan.cluster, tuple(names), seen.deployment_id,
                            seen.task_definition, seen.previous_task_definition)
-    settings = run.world.settings
-    if getattr(run.world.reporter, "yes", False) or getattr(settings, "rollback_on_interrupt", False):
+    if run.world.rolls_back(timed_out):
         done = _roll_back(run, names, seen.previous_task_definition, seen.task_definition, clock)
         if done:
             run.rolled_back = done
             run.guard.settled_in_aws(what)
-            run.guard.started_in_aws(f"service {names[1]}: rollback to {step.back_to}",
+            run.guard.started_in_aws(f"service {service}: rollback to {step.back_to}",
                                      wait_command(run.plan.project, run.plan.cluster))
-    else:
-        run.offer = step
-        run.event(f"{clock} deployment {seen.deployment_id} of service {names[1]} was left rolling out; ECS goes "
-                  "on with it unless it is rolled back")
+        return
+    run.offer = step
+    run.event(f"{clock} deployment {seen.deployment_id} of service {service} was left rolling out; ECS goes on "
+              "with it unless it is rolled back")
 
 
 def _roll_back(run: TargetRun, names: tuple[str, str], previous: str, task_definition: str, clock: Any) -> str:
-    """The one rollback of a rollout: `Services.roll_back`, said on the target's live line. What was
-    done ("" when nothing could be); a failure to roll back is told, never raised over the failure
+    """The one rollback of the rollout the target is following (its own, under its lock): the
+    target's undo first (a cluster tag points back at the image it named before, so the tasks ECS
+    starts again pull that image), then `Services.roll_back`, said on the target's live line. What
+    was done ("" when nothing was); a failure to roll back is told, never raised over the failure
     that called for it. Only under a lock that is still ours."""
     ecs_cluster, service = names
     try:
         run.guard.lock()  # the lease confirmed: a run that lost its lock does not act
+        run.guard.run_undo()
         done = run.world.services().roll_back(ecs_cluster, service, previous, task_definition)
     except MvpError as exc:  # the failure stays what is reported; the rollback's own is told
         run.event(f"{clock} could not roll service {service} back: {exc}", failed=True)
         return ""
-    run.event(f"{clock} " + (done or f"service {service}: nothing to roll back to; ECS keeps the previous "
-                                     "deployment's tasks running"), failed=not done)
+    run.event(f"{clock} " + (done or f"service {service}: nothing older to roll back to"), failed=not done)
     return done
 
 
 def apply_roll_back_service(run: TargetRun, step: RollBackService) -> None:
-    """The offered rollback of a rollout stopped half-way: roll back, then follow the service until
-    it runs what ran before again."""
-    clock = _Clock()
-    done = _roll_back(run, step.names, step.previous_task_definition, step.task_definition, clock)
-    if not done:
-        raise MvpError(f"service {step.service} was not rolled back", f"see `inv app.status {step.project}`")
+    """The offered rollback of a rollout stopped half-way, under the app's lock: roll back the
+    stopped deployment if it is still the service's (read again now: the person may have taken a
+    while to answer, and another run may have deployed since), then follow the service until it
+    runs what ran before again."""
+    from ..aws.services import NotRolledBack
+
     ecs_cluster, service = step.names
     services = run.world.services()
+    clock = _Clock()
+    try:
+        done = services.roll_back(ecs_cluster, service, step.previous_task_definition, step.task_definition,
+                                  step.deployment_id)
+    except NotRolledBack as exc:
+        run.done = str(exc)
+        return
+    if not done:
+        raise MvpError(f"service {step.service} was not rolled back: ECS offers no rollback of deployment "
+                       f"{step.deployment_id} and nothing older ran before it", f"see `inv app.status {step.project}`")
+    run.event(f"{clock} {done}")
+    what = f"service {service}: rollback to {step.back_to}"
+    run.guard.started_in_aws(what, wait_command(step.project, step.cluster))
     # ECS makes the deployment that ran before the primary again (or a new one of what it ran);
     # until it says so, the stopped one may still be listed as primary.
     deadline = time.monotonic() + run.timeout
     while True:
         state = services.get_service(ecs_cluster, service)
-        primary = state.primary if state is not None else None
+        if state is None:
+            raise MvpError(f"service {service} is gone", f"see `inv app.status {step.project}`")
+        primary = state.primary
         if primary is not None and primary.id != step.deployment_id:
             break
         if time.monotonic() >= deadline:
@@ -274,8 +300,9 @@ def apply_roll_back_service(run: TargetRun, step: RollBackService) -> None:
                               f"see `inv app.status {step.project}`")
         with run.waiting():
             run.world.sleep(min(run.poll, 1.0))
+    run.guard.settled_in_aws(what)
     previous = step.previous_task_definition if step.previous_task_definition != step.task_definition else ""
-    _wait_service(run, step.names, primary.id, previous, offer=False)
+    _wait_service(run, step.names, primary.id, previous, own_rollback=True)
 
 
 def _failed_tasks(run: TargetRun) -> int:

@@ -16,6 +16,10 @@ from ..errors import AwsError, WaitTimeout
 from .clients import aws_errors
 
 
+class NotRolledBack(AwsError):
+    """A rollback that did not happen: the deployment is not the service's to roll back any more."""
+
+
 class RolloutFailed(AwsError):
     """The deployment failed or the circuit breaker rolled it back.
 
@@ -370,19 +374,36 @@ class Services:
             return []
         return []
 
-    def roll_back(self, cluster: str, service: str, previous_task_definition: str, task_definition: str) -> str:
+    def roll_back(self, cluster: str, service: str, previous_task_definition: str, task_definition: str,
+                  deployment_id: str = "") -> str:
         """Return the service to its previous deployment: StopServiceDeployment(ROLLBACK) where ECS
-        offers it, else the previous task definition. Says what was done ("" when nothing could be)."""
+        offers it, else the previous task definition. Says what was done ("" when nothing could be).
+
+        `deployment_id`: the deployment to roll back, read again first: only while it is still the
+        service's primary (one that completed, or that a newer deployment replaced, is someone
+        else's to judge now) does anything happen; `NotRolledBack` says why not. ECS rolls out one
+        deployment at a time: the one in progress is then this one."""
+        if deployment_id:
+            state = self.get_service(cluster, service)
+            ours = next((d for d in state.deployments if d.id == deployment_id), None) if state else None
+            if ours is None or ours.status != "PRIMARY":
+                raise NotRolledBack(f"deployment {deployment_id} is not service {service}'s any more: nothing "
+                                    "rolled back")
+            if ours.rollout_state == "COMPLETED":
+                raise NotRolledBack(f"deployment {deployment_id} of service {service} completed: nothing rolled back")
         try:
             with aws_errors():
                 found = self.client.list_service_deployments(cluster=cluster, service=service,
                                                                status=["PENDING", "IN_PROGRESS"])
-                arns = [d["serviceDeploymentArn"] for d in found.get("serviceDeployments", [])]
-                if len(arns) == 1:
-                    self.client.stop_service_deployment(serviceDeploymentArn=arns[0], stopType="ROLLBACK")
-                    return f"rolling back: ECS returns service {service} to its previous deployment"
-        except Exception:  # noqa: BLE001 - no such API here (older ECS, an emulator): the fallback below
-            pass
+            arns = [d["serviceDeploymentArn"] for d in found.get("serviceDeployments", [])]
+        except AwsError as exc:
+            if exc.message.startswith("access denied"):
+                raise  # the policy lacks it: said, not hidden behind "nothing to roll back to"
+            arns = None  # no such API here (an older ECS, an emulator): the fallback below
+        if arns is not None and len(arns) == 1:
+            with aws_errors():
+                self.client.stop_service_deployment(serviceDeploymentArn=arns[0], stopType="ROLLBACK")
+            return f"rolling back: ECS returns service {service} to its previous deployment"
         if previous_task_definition and previous_task_definition != task_definition:
             with aws_errors():
                 self.client.update_service(cluster=cluster, service=service, taskDefinition=previous_task_definition)
@@ -409,15 +430,20 @@ class Services:
                 self.reader.forget(cluster, service)
 
     def look(self, cluster: str, service: str, seen: RolloutSeen) -> None:
-        """Fill `seen` from one read of the service, for a rollout stopped before the watcher's first
-        look: its primary deployment, while it is still rolling out, is the one to roll back."""
+        """Fill `seen` from one read of the service, for a rollout stopped before the watcher learnt
+        it: its deployment (the one `seen` names, else the primary while it is still rolling out)
+        and what ran before it."""
         state = self.get_service(cluster, service)
-        primary = state.primary if state is not None else None
-        if primary is None or primary.rollout_state != "IN_PROGRESS" or (
-                seen.task_definition and _older_or_other(primary.task_definition, seen.task_definition)):
+        if state is None:
             return
-        watch = _Watch(cluster, service, primary.id, seen.task_definition, 0, None, None, seen)
-        watch.see(state)
+        deployment_id = seen.deployment_id
+        if not deployment_id:
+            primary = state.primary
+            if primary is None or primary.rollout_state != "IN_PROGRESS" or (
+                    seen.task_definition and _older_or_other(primary.task_definition, seen.task_definition)):
+                return
+            deployment_id = primary.id
+        _Watch(cluster, service, deployment_id, seen.task_definition, 0, None, None, seen).see(state)
 
     def _wait(self, watch, deadline, timeout, poll, on_progress, resume_hint, on_quiet, quiet):
         cluster, service = watch.cluster, watch.service

@@ -859,7 +859,7 @@ def plan_rollback_offer(world: Any, offer: Any) -> TargetPlan:
         plan.note = f"service {offer.service} is gone: nothing to roll back"
     elif ours is None or ours.status != "PRIMARY":
         plan.note = f"deployment {offer.deployment_id} is not the service's any more: nothing to roll back"
-    elif ours.rollout_state == "COMPLETED" and len(state.deployments) == 1:
+    elif ours.rollout_state == "COMPLETED":
         plan.note = f"deployment {offer.deployment_id} completed meanwhile: nothing to roll back"
     else:
         plan.steps.append(offer)

@@ -129,6 +129,7 @@ def start(ctx: Any, title: str, *, check: bool = False, yes: bool = False, json_
         check_cluster_parameters(settings)
     reporter = Reporter(check=bool(check), yes=bool(yes), json_output=json_output)
     world = World(settings, reporter)
+    world.rollback_on_stop = bool(yes)  # with mvp.rollback_on_interrupt: see World.rolls_back
     where = f"  [{world.aws.target.describe()}]" if aws else ""
     reporter.header(f"{title}{where}" + ("  (check mode)" if check else ""))
     return world
@@ -186,14 +187,17 @@ def run_plan(world: Any, title: str, planners: list, *, confirm: str = "", paral
     from ..report import Results
 
     first, again = _interrupt_handlers(world)
-    with handle_interrupts(first, again), Engine(world, parallel=parallel, host=host) as engine:
-        try:
-            results = carry_out(engine, engine.plan(title, planners, confirm=confirm))
-        except Interrupted as exc:
-            world.reporter.warn(str(exc))
-            results = Results(interrupted=True)
-    if results.offers:
-        offer_rollbacks(world, results, parallel=parallel)
+    with handle_interrupts(first, again):
+        with Engine(world, parallel=parallel, host=host) as engine:
+            try:
+                results = carry_out(engine, engine.plan(title, planners, confirm=confirm))
+            except Interrupted as exc:
+                world.reporter.warn(str(exc))
+                results = Results(interrupted=True)
+        if results.offers:
+            # Within the run's handlers until the offer installs its own: Ctrl-C again in between
+            # exits at once, as the first one said it would.
+            offer_rollbacks(world, results, parallel=parallel)
     finish(world, results)
 
 
@@ -238,7 +242,9 @@ def offer_rollbacks(world: Any, results: Any, *, parallel: int | None = None) ->
 
     reporter = world.reporter
     offers = results.offers
-    if not reporter.interactive or reporter.check:
+    # No question without a person to answer it: no terminal, --json (its stdout is data), or a
+    # SIGTERM, which asks the process to end now (a SIGKILL follows it), not to wait at a prompt.
+    if not reporter.interactive or reporter.check or reporter.json_output or world.stopped_by == "SIGTERM":
         for offer in offers:
             reporter.warn(f"{offer.project}@{offer.cluster}: deployment {offer.deployment_id} of service "
                           f"{offer.service} goes on in ECS; a run with --yes or mvp.rollback_on_interrupt: true "
@@ -270,15 +276,14 @@ def _merge_rollbacks(results: Any, more: Any) -> None:
         second = by_key.get(first.target)
         if first.offer is None or second is None:
             continue
-        if second.outcome is Outcome.CHANGED:
-            told = f"then {second.message}"
+        if second.outcome is Outcome.FAILED:
+            told = f"then the rollback failed: {second.message}"
+        else:
+            # Rolled back, or found over already (completed, replaced): the stopped rollout runs no more.
+            told = f"then {second.message}" if second.message else "not rolled back"
             rolled = first.offer.service
             for what in [w for w in results.still_running if w.startswith(f"service {rolled}: ")]:
                 del results.still_running[what]
-        elif second.outcome is Outcome.FAILED:
-            told = f"then the rollback failed: {second.message}"
-        else:
-            told = f"then {second.message}" if second.message else "not rolled back"
         results.results[i] = Result(first.target, first.outcome, f"{first.message}; {told}", first.commit,
                                     first.duration)
     results.still_running.update(more.still_running)

@@ -174,7 +174,9 @@ def environment_change(lab, value: str) -> dict[str, str]:
 
 @pytest.mark.usefixtures("lab")
 class TestStoppedHalfWay:
-    """After TestBadDays (same studio): rollouts that hang, stopped by Ctrl-C or the wait timeout."""
+    """After TestBadDays (same studio): rollouts that hang, stopped by Ctrl-C or the wait timeout.
+    A story: each test starts from the state the one before left (the fail mark, a rollout left
+    rolling out), so they run in order, as a class."""
 
     def test_ctrl_c_mid_rollout_with_yes_rolls_back_to_the_previous_task_definition(self, lab):
         import signal
@@ -226,16 +228,26 @@ class TestStoppedHalfWay:
         assert primary(after)["rolloutState"] == "IN_PROGRESS"
         assert lab.lock_item("stage") is None
 
-    def test_a_timeout_with_rollback_on_interrupt_rolls_back(self, lab):
-        stuck = primary(service(lab))  # left rolling out by the test before
-        env = dict(lab.env, INVOKE_MVP_WAIT_TIMEOUT="3", INVOKE_MVP_ROLLBACK_ON_INTERRUPT="true")
+    def test_a_timeout_rolls_back_only_with_rollback_on_interrupt_not_with_yes(self, lab):
+        before = service(lab)
+        stuck = primary(before)  # left rolling out by the test before
+        completed = next(d for d in before["deployments"] if d["rolloutState"] == "COMPLETED")
 
+        # --yes alone: a rollout past the wait timeout may be slow, not failing; it is left to ECS.
+        slow = dict(lab.env, INVOKE_MVP_WAIT_TIMEOUT="3")
+        result, out = failed_update(lab, "app.update", PROJECT, "--yes", env=slow)
+        assert "has not finished deployment" in out and "rolling back" not in out, out
+        left = primary(service(lab))
+        assert left["id"] != stuck["id"] and left["rolloutState"] == "IN_PROGRESS"
+
+        env = dict(lab.env, INVOKE_MVP_WAIT_TIMEOUT="3", INVOKE_MVP_ROLLBACK_ON_INTERRUPT="true")
         result, out = failed_update(lab, "app.update", PROJECT, env=env)
 
         assert "has not finished deployment" in out and "after 3 s" in out, out
         assert f"rolling back: ECS returns service {SERVICE} to its previous deployment" in out, out
-        after = service(lab)
-        assert primary(after)["id"] not in (stuck["id"],)
+        # Read back: the deployment that completed before the stuck ones serves again, alone.
+        after = settled_on(lab, completed["taskDefinition"], completed["id"])
+        assert after["taskDefinition"] == completed["taskDefinition"]
         assert lab.lock_item("stage") is None
         [record] = records(lab, "stage", "update")[-1:]
         assert record["outcome"] == "failed" and "rolling back" in record["message"], record

@@ -1152,7 +1152,7 @@ def test_successful_promote_keeps_the_new_tag(app):
 def _interrupted_promote(app, yes: bool):
     """A promote whose rollout is interrupted (Ctrl-C while DescribeServices is in flight)."""
     world, target = promote_world(app)
-    world.reporter.yes = yes
+    world.rollback_on_stop = yes  # what --yes sets (boundary.start)
     # Ctrl-C while DescribeServices is in flight: the next wait refuses to sleep.
     ecs_events = app.clients["ecs"].meta.events
     ecs_events.register("before-parameter-build.ecs.DescribeServices", lambda **kw: world.stop.set())
@@ -1200,13 +1200,13 @@ def test_interrupt_during_the_rollout_with_yes_rolls_it_back_at_once(app):
     add_promote(app)
     add_rolling_out(app)
     add_renewal(app)  # before the rollback: the lease is still ours
+    add_renewal(app)  # the undo, first: the tag points back before ECS starts tasks again
     arn = f"arn:aws:ecs:us-east-1:123456789012:service-deployment/{CLUSTER}/{SERVICE}/ejGvqq2ilnbKT9qj0vLJe"
     app.ecs.add_response("list_service_deployments", {"serviceDeployments": [
         {"serviceDeploymentArn": arn, "status": "IN_PROGRESS"}]},
         {"cluster": CLUSTER, "service": SERVICE, "status": ["PENDING", "IN_PROGRESS"]})
     app.ecs.add_response("stop_service_deployment", {"serviceDeploymentArn": arn},
                          {"serviceDeploymentArn": arn, "stopType": "ROLLBACK"})
-    add_renewal(app)  # before the undo
     add_record_and_release(app)
     world, target = _interrupted_promote(app, yes=True)
 
@@ -1222,6 +1222,9 @@ def test_interrupt_during_the_rollout_with_yes_rolls_it_back_at_once(app):
         ("promote", "interrupted", f"interrupted (Ctrl-C); {rolled}")]
     assert result_of(world) == (Outcome.FAILED, f"interrupted; {rolled}")
     assert any(what.startswith(f"service {SERVICE}: rollback to ") for what in outcomes.still_running)
+    # The tag went back before the rollback: the tasks ECS starts again pull the image from before.
+    order = names(app)
+    assert order.index("retag", order.index("DescribeServices")) < order.index("StopServiceDeployment"), order
     assert names(app)[-1:] == ["TransactWriteItems"]  # the record, and the lock released by its token
     out = output(world.reporter)
     assert f"failed: {KEY}  interrupted; {rolled}" in out

@@ -11,8 +11,8 @@ from stubs import (  # noqa: F401 - fixtures
     ecs_stub, no_aws_environment, old_deployment, service, services,
 )
 
-from mvp_tasks.aws.services import RolloutFailed
-from mvp_tasks.errors import WaitTimeout
+from mvp_tasks.aws.services import NotRolledBack, RolloutFailed
+from mvp_tasks.errors import AwsError, WaitTimeout
 
 NO_STOPPED_TASKS = {"cluster": CLUSTER, "serviceName": SERVICE, "desiredStatus": "STOPPED", "startedBy": NEW}
 
@@ -120,4 +120,39 @@ def test_without_stop_service_deployment_a_forced_deployment_of_the_same_definit
     ecs_stub.add_client_error("list_service_deployments", "InvalidRequestException", "Unknown operation")
 
     assert services.roll_back(CLUSTER, SERVICE, NEW_TASKDEF, NEW_TASKDEF) == ""
+    ecs_stub.assert_no_pending_responses()
+
+
+def test_a_rollback_of_a_named_deployment_reads_it_again_and_leaves_another_runs_alone(ecs_stub, services):
+    # Stubber only: another run's deployment started while the person sat at the offered rollback's
+    # prompt; the sandbox cannot place a second run between two calls of this one.
+    newer = "ecs-svc/1111111111111111111"
+    ecs_stub.add_response("describe_services", describe_services(service(
+        deployment(newer, "PRIMARY", "IN_PROGRESS", desired=2, running=0), deployment(NEW, "ACTIVE", "IN_PROGRESS",
+                                                                                      desired=2, running=0),
+        running=2)), DESCRIBE)
+
+    with pytest.raises(NotRolledBack) as raised:
+        services.roll_back(CLUSTER, SERVICE, OLD_TASKDEF, NEW_TASKDEF, deployment_id=NEW)
+
+    ecs_stub.assert_no_pending_responses()  # nothing stopped, nothing updated
+    assert raised.value.message == f"deployment {NEW} is not service {SERVICE}'s any more: nothing rolled back"
+
+
+def test_a_rollback_of_a_deployment_that_completed_meanwhile_does_nothing(ecs_stub, services):
+    ecs_stub.add_response("describe_services", describe_services(service(
+        deployment(NEW, "PRIMARY", "COMPLETED", desired=2, running=2), running=2)), DESCRIBE)
+
+    with pytest.raises(NotRolledBack, match="completed: nothing rolled back"):
+        services.roll_back(CLUSTER, SERVICE, OLD_TASKDEF, NEW_TASKDEF, deployment_id=NEW)
+    ecs_stub.assert_no_pending_responses()
+
+
+def test_a_rollback_the_policy_denies_is_said_not_taken_for_a_missing_api(ecs_stub, services):
+    # Stubber only: the sandbox allows every call; IAM's answer for a role without the action.
+    ecs_stub.add_client_error("list_service_deployments", "AccessDeniedException",
+                              "User is not authorized to perform: ecs:ListServiceDeployments")
+
+    with pytest.raises(AwsError, match="access denied: User is not authorized to perform: ecs:ListServiceDeployments"):
+        services.roll_back(CLUSTER, SERVICE, NEW_TASKDEF, NEW_TASKDEF)
     ecs_stub.assert_no_pending_responses()
