@@ -231,7 +231,8 @@ def _stopped_half_way(run: TargetRun, names: tuple[str, str], seen: Any, clock: 
                   "ran before it to roll back to")
         return
     step = RollBackService(run.plan.project, run.plan.cluster, tuple(names), seen.deployment_id,
-                           seen.task_definition, seen.previous_task_definition)
+                           seen.task_definition, seen.previous_task_definition,
+                           protected=bool(getattr(run.cluster, "protected", False)))
     if run.world.rolls_back(timed_out):
         done = _roll_back(run, names, seen.previous_task_definition, seen.task_definition, clock)
         if done:
