@@ -389,10 +389,14 @@ def test_app_update_held_in_progress_is_refused_by_planning_and_cancelled_by_app
     path.write_text(path.read_text().replace("      FailOn: ''\n", f"      FailOn: ''\n      Hold: {release}\n", 1))
 
     cfn, dynamodb = ministack.client("cloudformation"), ministack.client("dynamodb")
+    settled = cfn.describe_stacks(StackName=APP_STACK)["Stacks"][0]["LastUpdatedTime"]
     hung = start_inv(studio, env, "app.deploy", PROJECT, "--cluster", "stage", "--yes")
     try:
         wait_until(lambda: latest_event(ministack, APP_STACK) == ("Gate", "UPDATE_IN_PROGRESS"), "the gate held")
         assert status(ministack, APP_STACK) == "UPDATE_IN_PROGRESS"
+        # The update in progress has a LastUpdatedTime of its own: what ties app.repair's cancel to it.
+        began = cfn.describe_stacks(StackName=APP_STACK)["Stacks"][0]["LastUpdatedTime"]
+        assert began > settled, (settled, began)
         assert store.lock_item(dynamodb, cfn, "stage", PROJECT) is not None  # the hung deploy's
         before = untouched(ministack)
         for task in ("app.deploy", "app.update"):
@@ -403,7 +407,8 @@ def test_app_update_held_in_progress_is_refused_by_planning_and_cancelled_by_app
 
         check = run_inv(studio, "app.repair", PROJECT, "--cluster", "stage", "--check", env=env)
         assert check.returncode == 0, check.stdout + check.stderr
-        assert "cancel the update in progress" in check.stdout, check.stdout
+        assert f"cancel the update in progress since {began.strftime('%Y-%m-%d %H:%M:%S')} UTC" in check.stdout, \
+            check.stdout
         assert "waits on this update" in check.stdout + check.stderr, check.stdout + check.stderr
         assert status(ministack, APP_STACK) == "UPDATE_IN_PROGRESS"
 
