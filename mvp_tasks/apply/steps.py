@@ -468,9 +468,36 @@ def apply_continue_rollback(run: TargetRun, step: ContinueRollback) -> None:
 
 def apply_cancel_update(run: TargetRun, step: CancelUpdate) -> None:
     stacks = run.world.stacks()
+    _still_the_planned_update(run, stacks, step)
     after = stacks.get_latest_event_id(step.stack)
     stacks.cancel_update(step.stack)
     _wait_stack(run, stacks, step.stack, {"UPDATE_ROLLBACK_COMPLETE"}, "cancelled update", after=after)
+
+
+def _still_the_planned_update(run: TargetRun, stacks: Any, step: CancelUpdate) -> None:
+    """Refuse, cancelling nothing, unless the stack is still in the update that was planned: no lock
+    keeps another run off the stack while the plan waits to be confirmed, so the hung update may have
+    ended meanwhile, and another run may have begun an update of its own (which is not ours to cancel)."""
+    from ..plan.steps import utc_time
+
+    now = stacks.get_stack(step.stack)
+    if now is None:
+        change = "it is gone"
+    elif step.stack_id and now.stack_id != step.stack_id:
+        change = f"it is another stack of that name now ({now.status})"
+    elif now.status != "UPDATE_IN_PROGRESS":
+        change = f"that update is over: the stack is {now.status}"
+    elif now.last_updated != step.last_updated:
+        began = utc_time(now.last_updated) if now.last_updated else "at a time AWS does not give"
+        change = f"another update is in progress, begun {began}"
+    else:
+        return
+    if run.plan.kind is TargetKind.CLUSTER:
+        repair = f"inv cluster.repair {run.plan.cluster}"
+    else:
+        repair = f"inv app.repair {run.plan.project} --cluster {run.plan.cluster}"
+    raise MvpError(f"stack {step.stack} changed since the cancel was planned ({change}); nothing was cancelled",
+                   f"look again: `{repair} --check`")
 
 
 def apply_retain_delete(run: TargetRun, step: RetainDelete) -> None:

@@ -1025,7 +1025,8 @@ def repair_step(stacks: Any, stack: Any, skip: tuple[str, ...] | None = None, *,
     if status == "UPDATE_IN_PROGRESS":
         if skip:
             raise UsageError(f"--skip: stack {stack.name} is {status}; only a failed rollback skips resources")
-        return CancelUpdate(stack.name, protected=protected)
+        # What identifies this update: applying cancels it only if it is still the one in progress.
+        return CancelUpdate(stack.name, stack_id=stack.stack_id, last_updated=stack.last_updated, protected=protected)
     if status == "DELETE_FAILED":
         if skip:
             raise UsageError(f"--skip: stack {stack.name} is {status}; only a failed rollback skips resources")

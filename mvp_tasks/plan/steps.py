@@ -8,6 +8,7 @@ applies them. A step never acts and never prints: `lines()` is how the reporter 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -66,6 +67,13 @@ class Action(_Word):
 
 def short(digest: str) -> str:
     return digest[:19] if digest else "none"
+
+
+def utc_time(moment: datetime) -> str:
+    """A timestamp AWS gave, as a person reads it: '2026-11-01 12:00:03 UTC'."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @dataclass(frozen=True)
@@ -561,16 +569,25 @@ class ContinueRollback(Step):
 
 @dataclass(frozen=True)
 class CancelUpdate(Step):
-    """Cancel an update stuck in UPDATE_IN_PROGRESS; CloudFormation rolls it back."""
+    """Cancel an update stuck in UPDATE_IN_PROGRESS; CloudFormation rolls it back.
+
+    Which update was planned: the stack's id and its LastUpdatedTime as DescribeStacks gave it
+    (CloudFormation sets it as an update begins; None where it gives none). Applying reads the stack
+    again and cancels only that update: one that ended meanwhile, or gave way to another run's, is
+    not cancelled."""
 
     stack: str
+    stack_id: str = ""
+    last_updated: datetime | None = None
 
     # Not the app's deploy lock: the run that started the update holds it while it waits, and
     # cancelling that run's update is the point (CloudFormation cancels only an update in progress).
+    # So nothing but `stack_id` and `last_updated` ties the cancel to the update that was planned.
     locks = False
 
     def lines(self) -> list[str]:
-        return [f"~ stack {self.stack}: cancel the update in progress (CloudFormation rolls it back)"]
+        since = f" since {utc_time(self.last_updated)}" if self.last_updated else ""
+        return [f"~ stack {self.stack}: cancel the update in progress{since} (CloudFormation rolls it back)"]
 
     def summary(self) -> str:
         return "cancel the update"

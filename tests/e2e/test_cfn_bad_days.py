@@ -10,8 +10,8 @@ lets it go (a hung update, to cancel).
 What ministack (1.5.33) does here, read in its source (`services/cloudformation/`, `lambda_svc.py`):
 - A custom resource's Lambda runs in a worker process on this machine; CloudFormation waits for its
   answer on the ResponseURL in a worker thread, so the stack stays UPDATE_IN_PROGRESS meanwhile and
-  every other API call is answered. A function's Timeout defaults to 3 s (`create_function` here
-  gives 30 s, for the hold).
+  every other API call is answered. A function's Timeout defaults to 3 s; past it, the worker is
+  killed (`create_function` here gives GATE_TIMEOUT, beyond the hold's bound).
 - CancelUpdateStack only sets a flag, which the update checks before each next resource: the
   resource in flight finishes first (so the hold is let go once the cancel was answered, and a
   resource follows the gate), then the update rolls back with the stack's reason "User Initiated"
@@ -54,13 +54,18 @@ FAST = {"INVOKE_MVP_POLL_INTERVAL": "0.5", "INVOKE_MVP_WAIT_TIMEOUT": "60"}
 
 # A Lambda behind a custom resource: it answers FAILED to the request types its `FailOn` property
 # names (of the properties it is sent: a rollback sends the old ones), SUCCESS to the others. With a
-# `Hold` property (a path) it answers only once that file exists (20 s at most): an update held in
-# UPDATE_IN_PROGRESS until the test lets it go.
+# `Hold` property (a path) it answers only once that file exists: an update held in
+# UPDATE_IN_PROGRESS until the test lets it go, which it always does (in a `finally`). The hold's own
+# bound, HOLD_BOUND, only frees ministack's worker after a test that died without letting go: it is
+# far beyond what a test does while it holds (several `inv` runs and a proxy, on shared cores), and
+# within the function's Timeout, GATE_TIMEOUT (a killed worker would fail the resource instead).
+HOLD_BOUND = 600
+GATE_TIMEOUT = HOLD_BOUND + 60
 GATE = '''
 import json, os, time, urllib.request
 def handler(event, context):
     props = event.get("ResourceProperties", {})
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + HOLD_BOUND
     while props.get("Hold") and not os.path.exists(props["Hold"]) and time.monotonic() < deadline:
         time.sleep(0.1)
     failed = event["RequestType"] in props.get("FailOn", "").split(",")
@@ -71,7 +76,7 @@ def handler(event, context):
                        "LogicalResourceId": event["LogicalResourceId"]}).encode()
     request = urllib.request.Request(event["ResponseURL"], data=body, method="PUT", headers={"Content-Type": ""})
     urllib.request.urlopen(request).read()
-'''
+'''.replace("HOLD_BOUND", str(HOLD_BOUND))
 
 BROKEN_STREAM = """  BrokenStream:
     Type: AWS::Logs::LogStream
@@ -104,7 +109,7 @@ def gate_function(ministack) -> str:
         archive.writestr("index.py", GATE)
     return ministack.client("lambda").create_function(
         FunctionName="gate", Runtime="python3.11", Role="arn:aws:iam::000000000000:role/gate",
-        Handler="index.handler", Timeout=30, Code={"ZipFile": code.getvalue()})["FunctionArn"]
+        Handler="index.handler", Timeout=GATE_TIMEOUT, Code={"ZipFile": code.getvalue()})["FunctionArn"]
 
 
 def gate(arn: str, fail_on: str) -> str:
@@ -389,10 +394,17 @@ def test_app_update_held_in_progress_is_refused_by_planning_and_cancelled_by_app
     path.write_text(path.read_text().replace("      FailOn: ''\n", f"      FailOn: ''\n      Hold: {release}\n", 1))
 
     cfn, dynamodb = ministack.client("cloudformation"), ministack.client("dynamodb")
-    hung = start_inv(studio, env, "app.deploy", PROJECT, "--cluster", "stage", "--yes")
+    settled = cfn.describe_stacks(StackName=APP_STACK)["Stacks"][0]["LastUpdatedTime"]
+    # The hung deploy waits on the held update as long as the hold may last: however slow the runs
+    # below, it must see the cancel's rollback, not give up waiting first.
+    hung = start_inv(studio, {**env, "INVOKE_MVP_WAIT_TIMEOUT": str(HOLD_BOUND)}, "app.deploy", PROJECT,
+                     "--cluster", "stage", "--yes")
     try:
         wait_until(lambda: latest_event(ministack, APP_STACK) == ("Gate", "UPDATE_IN_PROGRESS"), "the gate held")
         assert status(ministack, APP_STACK) == "UPDATE_IN_PROGRESS"
+        # The update in progress has a LastUpdatedTime of its own: what ties app.repair's cancel to it.
+        began = cfn.describe_stacks(StackName=APP_STACK)["Stacks"][0]["LastUpdatedTime"]
+        assert began > settled, (settled, began)
         assert store.lock_item(dynamodb, cfn, "stage", PROJECT) is not None  # the hung deploy's
         before = untouched(ministack)
         for task in ("app.deploy", "app.update"):
@@ -403,7 +415,8 @@ def test_app_update_held_in_progress_is_refused_by_planning_and_cancelled_by_app
 
         check = run_inv(studio, "app.repair", PROJECT, "--cluster", "stage", "--check", env=env)
         assert check.returncode == 0, check.stdout + check.stderr
-        assert "cancel the update in progress" in check.stdout, check.stdout
+        assert f"cancel the update in progress since {began.strftime('%Y-%m-%d %H:%M:%S')} UTC" in check.stdout, \
+            check.stdout
         assert "waits on this update" in check.stdout + check.stderr, check.stdout + check.stderr
         assert status(ministack, APP_STACK) == "UPDATE_IN_PROGRESS"
 

@@ -82,10 +82,102 @@ def test_failed_update_names_every_failing_resource_of_its_operation_from_descri
 def test_update_in_progress_is_cancelled(cfn):
     # Why Stubber: the request's exact shape (the e2e test cancels an update ministack holds in progress).
     client, stubber = cfn
-    step = repair_step(Stacks(client), stack("UPDATE_IN_PROGRESS"))
-    assert step == CancelUpdate(NAME)
+    step = repair_step(Stacks(client), stack("UPDATE_IN_PROGRESS", LastUpdatedTime=T0 + timedelta(minutes=5)))
+    # The step names the update it was planned for: this stack, the update begun at that time.
+    assert step == CancelUpdate(NAME, stack_id=STACK_ID, last_updated=T0 + timedelta(minutes=5))
+    assert step.lines() == [f"~ stack {NAME}: cancel the update in progress since 2026-11-01 12:05:00 UTC "
+                            "(CloudFormation rolls it back)"]
     stubber.add_response("cancel_update_stack", {}, {"StackName": NAME})
     Stacks(client).cancel_update(NAME)
+
+
+# --- applying a cancel: only the update that was planned ------------------------------------------
+# No lock keeps other runs off the stack while the person reads the plan (the hung run holds it), so
+# applying reads the stack again. Why Stubber: ministack cannot end a held update and begin another
+# one between planning and applying within one `inv` run.
+
+PLANNED = T0 + timedelta(minutes=5)  # the LastUpdatedTime of the update that was planned
+OTHER_ID = f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/{NAME}/7c8d9e0f-4e60-11ef-9b2c-12a4b6c8d0e2"
+
+
+def described(status: str, last_updated: datetime | None = PLANNED, stack_id: str = STACK_ID) -> dict:
+    data = {"StackName": NAME, "StackId": stack_id, "StackStatus": status, "CreationTime": T0,
+            "Tags": [{"Key": "mvp:cluster", "Value": NAME}]}
+    if last_updated is not None:
+        data["LastUpdatedTime"] = last_updated
+    return {"Stacks": [data]}
+
+
+def apply_cancel(client, kind: str = "cluster", project: str = ""):
+    from types import SimpleNamespace
+
+    from stubs import FakeClock, make_clocked_world
+    from test_stacks_stubber import reporter
+
+    from mvp_tasks.apply.guard import Guard
+    from mvp_tasks.apply.steps import TargetRun, apply_step
+    from mvp_tasks.plan.steps import Action, TargetKind, TargetPlan
+    from mvp_tasks.settings import ClusterSettings
+
+    cluster = ClusterSettings(name=NAME, template="cluster.yml", protected=False, promote_from="", tag=NAME)
+    settings = SimpleNamespace(wait_timeout=600, poll_interval=5, parallel=1, clusters={NAME: cluster})
+    # A deploy history with nothing in it: the step takes no lock (the hung run holds it) and records
+    # nothing itself (the executor does).
+    world = make_clocked_world(settings, reporter(yes=True), SimpleNamespace(cloudformation=client), clock=FakeClock(),
+                               history=SimpleNamespace())
+    step = CancelUpdate(NAME, stack_id=STACK_ID, last_updated=PLANNED)
+    target = TargetPlan(f"{project}@{NAME}" if project else NAME, kind=TargetKind(kind), project=project,
+                        cluster=NAME, action=Action.REPAIR, steps=[step])
+    apply_step(TargetRun(world, target, Guard(world, target, cluster), cluster), step)
+
+
+def test_the_planned_update_still_in_progress_is_cancelled(cfn):
+    client, stubber = cfn
+    stubber.add_response("describe_stacks", described("UPDATE_IN_PROGRESS"), {"StackName": NAME})
+    stubber.add_response("describe_stack_events", {"StackEvents": [event(NAME, "AWS::CloudFormation::Stack",
+                         "UPDATE_IN_PROGRESS", "User Initiated", 300)]}, {"StackName": NAME})
+    stubber.add_response("cancel_update_stack", {}, {"StackName": NAME})
+    stubber.add_response("describe_stacks", described("UPDATE_ROLLBACK_COMPLETE"), {"StackName": NAME})
+    stubber.add_response("describe_stack_events", {"StackEvents": [
+        event(NAME, "AWS::CloudFormation::Stack", "UPDATE_ROLLBACK_COMPLETE", "", 320),
+        event(NAME, "AWS::CloudFormation::Stack", "UPDATE_ROLLBACK_IN_PROGRESS", "User Initiated", 310),
+        event(NAME, "AWS::CloudFormation::Stack", "UPDATE_IN_PROGRESS", "User Initiated", 300)]}, {"StackName": NAME})
+    apply_cancel(client)
+
+
+@pytest.mark.parametrize(("now", "change"), [
+    # The hung update ended while the plan waited, and another run began an update of its own.
+    (described("UPDATE_IN_PROGRESS", PLANNED + timedelta(seconds=40)),
+     "another update is in progress, begun 2026-11-01 12:05:40 UTC"),
+    # The hung update ended (the held resource let go), and nothing else began.
+    (described("UPDATE_COMPLETE"), "that update is over: the stack is UPDATE_COMPLETE"),
+    (described("UPDATE_ROLLBACK_IN_PROGRESS"), "that update is over: the stack is UPDATE_ROLLBACK_IN_PROGRESS"),
+    # Deleted and made again under the same name, and being updated.
+    (described("UPDATE_IN_PROGRESS", stack_id=OTHER_ID), "it is another stack of that name now (UPDATE_IN_PROGRESS)"),
+], ids=["another-update", "over", "rolling-back", "re-created"])
+def test_a_stack_no_longer_in_the_planned_update_is_refused_and_nothing_is_cancelled(cfn, now, change):
+    from mvp_tasks.errors import MvpError
+
+    client, stubber = cfn
+    stubber.add_response("describe_stacks", now, {"StackName": NAME})
+    # No other response: a CancelUpdateStack (or any further call) would fail the test.
+    with pytest.raises(MvpError) as refused:
+        apply_cancel(client)
+    assert str(refused.value) == (f"stack {NAME} changed since the cancel was planned ({change}); nothing was "
+                                  f"cancelled (look again: `inv cluster.repair {NAME} --check`)")
+    assert "\n" not in str(refused.value)
+
+
+def test_an_app_stack_gone_since_planning_is_refused_naming_app_repair(cfn):
+    client, stubber = cfn
+    stubber.add_client_error("describe_stacks", "ValidationError", f"Stack with id {NAME} does not exist",
+                             expected_params={"StackName": NAME})
+    from mvp_tasks.errors import MvpError
+
+    with pytest.raises(MvpError) as refused:
+        apply_cancel(client, kind="app", project="museum")
+    assert str(refused.value) == (f"stack {NAME} changed since the cancel was planned (it is gone); nothing was "
+                                  f"cancelled (look again: `inv app.repair museum --cluster {NAME} --check`)")
 
 
 def test_continue_rollback_offers_the_blocking_resources_and_sends_the_chosen_skip(cfn):

@@ -738,7 +738,8 @@ def test_app_repair_cancels_a_hung_update_without_the_deploy_lock_and_names_the_
 
     world = clusters_and(app_stack("stage", status="UPDATE_IN_PROGRESS"))
     plan = planner.plan_repair_app(world, PROJ, STAGE)
-    assert plan.steps == [CancelUpdate("museum-adventure-stage")] and plan.warnings == ()
+    stack = app_stack("stage", status="UPDATE_IN_PROGRESS")
+    assert plan.steps == [CancelUpdate("museum-adventure-stage", stack_id=stack.stack_id)] and plan.warnings == ()
     # The run that started the update holds the lock while it waits: the cancel must not need it.
     assert plan.steps[0].locks is False
     holder = Holder("ci", "runner-1", 4242, "", "t0k3n", "2026-11-01T12:00:00+00:00", 0)
