@@ -23,7 +23,8 @@ the way ECS does, one step per tick (`MVP_SANDBOX_TICK` seconds, default 0.5):
   none of them) are answered for these deployments; `StopServiceDeployment(ROLLBACK)` rolls back.
 
 Services made by CloudFormation keep their launch type, network configuration, load balancers and
-deployment configuration (moto drops them). Everything listens on loopback only.
+deployment configuration (moto drops them); a stack updated through a change set has its outputs
+evaluated anew (moto keeps the ones from before). Everything listens on loopback only.
 """
 
 from __future__ import annotations
@@ -182,6 +183,7 @@ def install() -> None:
     if _installed:
         return
     _installed = True
+    from moto.cloudformation import models as cfn_models
     from moto.ecs import models as ecs_models
     from moto.ecs import responses as ecs_responses
     from moto.elbv2 import models as elbv2_models
@@ -303,6 +305,21 @@ def install() -> None:
         return new
 
     original_health_for = elbv2_models.FakeTargetGroup.health_for
+    original_execute_change_set = cfn_models.CloudFormationBackend.execute_change_set
+
+    def execute_change_set(self, change_set_name, stack_name=None):
+        # moto applies an executed change set's resources but keeps the outputs (and exports) it
+        # evaluated before; CloudFormation evaluates them anew, so an output that names a resource
+        # replaced by the update (a task definition's new revision) names the new one.
+        original_execute_change_set(self, change_set_name, stack_name)
+        change_set = self.change_sets.get(change_set_name) or next(
+            (c for c in self.change_sets.values() if c.change_set_name == change_set_name), None)
+        stack = self.stacks.get(change_set.stack_id) if change_set is not None else None
+        if stack is not None:
+            stack.template_dict = change_set.template_dict
+            stack.output_map = stack._create_output_map()
+
+    cfn_models.CloudFormationBackend.execute_change_set = execute_change_set
     backend_cls.create_service = create_service
     backend_cls.update_service = update_service
     backend_cls.list_tasks = list_tasks

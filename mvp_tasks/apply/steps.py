@@ -11,7 +11,8 @@ from ..aws.discovery import service_names
 from ..errors import AwsError, Interrupted, MvpError, UsageError, WaitTimeout
 from ..plan.steps import (Action, BreakLock, BuildImage, CancelUpdate, ClearMark, ContinueRollback, DeleteSecret,
                           DeleteStack, EnsureStack, EnsureStore, MigrateHistory, MoveTag, PushImage, PutSecret,
-                          RetainDelete, RollBackService, RollService, StackAction, TargetKind, wait_command,
+                          RetainDelete, RollBackService, RollService, StackAction, TargetKind, family_revision,
+                          wait_command,
                           wait_hint)
 
 
@@ -333,14 +334,24 @@ def apply_roll_service(run: TargetRun, step: RollService) -> None:
     # The service's names as planned, else from the stack as it is now.
     names = step.names or service_names(run.world, _app_stack(run, step.stack), run.cluster)
     ecs_cluster, service = names
+    services = run.world.services()
     try:
-        deployment = run.world.services().force_new_deployment(ecs_cluster, service)
+        if step.task_definition:
+            # The service back on the task definition its stack registered (a rollback left it on
+            # an older one): a deployment of that, followed as any other (rolled back if it fails).
+            deployment = services.update_task_definition(ecs_cluster, service, step.task_definition)
+        else:
+            deployment = services.force_new_deployment(ecs_cluster, service)
     except AwsError:
         if step.names:
             _app_stack(run, step.stack)  # the stack went away since planning: say so
         raise
-    run.event(f"new deployment {deployment or '?'} of service {service}")
-    _wait_service(run, names, deployment)
+    if step.task_definition:
+        run.event(f"new deployment {deployment or '?'} of service {service}: "
+                  f"{family_revision(step.running)} -> {family_revision(step.task_definition)}")
+    else:
+        run.event(f"new deployment {deployment or '?'} of service {service}")
+    _wait_service(run, names, deployment, task_definition=step.task_definition)
 
 
 def apply_delete_stack(run: TargetRun, step: DeleteStack) -> None:

@@ -18,6 +18,12 @@ ListStackResources only where outputs do not answer, once per stack per run: the
 `world.memo` under the stack's id, its last update and its status, so a stack that changes in the
 same run is read again. Everything here only reads: planners may use it.
 
+The task definition an app stack registered for its service (what its service must run once a
+rollout of the stack's release has gone out) comes from its TaskDefinitionArn output (or a key like
+it), else its `AWS::ECS::TaskDefinition` resource (the physical id is the revision's ARN). The output
+is taken as it is where it names what the service runs (no call); where it does not, the resource
+has the last word (an output can be stale: moto's were, after a change set, until the sandbox fixed it).
+
 An app's log group (for `app.logs` and status) is found the same way, from the first that answers:
 the app stack's outputs (LogGroupName, LogGroup, ... or a log group's ARN), its
 `AWS::Logs::LogGroup` resource (its physical id is the group's name), the `awslogs-group` option
@@ -31,7 +37,7 @@ that shape in tests.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol
 
 from ..errors import StackFailed, UsageError
 
@@ -59,15 +65,20 @@ class StackReads(Protocol):
 CLUSTER_TYPE = "AWS::ECS::Cluster"
 SERVICE_TYPE = "AWS::ECS::Service"
 LOG_GROUP_TYPE = "AWS::Logs::LogGroup"
+TASK_DEFINITION_TYPE = "AWS::ECS::TaskDefinition"
 # Output keys that name the ECS cluster or the service, best first; matched ignoring case.
 CLUSTER_OUTPUTS = ("ClusterName", "EcsClusterName", "ECSClusterName", "Cluster", "EcsCluster", "ECSCluster",
                    "ClusterArn", "EcsClusterArn", "ECSClusterArn")
 SERVICE_OUTPUTS = ("ServiceName", "EcsServiceName", "ECSServiceName", "Service", "EcsService", "ECSService",
                    "ServiceArn", "EcsServiceArn", "ECSServiceArn")
+TASK_DEFINITION_OUTPUTS = ("TaskDefinitionArn", "TaskDefinition", "EcsTaskDefinitionArn", "ECSTaskDefinitionArn",
+                           "EcsTaskDefinition", "ECSTaskDefinition", "TaskDef", "TaskDefArn")
 LOG_GROUP_OUTPUTS = ("LogGroupName", "LogGroup", "LogsGroup", "LogGroupArn", "AppLogGroup", "ServiceLogGroup",
                      "ContainerLogGroup", "CloudWatchLogGroup", "LogGroupNameOutput")
 # What ECS allows as a cluster's or a service's name.
 ECS_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+# A task definition's ARN (arn:aws:ecs:REGION:ACCOUNT:task-definition/FAMILY:REVISION).
+TASK_DEFINITION_ARN = re.compile(r"^arn:[a-z0-9-]+:ecs:[a-z0-9-]*:[0-9]*:task-definition/[A-Za-z0-9_-]{1,255}:[0-9]+$")
 # What CloudWatch Logs allows as a log group's name.
 LOG_GROUP_NAME = re.compile(r"^[A-Za-z0-9_./#-]{1,512}$")
 
@@ -90,11 +101,16 @@ def ecs_name(value: str, kind: str) -> str:
 
 def from_outputs(outputs: Mapping[str, str], keys: Iterable[str], kind: str) -> str:
     """The first of `keys` (ignoring case) among `outputs` that holds an ECS name or ARN of `kind`."""
+    return from_outputs_as(outputs, keys, lambda value: ecs_name(value, kind))
+
+
+def from_outputs_as(outputs: Mapping[str, str], keys: Iterable[str], parse: Callable[[str], str]) -> str:
+    """The first of `keys` (ignoring case) among `outputs` whose value `parse` accepts, as it gives it."""
     by_key = {key.lower(): value for key, value in outputs.items()}
     for key in keys:
-        name = ecs_name(by_key.get(key.lower(), ""), kind)
-        if name:
-            return name
+        value = parse(by_key.get(key.lower(), ""))
+        if value:
+            return value
     return ""
 
 
@@ -116,11 +132,13 @@ def log_group_name(value: str) -> str:
 
 
 def ecs_resources(world: StackReads, stack: "StackInfo", *, fresh: bool = False) -> Mapping[str, tuple[str, ...]]:
-    """The names of the stack's ECS clusters and services and of its log groups ({resource type:
-    names}), as its resources say; read once per run per version of the stack (`fresh`: read again now)."""
+    """The names of the stack's ECS clusters and services, of its log groups and the ARNs of its
+    task definitions ({resource type: names}), as its resources say; read once per run per version
+    of the stack (`fresh`: read again now)."""
 
     def read() -> Mapping[str, tuple[str, ...]]:
-        found: dict[str, list[str]] = {CLUSTER_TYPE: [], SERVICE_TYPE: [], LOG_GROUP_TYPE: []}
+        found: dict[str, list[str]] = {CLUSTER_TYPE: [], SERVICE_TYPE: [], LOG_GROUP_TYPE: [],
+                                       TASK_DEFINITION_TYPE: []}
         for resource in world.stacks().list_stack_resources(stack.stack_id or stack.name):
             if resource.resource_type not in found or not resource.physical_id:
                 continue
@@ -128,6 +146,8 @@ def ecs_resources(world: StackReads, stack: "StackInfo", *, fresh: bool = False)
                 continue  # gone, going (a replaced resource's clean-up) or left out of the stack
             if resource.resource_type == LOG_GROUP_TYPE:
                 name = log_group_name(resource.physical_id)
+            elif resource.resource_type == TASK_DEFINITION_TYPE:
+                name = task_definition_arn(resource.physical_id)
             else:
                 name = _physical_name(resource.physical_id,
                                       "cluster" if resource.resource_type == CLUSTER_TYPE else "service")
@@ -194,6 +214,36 @@ def running_task_definition(world: StackReads, stack: "StackInfo", cluster: "Clu
         return ""
     primary = state.primary
     return (primary.task_definition if primary else "") or state.task_definition
+
+
+def task_definition_arn(value: str) -> str:
+    """The task definition ARN in `value` ("" when it is none)."""
+    value = (value or "").strip()
+    return value if TASK_DEFINITION_ARN.match(value) else ""
+
+
+def family_revision(arn: str) -> str:
+    """`family:revision` of a task definition ARN (or of `family:revision` itself)."""
+    return (arn or "").rsplit("/", 1)[-1]
+
+
+def registered_task_definition(world: StackReads, stack: "StackInfo", running: str = "") -> str:
+    """The ARN of the task definition the app stack `stack` registered for its service ("" where
+    it says none, or holds several and none of them is of `running`'s family): its TaskDefinitionArn
+    output (or a key like it) where that names `running`, what the service runs (no call), else its
+    `AWS::ECS::TaskDefinition` resource (read once per run per version of the stack, as
+    `ecs_resources`), else the output as it is."""
+    output = from_outputs_as(stack.outputs, TASK_DEFINITION_OUTPUTS, task_definition_arn)
+    if output and (not running or family_revision(output) == family_revision(running)):
+        return output
+    arns = ecs_resources(world, stack)[TASK_DEFINITION_TYPE]
+    if len(arns) == 1:
+        return arns[0]
+    family = family_revision(running).rpartition(":")[0]
+    ours = [arn for arn in arns if family and family_revision(arn).rpartition(":")[0] == family]
+    if len(ours) == 1:
+        return ours[0]
+    return output
 
 
 def log_group(world: StackReads, stack: "StackInfo", cluster: "ClusterSettings", *, fresh: bool = False) -> str:

@@ -309,6 +309,17 @@ class Services:
                 return deployment.get("id", "")
         return ""
 
+    def update_task_definition(self, cluster: str, service: str, task_definition: str) -> str:
+        """Start a deployment of `task_definition` (an ARN or family:revision): UpdateService, the way
+        a service that a rollback left on an older task definition than its stack's gets it back.
+        Returns the new deployment's id."""
+        with aws_errors():
+            data = self.client.update_service(cluster=cluster, service=service, taskDefinition=task_definition)
+        for deployment in data.get("service", {}).get("deployments", []):
+            if deployment.get("status") == "PRIMARY":
+                return deployment.get("id", "")
+        return ""
+
     def get_stopped_tasks(self, cluster: str, service: str, deployment_id: str) -> list[dict]:
         """The stopped tasks of deployment `deployment_id` (ECS starts a service's tasks "by" its
         deployment), newest first, as DescribeTasks gives them."""

@@ -292,10 +292,68 @@ def _app_plan(project: ProjectSettings, cluster: ClusterSettings, action: Action
 
 
 def _running_note(world: World, stack: StackInfo, cluster: ClusterSettings, commit: str, digest: str) -> str:
-    ecs_cluster, service = discovery.service_names(world, stack, cluster)
-    state = world.services().get_service(ecs_cluster, service)
+    state = _service_state(world, discovery.service_names(world, stack, cluster))
     tasks = f", {state.running}/{state.desired} tasks" if state is not None else ""
     return f"running {commit[:12] or digest[:19]}{tasks}"
+
+
+def _service_state(world: World, names: tuple[str, str]) -> Any:
+    """The app's service as planning reads it (None where there is none): one DescribeServices per
+    service per run, shared by the checks and the note that read it."""
+    return world.memo.get(("planned service", *names), lambda: world.services().get_service(*names))
+
+
+def service_behind(world: World, stack: StackInfo, cluster: ClusterSettings) -> tuple[tuple[str, str], str, str] | None:
+    """(names, what it runs, what the stack registered) where the app's service runs another task
+    definition (family:revision) than its stack `stack` registered: a rollout of the stack's release
+    failed, or was stopped, and was rolled back, which returns the service and leaves the stack as it
+    is. None where the two agree, or where either cannot be told (no service, no task definition
+    the stack names)."""
+    from .steps import family_revision
+
+    names = discovery.service_names(world, stack, cluster)
+    state = _service_state(world, names)
+    if state is None:
+        return None
+    primary = state.primary
+    running = (primary.task_definition if primary is not None else "") or state.task_definition
+    if not running:
+        return None
+    registered = discovery.registered_task_definition(world, stack, running)
+    if not registered or family_revision(registered) == family_revision(running):
+        return None
+    return names, running, registered
+
+
+def behind_reason(service: str, running: str, registered: str) -> str:
+    """Why a plan updates the service to its stack's task definition."""
+    from .steps import family_revision
+
+    old, new = family_revision(running), family_revision(registered)
+    return (f"service {service} runs {old}, not {new} that its stack registered (a rollout of it failed or was "
+            f"stopped, and the service was rolled back): the release is out once the service runs {new}")
+
+
+def _plan_roll(world: World, plan: TargetPlan, cluster: ClusterSettings, stack: StackInfo | None,
+               step: EnsureStack | None, roll: Callable[[], bool], reason: str = "") -> None:
+    """The service's step after the stack's `step` (None: the stack equals the release's rendering).
+    Where the stack is left as it is and its service runs another task definition than the stack
+    registered (`service_behind`), the service is updated to the stack's (its tasks pull the cluster
+    tag too), said in the plan's reasons; else, where `roll()` says so, a new deployment of what it
+    runs. Nothing for a stack created now (its service starts with what it registers)."""
+    if stack is None or (step is not None and step.action not in (StackAction.UPDATE, StackAction.PROTECT)):
+        return
+    if step is None or step.action is StackAction.PROTECT:
+        behind = service_behind(world, stack, cluster)
+        if behind is not None:
+            names, running, registered = behind
+            plan.steps.append(RollService(stack.name, protected=cluster.protected, names=names,
+                                          task_definition=registered, running=running))
+            plan.reasons += (behind_reason(names[1], running, registered),)
+            return
+    if roll():
+        plan.steps.append(RollService(stack.name, reason, protected=cluster.protected,
+                                      names=_planned_names(world, stack, cluster, step)))
 
 
 def plan_deploy(world: World, project: ProjectSettings, cluster: ClusterSettings, action: Action = Action.DEPLOY,
@@ -329,14 +387,11 @@ def plan_deploy(world: World, project: ProjectSettings, cluster: ClusterSettings
                                  release=release)
     if step is not None:
         plan.steps.append(step)
-    if stack is not None and (step is None or step.action in (StackAction.UPDATE, StackAction.PROTECT)):
-        # The stack names the image by its cluster tag, which tasks resolve only when they start:
-        # after `app.push` moved the tag, the service must roll even when its stack is unchanged.
-        if get_rolled_digest(world.history(cluster), project.name) != digest:
-            plan.steps.append(RollService(project.stack_name(cluster.name),
-                                          f"{commit[:12] or digest[:19]}: its tag {cluster.tag} names another image "
-                                          "than it last rolled out", protected=cluster.protected,
-                                          names=_planned_names(world, stack, cluster, step)))
+    # The stack names the image by its cluster tag, which tasks resolve only when they start:
+    # after `app.push` moved the tag, the service must roll even when its stack is unchanged.
+    _plan_roll(world, plan, cluster, stack, step,
+               lambda: get_rolled_digest(world.history(cluster), project.name) != digest,
+               f"{commit[:12] or digest[:19]}: its tag {cluster.tag} names another image than it last rolled out")
     if not plan.steps:
         plan.note = _running_note(world, stack, cluster, commit, digest)
     plan.done = f"{commit[:12] or digest[:19]} deployed"
@@ -465,10 +520,8 @@ def _head_image_steps(world: World, builder_for: Callable[[], Builder], project:
 def _roll_if_needed(world: World, plan: TargetPlan, history: Any, project: ProjectSettings,
                     cluster: ClusterSettings, stack: StackInfo | None, step: EnsureStack | None, digest: str) -> None:
     # Tasks resolve the cluster tag only when they start: roll unless the running image is this one.
-    if stack is not None and (step is None or step.action in (StackAction.UPDATE, StackAction.PROTECT)):
-        if not digest or get_rolled_digest(history, project.name) != digest:
-            plan.steps.append(RollService(stack.name, protected=cluster.protected,
-                                          names=_planned_names(world, stack, cluster, step)))
+    _plan_roll(world, plan, cluster, stack, step,
+               lambda: not digest or get_rolled_digest(history, project.name) != digest)
 
 
 def _release_lines(world: World, project: ProjectSettings, cluster: ClusterSettings, before: str,
@@ -502,6 +555,19 @@ def plan_update(world: World, project: ProjectSettings, cluster: ClusterSettings
     names = discovery.service_names(world, stack, cluster)
     plan.steps.append(RollService(stack.name, f"service {names[1]}, {commit[:12] or digest[:19]}",
                                   protected=cluster.protected, names=names))
+    # A new deployment of what runs, as asked: a service a rollback left behind its stack is said
+    # to be, with the command that gets the stack's release out (the stack is not judged here: it
+    # may hold a release that failed, whose image the cluster tag no longer names).
+    behind = service_behind(world, stack, cluster)
+    if behind is not None:
+        from .steps import family_revision, release_again_command
+
+        _, running, registered = behind
+        old, new = family_revision(running), family_revision(registered)
+        plan.warnings = (f"service {names[1]} runs {old}, not {new} that its stack registered (a rollout of it "
+                         f"failed or was stopped, and the service was rolled back): this update rolls {old} again; "
+                         f"`{release_again_command(project.name, cluster.name, cluster.promote_from, cluster.tag)}`"
+                         " gets the stack's release out",)
     plan.done = f"{commit[:12] or digest[:19]} rolled out"
     return plan
 
@@ -557,7 +623,8 @@ def plan_promote(world: World, project: ProjectSettings, cluster: ClusterSetting
                              task="app.promote", release=release)
     if release is not None and running:
         plan.release_lines = tuple(_release_lines(world, project, cluster, running, release))
-    if current == source_digest and stack is not None and rolled in ("", source_digest) and step is None:
+    if current == source_digest and stack is not None and rolled in ("", source_digest) and step is None \
+            and service_behind(world, stack, cluster) is None:
         plan.note = f"already runs {source_tag[:12]} ({source_digest[:19]})"
         return plan
     if current != source_digest:
@@ -565,10 +632,8 @@ def plan_promote(world: World, project: ProjectSettings, cluster: ClusterSetting
                                   label=source_tag[:12], protected=cluster.protected))
     if step is not None:
         plan.steps.append(step)
-    if stack is not None and (step is None or step.action in (StackAction.UPDATE, StackAction.PROTECT)) and \
-            (current != source_digest or rolled not in ("", source_digest)):
-        plan.steps.append(RollService(stack.name, protected=cluster.protected,
-                                      names=_planned_names(world, stack, cluster, step)))
+    _plan_roll(world, plan, cluster, stack, step,
+               lambda: current != source_digest or rolled not in ("", source_digest))
     return plan
 
 
@@ -645,17 +710,16 @@ def plan_rollback(world: World, project: ProjectSettings, cluster: ClusterSettin
     if release is not None and left:
         plan.release_lines = tuple(_release_lines(world, project, cluster, left, release))
     rolled = get_rolled_digest(history, project.name)
-    if digest == current and step is None and rolled in ("", digest) and not left:
+    if digest == current and step is None and rolled in ("", digest) and not left \
+            and service_behind(world, stack, cluster) is None:
         plan.note = f"already runs {commit[:12]}"
         return plan
     if digest != current:
         plan.steps.append(MoveTag(repo, cluster.tag, commit, current, digest, label=commit[:12], protected=cluster.protected))
     if step is not None:
         plan.steps.append(step)
-    if step is None or step.action in (StackAction.UPDATE, StackAction.PROTECT):
-        if digest != current or rolled not in ("", digest) or step is None:
-            plan.steps.append(RollService(stack.name, protected=cluster.protected,
-                                          names=_planned_names(world, stack, cluster, step)))
+    _plan_roll(world, plan, cluster, stack, step,
+               lambda: digest != current or rolled not in ("", digest) or step is None)
     return plan
 
 

@@ -233,9 +233,22 @@ def wait_hint(project: str, cluster: str) -> str:
     return f"ECS keeps going on its own; wait again with `{wait_command(project, cluster)}`"
 
 
+def release_again_command(project: str, cluster: str, promote_from: str = "", tag: str = "") -> str:
+    """The command that ships again the release a cluster was given, for a service a rollback left
+    behind its stack: `app.promote` where the cluster takes its releases from another, else
+    `app.deploy` (HEAD's release; the stack, unchanged, is not updated, and the service is)."""
+    if promote_from:
+        return f"inv app.promote {project} --tag {tag or cluster}"
+    return f"inv app.deploy {project} --cluster {cluster}"
+
+
 @dataclass(frozen=True)
 class RollService(Step):
-    """Force a new deployment of an app's service (its tasks pull the cluster tag again) and wait."""
+    """Force a new deployment of an app's service (its tasks pull the cluster tag again) and wait.
+
+    `task_definition` given: update the service to that task definition instead (its tasks pull the
+    tag too), for a service that runs another one than its stack registered (`running`): a rollout
+    of the stack's that failed, or was stopped and rolled back, returned the service, not the stack."""
 
     stack: str
     reason: str = ""
@@ -243,14 +256,27 @@ class RollService(Step):
     # before this one may change the stack: then they are read from the stack when applied. Not
     # part of what the step is (equality): only what its application need not ask again.
     names: tuple[str, ...] = field(default=(), compare=False)
+    task_definition: str = ""  # the ARN the service is updated to; "": a new deployment of what it runs
+    running: str = ""  # what the service ran when planned (with `task_definition`)
+
+    @property
+    def service(self) -> str:
+        return self.names[1] if len(self.names) > 1 else self.stack
 
     def lines(self) -> list[str]:
+        if self.task_definition:
+            to = family_revision(self.task_definition)
+            return [f"~ service {self.service}: runs {family_revision(self.running)}, the stack {to} -> {to}"]
         return ["~ new deployment of the service" + (f" ({self.reason})" if self.reason else "")]
 
     def summary(self) -> str:
+        if self.task_definition:
+            return f"update the service to {family_revision(self.task_definition)}"
         return "force a new deployment"
 
     def done(self) -> str:
+        if self.task_definition:
+            return f"updated the service to {family_revision(self.task_definition)}"
         return "forced a new deployment"
 
 

@@ -8,7 +8,9 @@ cluster tag points now is read from the registry; when the two differ the row sa
 not rolled out". A cluster runs a release (one commit: image, template, config): the commit that
 runs is the newest release of the running image in the history (a config-only release shares its
 image, and its label, with an earlier commit), else the image's label. The row says whether the
-stack still equals that commit's rendering (`drift`), what HEAD changes for this app in this
+stack still equals that commit's rendering (`drift`), whether the service runs the task definition
+its stack registered (`service_drift`: a rollout that failed, or was stopped, and was rolled back
+returns the service, not the stack; `stack_task_definition`), what HEAD changes for this app in this
 cluster (`head_changes`, by `plan.changes`' one rule), and sums it all up in `state` (`decide_state`):
 what a person must do, if anything, with `action` the command that does it. Stacks the tool made
 for an app or cluster invoke.yaml no longer maps are rows too (`orphan`).
@@ -143,6 +145,7 @@ def read_row(world: Any, project: Any, cluster: Any, head: dict, records: int = 
         "tag": cluster.tag, "tag_digest": "", "tag_commit": "", "tag_moved": False,
         "head": head["commit"], "head_dirty": project.name in head["dirty"], "image_commit": "",
         "drift": [], "head_changes": [], "state": "", "action": "", "orphan": False,
+        "stack_task_definition": "", "service_drift": "",
         "running": 0, "desired": 0, "rollout": "-",
         "deployed_at": "", "deployed_by": "", "last_action": "", "unshipped": "", "errors": [],
     }
@@ -198,6 +201,13 @@ def read_row(world: Any, project: Any, cluster: Any, head: dict, records: int = 
         if not row["image_commit"] and history is not None:
             row["image_commit"] = next((r.commit for r in history.records if r.digest == row["digest"] and r.commit), "")
     row["tag_moved"] = bool(row["digest"] and row["tag_digest"] and row["digest"] != row["tag_digest"])
+    if judge and stack is not None and row["task_definition_arn"]:
+        try:
+            read_stack_task_definition(world, stack, row)
+        except CredentialsError:
+            raise
+        except MvpError as exc:
+            errors.append(f"stack's task definition: {exc}")
     if judge and stack is not None and row["commit"] and row["service"]:
         try:
             row["drift"] = read_drift(world, project, cluster, row["commit"], stack)
@@ -218,6 +228,19 @@ def read_drift(world: Any, project: Any, cluster: Any, commit: str, stack: Any) 
     return drift(world, render(world, release, cluster, check_secrets=False), stack)
 
 
+def read_stack_task_definition(world: Any, stack: Any, row: dict) -> None:
+    """Fills the row's `stack_task_definition` (family:revision of what the stack registered for its
+    service) and, where the service runs another one, `service_drift` saying so."""
+    from ..aws.discovery import family_revision, registered_task_definition
+
+    registered = registered_task_definition(world, stack, row["task_definition_arn"])
+    if not registered:
+        return
+    row["stack_task_definition"] = family_revision(registered)
+    if row["stack_task_definition"] != row["task_definition"]:
+        row["service_drift"] = f"service runs {row['task_definition']}, the stack {row['stack_task_definition']}"
+
+
 def read_orphans(world: Any, name: str | None) -> list[dict]:
     """A row per stack the tool made for an app or cluster invoke.yaml no longer maps (only app
     `name`'s, given one)."""
@@ -234,6 +257,7 @@ def read_orphans(world: Any, name: str | None) -> list[dict]:
             "task_definition": "", "task_definition_arn": "", "image": "", "digest": "", "digest_source": "",
             "commit": "", "tag": "", "tag_digest": "", "tag_commit": "", "tag_moved": False, "head": "",
             "head_dirty": False, "image_commit": "", "drift": [], "head_changes": [], "state": ORPHAN,
+            "stack_task_definition": "", "service_drift": "",
             "action": orphan.remove, "orphan": True, "running": 0, "desired": 0, "rollout": "-",
             "deployed_at": "", "deployed_by": "", "last_action": "", "unshipped": orphan.line(), "errors": [],
         })
@@ -252,7 +276,10 @@ def ship_command(name: str, cluster: str, promote_from: str, tag: str = "") -> s
 def decide_state(row: dict, promote_from: str = "") -> tuple[str, str]:
     """(state, action) of one row, from its plain facts: what a person must do, first things first,
     and the command that does it ("" where there is nothing to do). `promote_from`: the cluster
-    this one takes its releases from ("" for HEAD's, by ci.release)."""
+    this one takes its releases from ("" for HEAD's, by ci.release). A service that runs another
+    task definition than its stack is `drift`, whose command ships the stack's release again."""
+    from ..plan.steps import release_again_command
+
     name, cluster = row["app"], row["cluster"]
     ship = ship_command(name, cluster, promote_from, row.get("tag", ""))
     status = row.get("stack_status", "NOT_DEPLOYED")
@@ -267,6 +294,9 @@ def decide_state(row: dict, promote_from: str = "") -> tuple[str, str]:
         return ROLLING, f"inv app.wait {name} --cluster {cluster}"
     if row.get("tag_moved"):
         return TAG_MOVED, f"inv app.update {name} --cluster {cluster}"
+    if row.get("service_drift"):
+        # The release the stack holds is not out: shipping it again updates the service, not the stack.
+        return DRIFT, release_again_command(name, cluster, promote_from, row.get("tag", ""))
     if row.get("drift"):
         return DRIFT, "inv fleet.up (brings the stack back to the release it runs)"
     if row.get("head_changes"):

@@ -239,6 +239,8 @@ def _cell(row: Mapping[str, Any]) -> str:
                      f"<code>{h(tag or '-')}</code>")
     elif tag:
         lines.append(f'<span class="src">tag <code>{h(row.get("tag", ""))}</code> is <code>{h(tag)}</code></span>')
+    if row.get("service_drift"):
+        lines.append(f'<span class="warn drift">drift: {h(row["service_drift"])}</span>')
     for difference in row.get("drift") or []:
         lines.append(f'<span class="warn drift">drift: {h(difference)}</span>')
     if row.get("unshipped"):

@@ -2,8 +2,8 @@
 
 Every fact fits a wide output (a pipe, a CI log, a wide terminal); narrower, the short columns;
 narrower still, one block of lines per row. What does not fit a cell (what to do about the row's
-state, a moved tag, drift, HEAD's changes, a read that failed, the app's URL where the URL column
-is not shown) is a note line.
+state, a moved tag, drift of the stack from its release or of the service from its stack, HEAD's
+changes, a read that failed, the app's URL where the URL column is not shown) is a note line.
 """
 
 from __future__ import annotations
@@ -74,6 +74,9 @@ def notes(row: dict, *, url: bool = False) -> list[str]:
         out.append(f"{row['state']}: {row['action']}")
     elif row.get("state") == NOT_DEPLOYED and row.get("action"):
         out.append(f"{NOT_DEPLOYED}: to ship it: {row['action']}")
+    if row.get("service_drift"):
+        out.append(f"drift: {row['service_drift']} (a rollout of the stack's failed or was stopped, and the "
+                   "service was rolled back): the release is not out")
     for difference in row.get("drift") or []:
         out.append(f"drift from its release {row['commit'][:12]}: {difference}")
     if row["tag_moved"]:

@@ -279,3 +279,93 @@ class TestStoppedHalfWay:
         svc = service(lab)
         assert [(d["status"], d["rolloutState"]) for d in svc["deployments"]] == [("PRIMARY", "COMPLETED")]
         assert len(running_tasks(lab)) == 3
+
+
+# --- a failed release leaves the service behind its stack -------------------------------------------
+
+
+def stack_task_definition(lab) -> str:
+    """The task definition the app's stack registered: its TaskDefinition resource's physical id."""
+    resources = lab.client("cloudformation").list_stack_resources(StackName=SERVICE)["StackResourceSummaries"]
+    return next(r["PhysicalResourceId"] for r in resources if r["LogicalResourceId"] == "TaskDefinition")
+
+
+def status_json(lab) -> dict:
+    import json
+
+    result = lab.ok("app.status", PROJECT, "--json")
+    return next(r for r in json.loads(result.stdout) if r["cluster"] == "stage")
+
+
+@pytest.mark.usefixtures("lab")
+class TestServiceBehindItsStack:
+    """A release whose rollout fails registers its task definition in the stack, and the rollback
+    returns the service to the one before: the next `app.deploy` of that commit (its stack unchanged)
+    brings the service to the stack's task definition, and status says the two differ until then."""
+
+    def test_a_failed_release_leaves_the_service_on_the_old_task_definition(self, lab):
+        before = service(lab)
+        lab.head = lab.commit(environment_change(lab, "behind"), "a release whose containers exit")
+        fail_next(lab, "exit")
+
+        result, out = failed_update(lab, "app.deploy", PROJECT)
+
+        assert "exit code 1" in out, out
+        after = settled_on(lab, before["taskDefinition"])
+        registered = stack_task_definition(lab)
+        assert registered != before["taskDefinition"]
+        assert registered.rsplit(":", 1)[0] == before["taskDefinition"].rsplit(":", 1)[0]
+        assert primary(after)["taskDefinition"] == before["taskDefinition"]
+        # The stack's output names the revision its update registered, as its resource does.
+        assert lab.outputs(SERVICE)["TaskDefinitionArn"] == registered
+        lab.behind = (before["taskDefinition"], registered)
+
+    def test_status_says_the_service_runs_another_task_definition_than_its_stack(self, lab):
+        old, new = (arn.rsplit("/", 1)[-1] for arn in lab.behind)
+
+        row = status_json(lab)
+        text = lab.ok("app.status", PROJECT).stdout
+
+        assert (row["task_definition"], row["stack_task_definition"]) == (old, new), row
+        assert row["service_drift"] == f"service runs {old}, the stack {new}", row
+        assert (row["state"], row["action"]) == ("drift", f"inv app.deploy {PROJECT} --cluster stage"), row
+        assert f"{PROJECT}@stage: drift: inv app.deploy {PROJECT} --cluster stage" in text, text
+        assert f"{PROJECT}@stage: drift: service runs {old}, the stack {new}" in text, text
+
+    def test_once_cleared_the_deploy_of_the_same_commit_brings_the_service_to_the_stacks_task_definition(self, lab):
+        old, new = lab.behind
+        lab.ok("sandbox.fail", PROJECT, "--cluster", "stage", "--clear")
+
+        result = lab.ok("app.deploy", PROJECT, timeout=BUILD_TIMEOUT)
+
+        out = result.stdout + result.stderr
+        short_old, short_new = old.rsplit("/", 1)[-1], new.rsplit("/", 1)[-1]
+        assert f"~ service {SERVICE}: runs {short_old}, the stack {short_new} -> {short_new}" in out, out
+        assert f"service {SERVICE} runs {short_old}, not {short_new} that its stack registered" in out, out
+        assert "recap: ok=0 changed=1 skipped=0 failed=0" in out, out
+        # Read back: the primary deployment runs what the stack registered, settled at its desired count.
+        svc = service(lab)
+        first = primary(svc)
+        assert first["taskDefinition"] == stack_task_definition(lab) == new
+        assert first["rolloutState"] == "COMPLETED" and first["runningCount"] == svc["desiredCount"] == 3, svc
+        assert {t["taskDefinitionArn"] for t in running_tasks(lab)} == {new}
+        assert lab.lock_item("stage") is None
+        [record] = records(lab, "stage", "deploy")[-1:]
+        assert (record["outcome"], record["commit"]) == ("succeeded", lab.head), record
+        row = status_json(lab)
+        assert (row["state"], row["service_drift"], row["drift"]) == ("up to date", "", []), row
+
+    def test_a_second_deploy_is_ok_and_changes_nothing(self, lab):
+        from test_lifecycle import RecordingProxy
+
+        before = service(lab)
+        proxy = RecordingProxy(lab.moto.endpoint)
+        try:
+            result = lab.ok("app.deploy", PROJECT, env=lab.through(proxy))
+        finally:
+            proxy.close()
+
+        assert f"ok: {PROJECT}@stage  running {lab.head[:12]}, 3/3 tasks" in result.stdout, result.stdout
+        assert "recap: ok=1 changed=0 skipped=0 failed=0" in result.stdout, result.stdout
+        assert proxy.calls and proxy.mutating() == [], proxy.calls
+        assert primary(service(lab))["id"] == primary(before)["id"]

@@ -109,6 +109,13 @@ class FakeStacks:
         self.changes = changes
         self.created: list[dict] = []
         self.waited: list[tuple[str, str]] = []
+        self.resources: dict[str, list] = {}  # stack name -> its resources (`StackResource`s)
+        self.listed: list[str] = []
+
+    def list_stack_resources(self, ref: str) -> list:
+        name = next((s.name for s in self.stacks.values() if ref in (s.name, s.stack_id)), ref)
+        self.listed.append(name)
+        return list(self.resources.get(name, []))
 
     def get_stack(self, name: str) -> StackInfo | None:
         return self.stacks.get(name)
@@ -149,14 +156,22 @@ class FakeHistory:
 
 
 class FakeServices:
-    def __init__(self, states: dict[tuple[str, str], tuple[int, int]]):
+    """Services by (ECS cluster, name): (running, desired), or (running, desired, the task definition
+    its primary deployment runs). Counts the reads."""
+
+    def __init__(self, states: dict[tuple[str, str], tuple]):
         self.states = states
+        self.reads: list[tuple[str, str]] = []
 
     def get_service(self, cluster: str, service: str, max_age: float = 0.0):
+        self.reads.append((cluster, service))
         if (cluster, service) not in self.states:
             return None
-        running, desired = self.states[(cluster, service)]
-        return SimpleNamespace(name=service, cluster=cluster, running=running, desired=desired)
+        running, desired, *task_definition = self.states[(cluster, service)]
+        arn = task_definition[0] if task_definition else ""
+        primary = SimpleNamespace(task_definition=arn) if arn else None
+        return SimpleNamespace(name=service, cluster=cluster, running=running, desired=desired, primary=primary,
+                               task_definition=arn)
 
 
 class FakeWorld(World):
@@ -1147,3 +1162,171 @@ def test_unmark_plans_one_clear_mark_step_and_says_when_there_is_no_mark():
     assert none.steps == [] and none.note.startswith(f"{C1[:12]} is not marked bad")
     with pytest.raises(UsageError):
         planner.plan_unmark(world, PROJ, PROD, "not-a-sha")
+
+
+# --- a service a rollback left behind its stack ----------------------------------------------------
+# A rollout of a stack's release that fails (or is stopped) is rolled back: ECS returns the service to
+# the task definition it ran before, while the stack keeps naming the one its update registered. A
+# plan that leaves the stack as it is updates the service to the stack's task definition.
+
+
+def td(cluster: str, revision: int) -> str:
+    return f"arn:aws:ecs:us-east-1:123456789012:task-definition/{PROJECT}-{cluster}:{revision}"
+
+
+def stack_naming(cluster: str, revision: int | None, **parameters: str) -> StackInfo:
+    """The app stack with its TaskDefinitionArn output (the studio's template has one) naming
+    `revision`; None: without that output."""
+    import dataclasses
+
+    stack = app_stack(cluster, **parameters)
+    if revision is None:
+        return stack
+    return dataclasses.replace(stack, outputs={**stack.outputs, "TaskDefinitionArn": td(cluster, revision)})
+
+
+def task_definition_resource(cluster: str, revision: int):
+    from mvp_tasks.aws.stacks import StackResource
+
+    return StackResource("TaskDefinition", "AWS::ECS::TaskDefinition", td(cluster, revision), "UPDATE_COMPLETE")
+
+
+def behind_world(running: int, named: int | None, resource: int | None = None, cluster: str = "stage",
+                 **kw: Any) -> FakeWorld:
+    """`cluster`'s app stack unchanged, rolled out (the tag names what it last rolled out); its service runs
+    revision `running`, its output names `named`, its TaskDefinition resource is `resource`."""
+    kw.setdefault("tags", {cluster: D1, C1: D1, "stage": D1})
+    kw.setdefault("records", {cluster: [rec("deploy", C1, D1, cluster=cluster)]})
+    world = clusters_and(stack_naming(cluster, named), services={
+        (cluster, f"{PROJECT}-{cluster}"): (3, 3, td(cluster, running))}, **kw)
+    if resource is not None:
+        world.stacks().resources[f"{PROJECT}-{cluster}"] = [task_definition_resource(cluster, resource)]
+    return world
+
+
+REASON = (f"service {PROJECT}-stage runs {PROJECT}-stage:7, not {PROJECT}-stage:8 that its stack registered "
+          f"(a rollout of it failed or was stopped, and the service was rolled back): the release is out once the "
+          f"service runs {PROJECT}-stage:8")
+
+
+def test_deploy_of_an_unchanged_stack_updates_a_service_left_behind_to_the_stacks_task_definition():
+    world = behind_world(running=7, named=8, resource=8)
+    plan = planner.plan_deploy(world, PROJ, STAGE)
+    [step] = plan.steps
+    assert step == RollService(f"{PROJECT}-stage", task_definition=td("stage", 8), running=td("stage", 7))
+    assert step.names == ("stage", f"{PROJECT}-stage")
+    assert plan.lines() == [f"~ service {PROJECT}-stage: runs {PROJECT}-stage:7, the stack {PROJECT}-stage:8 "
+                            f"-> {PROJECT}-stage:8"]
+    assert plan.reasons == (REASON,)
+    assert (step.summary(), step.done()) == (f"update the service to {PROJECT}-stage:8",
+                                            f"updated the service to {PROJECT}-stage:8")
+    assert plan.note == "" and plan.changes and not plan.needs_confirmation
+    # The output disagreed with what runs: the stack's resource had the last word, read once.
+    assert world.stacks().listed == [f"{PROJECT}-stage"]
+    assert world.services().reads == [("stage", f"{PROJECT}-stage")]
+
+
+def test_deploy_of_an_unchanged_app_whose_service_runs_the_stacks_task_definition_reads_it_once():
+    world = behind_world(running=8, named=8)
+    plan = planner.plan_deploy(world, PROJ, STAGE)
+    assert plan.steps == [] and plan.reasons == ()
+    assert plan.note == f"running {C1[:12]}, 3/3 tasks"
+    # One DescribeServices for the check and the note; the output named what runs: no ListStackResources.
+    assert world.services().reads == [("stage", f"{PROJECT}-stage")]
+    assert world.stacks().listed == []
+
+
+@pytest.mark.parametrize("named, resource, behind", [
+    (None, 8, True),  # no output: the resource says
+    (None, 7, False),
+    (8, None, True),  # no resource listed (a task definition outside the stack): the output says
+    (7, 8, False),  # the output names what runs: taken as it is (no call)
+    (6, 7, False),  # the output lags behind (an emulator): the resource has the last word
+    (None, None, False),  # the stack names none: nothing to compare
+])
+def test_which_task_definition_the_stack_registered(named, resource, behind):
+    world = behind_world(running=7, named=named, resource=resource)
+    plan = planner.plan_deploy(world, PROJ, STAGE)
+    assert [s.task_definition for s in plan.steps] == ([td("stage", named or resource)] if behind else [])
+
+
+def test_a_stack_with_several_task_definitions_is_judged_by_the_family_the_service_runs():
+    from mvp_tasks.aws.stacks import StackResource
+
+    world = behind_world(running=7, named=None)
+    world.stacks().resources[f"{PROJECT}-stage"] = [
+        StackResource("Migrate", "AWS::ECS::TaskDefinition",
+                      "arn:aws:ecs:us-east-1:123456789012:task-definition/migrate:3", "CREATE_COMPLETE"),
+        task_definition_resource("stage", 8)]
+    plan = planner.plan_deploy(world, PROJ, STAGE)
+    assert [s.task_definition for s in plan.steps] == [td("stage", 8)]
+
+
+def test_a_moved_tag_and_a_service_left_behind_are_one_update_of_the_service():
+    # The tag names another image than the service last rolled out: the update pulls it too.
+    world = behind_world(running=7, named=8, resource=8, tags={"stage": D2, C1: D1, C2: D2})
+    plan = planner.plan_deploy(world, PROJ, STAGE)
+    assert plan.steps == [RollService(f"{PROJECT}-stage", task_definition=td("stage", 8), running=td("stage", 7))]
+
+
+def test_a_stack_update_is_not_judged_by_what_its_service_ran_before():
+    # The update registers the task definition the service is then given (CloudFormation does it).
+    changes = [Change("Modify", "TaskDefinition", "AWS::ECS::TaskDefinition", "True")]
+    world = behind_world(running=7, named=8, resource=8, changes={f"{PROJECT}-stage": changes})
+    world.stacks().stacks[f"{PROJECT}-stage"] = stack_naming("stage", 8, DesiredCount="2")
+    plan = planner.plan_deploy(world, PROJ, STAGE)
+    assert types(plan) == [EnsureStack]
+    assert plan.reasons == () and world.services().reads == []
+
+
+def test_fleet_up_of_the_release_the_stack_holds_updates_the_service_left_behind():
+    plan = planner.plan_fleet_app(behind_world(running=7, named=8, resource=8), PROJ, STAGE)
+    assert [(type(s), s.task_definition) for s in plan.steps] == [(RollService, td("stage", 8))]
+
+
+def test_release_of_a_commit_whose_stack_is_up_to_date_updates_the_service_left_behind(release):
+    # ci.release again after its rollout failed: the stack holds HEAD's release already.
+    world = behind_world(running=7, named=8, resource=8, tags={"stage": D1, C1: D1, HEAD: D4})
+    plan = release.run(world, reasons=["x"])
+    assert plan.steps == [MoveTag(REPO, "stage", HEAD, D1, D4, label=HEAD[:12]),
+                          RollService(f"{PROJECT}-stage", task_definition=td("stage", 8), running=td("stage", 7))]
+    assert plan.reasons == ("x", REASON)
+
+
+def test_release_unchanged_since_what_runs_judges_no_service(release):
+    # Not compared with the release here: the stack may hold a release that failed since.
+    world = behind_world(running=7, named=8, resource=8)
+    plan = release.run(world)
+    assert plan.steps == [] and plan.note == f"unchanged since {C1[:12]}"
+    assert world.services().reads == []
+
+
+def test_promote_of_what_runs_updates_the_service_left_behind_instead_of_saying_already_runs():
+    world = behind_world(running=7, named=8, resource=8, cluster="prod", tags={"stage": D2, "prod": D2, C2: D2},
+                         records={"prod": [rec("promote", C2, D2, cluster="prod")]})
+    plan = planner.plan_promote(world, PROJ, PROD, source_tag="stage")
+    assert plan.steps == [RollService(f"{PROJECT}-prod", task_definition=td("prod", 8), running=td("prod", 7),
+                                      protected=True)]
+    assert plan.note == "" and plan.needs_confirmation
+
+
+def test_rollback_to_what_runs_updates_the_service_left_behind():
+    world = behind_world(running=7, named=8, resource=8, tags=ROLLBACK_TAGS, records={})
+    plan = planner.plan_rollback(world, PROJ, STAGE, to=C3[:10])
+    assert plan.steps == [RollService(f"{PROJECT}-stage", task_definition=td("stage", 8), running=td("stage", 7))]
+
+
+@pytest.mark.parametrize("cluster, command", [
+    (STAGE, f"inv app.deploy {PROJECT} --cluster stage"),
+    (PROD, f"inv app.promote {PROJECT} --tag prod"),  # prod takes its releases from stage
+])
+def test_update_rolls_what_runs_and_warns_of_a_service_left_behind(cluster, command):
+    # app.update does not judge the stack: it may hold a release whose image the tag no longer names.
+    world = behind_world(running=7, named=8, resource=8, cluster=cluster.name)
+    plan = planner.plan_update(world, PROJ, cluster)
+    [step] = plan.steps
+    assert step.task_definition == "" and step.lines()[0].startswith("~ new deployment of the service")
+    name = f"{PROJECT}-{cluster.name}"
+    assert plan.warnings == (f"service {name} runs {name}:7, not {name}:8 that its stack registered (a rollout of "
+                             f"it failed or was stopped, and the service was rolled back): this update rolls "
+                             f"{name}:7 again; `{command}` gets the stack's release out",)

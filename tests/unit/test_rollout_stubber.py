@@ -521,7 +521,9 @@ SENT_TAGS = [{"Key": "mvp:cluster", "Value": CLUSTER}, {"Key": "mvp:managed-by",
 LOCK_KEY = {"pk": {"S": f"lock#{CLUSTER}#{PROJECT}"}, "sk": {"S": "lock"}}
 
 
-def app_stack(status: str, *, commit: str = DEPLOYED_COMMIT, reason: str = "") -> dict:
+def app_stack(status: str, *, commit: str = DEPLOYED_COMMIT, reason: str = "", task_definition: str = "") -> dict:
+    """The app stack as DescribeStacks gives it; `task_definition`: its TaskDefinitionArn output (the
+    studio's template has one), else it has none."""
     data = {
         "StackId": STACK_ID,
         "StackName": STACK,
@@ -545,6 +547,8 @@ def app_stack(status: str, *, commit: str = DEPLOYED_COMMIT, reason: str = "") -
     }
     if reason:
         data["StackStatusReason"] = reason
+    if task_definition:
+        data["Outputs"].append({"OutputKey": "TaskDefinitionArn", "OutputValue": task_definition})
     return {"Stacks": [data]}
 
 
@@ -811,6 +815,13 @@ def add_rolled_out(app) -> None:
         deployment(NEW, "PRIMARY", "COMPLETED", desired=2, running=2), running=2)), DESCRIBE)
 
 
+def add_running_before(app, taskdef: str = OLD_TASKDEF) -> None:
+    """Planning's one read of the service: deployment OLD, completed, running `taskdef`."""
+    app.ecs.add_response("describe_services", describe_services(service(
+        deployment(OLD, "PRIMARY", "COMPLETED", desired=2, running=2, taskdef=taskdef, seconds=-86400),
+        running=2)), DESCRIBE)
+
+
 def engine_for(world) -> Engine:
     return Engine(world)
 
@@ -863,6 +874,30 @@ def test_roll_service_locks_forces_and_follows_our_deployment(app):
     assert run.guard.token == ""
 
 
+def test_roll_service_to_the_stacks_task_definition_updates_the_service_to_it_and_follows_that(app):
+    # A rollback left the service on :7 while its stack names :8: UpdateService(taskDefinition), not
+    # forceNewDeployment (which would roll :7 again), and the rollout is followed as any other.
+    world = app.make()
+    add_cluster_stack(app)
+    add_lock(app)
+    app.ecs.add_response("update_service", {"service": service(
+        old_deployment(), deployment(NEW, "PRIMARY", "IN_PROGRESS", desired=2, running=0), running=2)},
+        {"cluster": CLUSTER, "service": SERVICE, "taskDefinition": NEW_TASKDEF})
+    add_rolled_out(app)
+    plan = roll_target()
+    plan.steps = [RollService(STACK, names=(CLUSTER, SERVICE), task_definition=NEW_TASKDEF, running=OLD_TASKDEF)]
+    run = target_run(world, app, plan)
+
+    apply_step(run, run.plan.steps[0])
+
+    assert names(app) == ["DescribeStacks", "PutItem", "UpdateService", "DescribeServices"]
+    assert run.service.primary.id == NEW and run.service.primary.task_definition == NEW_TASKDEF
+    assert f"new deployment {NEW} of service {SERVICE}: {SERVICE}:7 -> {SERVICE}:8" in output(world.reporter)
+    add_release(app)
+    run.guard.release()
+    assert_all_answered(app)
+
+
 def test_roll_service_planned_with_its_names_reads_no_stack_but_says_when_the_stack_went_away(app):
     world = app.make()
     add_cluster_stack(app)
@@ -886,7 +921,9 @@ def test_rollout_timeout_says_how_to_resume_with_app_wait_and_that_ecs_keeps_goi
     # Stubber only: a rollout stuck for the whole wait; the sandbox always settles or fails within seconds.
     world = app.make(wait_timeout=20, poll_interval=10)
     add_cluster_stack(app)
-    app.cfn.add_response("describe_stacks", app_stack("UPDATE_COMPLETE", commit=COMMIT), {"StackName": STACK})
+    app.cfn.add_response("describe_stacks", app_stack("UPDATE_COMPLETE", commit=COMMIT, task_definition=OLD_TASKDEF),
+                         {"StackName": STACK})
+    add_running_before(app)  # planning's one read: the service runs what its stack names
     target = plan_update(world, app.project, app.cluster)
     assert [type(s) for s in target.steps] == [RollService]
     add_lock(app, wait_timeout=20)
@@ -987,17 +1024,20 @@ def test_app_stack_already_updating_is_busy_and_takes_no_lock(app):
 def test_unchanged_app_stack_takes_no_lock(app):
     world = app.make()
     add_cluster_stack(app)
-    app.cfn.add_response("describe_stacks", app_stack("UPDATE_COMPLETE", commit=COMMIT), {"StackName": STACK})
+    app.cfn.add_response("describe_stacks", app_stack("UPDATE_COMPLETE", commit=COMMIT, task_definition=NEW_TASKDEF),
+                         {"StackName": STACK})
     app.cfn.add_response("get_template", {"TemplateBody": APP_TEMPLATE, "StagesAvailable": ["Original", "Processed"]},
                          {"StackName": STACK, "TemplateStage": "Original"})
     add_rolled(app, DIGEST)
-    add_rolled_out(app)  # the running note
+    # One read of the service: it runs the task definition its stack names (its output: no other
+    # call), and the running note says its tasks.
+    add_rolled_out(app)
 
     target = plan_deploy(world, app.project, app.cluster)
     outcomes = apply(world, target)
 
     assert_all_answered(app)
-    assert names(app) == ["DescribeStacks", "DescribeStacks", "GetTemplate", "Query", "DescribeServices"]
+    assert names(app) == ["DescribeStacks", "DescribeStacks", "GetTemplate", "DescribeServices", "Query"]
     assert target.steps == [] and not outcomes.failed
     assert result_of(world) == (Outcome.OK, f"running {COMMIT[:12]}, 2/2 tasks")
     assert f"ok: {KEY}  running {COMMIT[:12]}, 2/2 tasks" in output(world.reporter)
@@ -1006,10 +1046,12 @@ def test_unchanged_app_stack_takes_no_lock(app):
 def test_unchanged_app_stack_whose_tag_moved_since_its_last_rollout_gets_a_rollout(app):
     world = app.make()
     add_cluster_stack(app)
-    app.cfn.add_response("describe_stacks", app_stack("UPDATE_COMPLETE", commit=COMMIT), {"StackName": STACK})
+    app.cfn.add_response("describe_stacks", app_stack("UPDATE_COMPLETE", commit=COMMIT, task_definition=OLD_TASKDEF),
+                         {"StackName": STACK})
     app.cfn.add_response("get_template", {"TemplateBody": APP_TEMPLATE},
                          {"StackName": STACK, "TemplateStage": "Original"})
     add_rolled(app, OLD_DIGEST)  # `app.push` moved the tag: tasks still run the image before
+    add_running_before(app)  # the task definition its stack names: a new deployment of it
 
     target = plan_deploy(world, app.project, app.cluster)
 
@@ -1085,11 +1127,13 @@ def add_promote(app) -> None:
     and of what it last rolled out (the image before), then the lock, and the rollout's new
     deployment (of the service planning read from the app stack's outputs)."""
     add_cluster_stack(app)
-    app.cfn.add_response("describe_stacks", app_stack("UPDATE_COMPLETE", commit=COMMIT), {"StackName": STACK})
+    app.cfn.add_response("describe_stacks", app_stack("UPDATE_COMPLETE", commit=COMMIT, task_definition=OLD_TASKDEF),
+                         {"StackName": STACK})
     add_rolled(app, OLD_DIGEST)
     # The target's stack rendered from the promoted release, compared with the stack (issue 17).
     app.cfn.add_response("get_template", {"TemplateBody": APP_TEMPLATE},
                          {"StackName": STACK, "TemplateStage": "Original"})
+    add_running_before(app)  # the stack unchanged: does its service run what it names? (it does)
     add_lock(app)
     add_renewal(app)  # before the rollout, the second step
     add_force(app)
@@ -1115,7 +1159,8 @@ def test_failed_rollout_after_a_promote_points_the_tag_back_and_records_the_fail
 
     assert_all_answered(app)
     assert clock.slept == [0.5]
-    assert names(app) == ["DescribeStacks", "DescribeStacks", "Query", "GetTemplate", "PutItem", "retag", "UpdateItem",
+    assert names(app) == ["DescribeStacks", "DescribeStacks", "Query", "GetTemplate", "DescribeServices", "PutItem",
+                          "retag", "UpdateItem",
                           "UpdateService", "DescribeServices", "DescribeServices", "ListTasks", "DescribeTasks",
                           "UpdateItem", "retag", "TransactWriteItems"]
     retags = [params for name, params in app.calls if name == "retag"]

@@ -360,3 +360,83 @@ def test_orphans_are_the_tools_stacks_of_apps_and_clusters_no_longer_mapped():
     assert is_orphan(settings, {**ours, "mvp:cluster": "qa"}, "qa") == ("", "qa")
     assert is_orphan(settings, {"mvp:cluster": "qa"}, "qa") == ("", "qa")
     assert is_orphan(settings, {**ours, "mvp:role": "deploy-store"}, "mvp-deploy-state") is None
+
+
+# --- a service a rollback left behind its stack ------------------------------------------------------
+
+
+def stack_world(outputs: dict, resources: list):
+    """A world whose app stack has `outputs` and lists `resources` (counting the listings)."""
+    from mvp_tasks.aws.stacks import StackResource
+
+    listed = []
+    stack = types.SimpleNamespace(name=SERVICE, status="UPDATE_COMPLETE", stack_id=f"id-{SERVICE}", last_updated=None,
+                                  created=None, outputs=outputs)
+
+    def list_stack_resources(ref):
+        listed.append(ref)
+        return [StackResource(logical, kind, physical, "UPDATE_COMPLETE") for logical, kind, physical in resources]
+
+    world = types.SimpleNamespace(memo=Memo(), stacks=lambda: types.SimpleNamespace(
+        list_stack_resources=list_stack_resources))
+    return world, stack, listed
+
+
+def running_row(revision: int) -> dict:
+    return {"task_definition": f"{SERVICE}:{revision}", "task_definition_arn": td_arn(revision),
+            "stack_task_definition": "", "service_drift": ""}
+
+
+def test_a_service_that_runs_another_task_definition_than_its_stack_is_said_to():
+    world, stack, listed = stack_world({"TaskDefinitionArn": td_arn(8)},
+                                       [("TaskDefinition", "AWS::ECS::TaskDefinition", td_arn(8))])
+    row = running_row(7)
+    model.read_stack_task_definition(world, stack, row)
+    assert row["stack_task_definition"] == f"{SERVICE}:8"
+    assert row["service_drift"] == f"service runs {SERVICE}:7, the stack {SERVICE}:8"
+    assert listed == [f"id-{SERVICE}"]  # the output disagreed with what runs: the resource confirmed it
+
+
+def test_a_service_that_runs_its_stacks_task_definition_costs_no_call():
+    world, stack, listed = stack_world({"TaskDefinitionArn": td_arn(8)}, [])
+    row = running_row(8)
+    model.read_stack_task_definition(world, stack, row)
+    assert (row["stack_task_definition"], row["service_drift"]) == (f"{SERVICE}:8", "")
+    assert listed == []
+
+
+def test_without_an_output_the_stacks_task_definition_resource_says():
+    world, stack, listed = stack_world({}, [("Service", "AWS::ECS::Service", "x"),
+                                            ("TaskDefinition", "AWS::ECS::TaskDefinition", td_arn(9))])
+    row = running_row(9)
+    model.read_stack_task_definition(world, stack, row)
+    assert (row["stack_task_definition"], row["service_drift"]) == (f"{SERVICE}:9", "")
+    world, stack, _ = stack_world({}, [])  # no task definition in the stack: nothing to say
+    row = running_row(9)
+    model.read_stack_task_definition(world, stack, row)
+    assert (row["stack_task_definition"], row["service_drift"]) == ("", "")
+
+
+def test_the_state_of_a_service_left_behind_its_stack_is_drift_and_its_command_ships_the_release_again():
+    behind = {"service_drift": f"service runs {SERVICE}:7, the stack {SERVICE}:8"}
+    assert model.decide_state(plain(**behind)) == (model.DRIFT, f"inv app.deploy {APP} --cluster {CLUSTER}")
+    prod = plain(cluster="prod", tag="prod", **behind)
+    assert model.decide_state(prod, promote_from="stage") == (model.DRIFT, f"inv app.promote {APP} --tag prod")
+    # Over the stack's own drift and HEAD's changes (shipping the release again is the fix); a failed or
+    # rolling rollout and a moved tag come first, as ever.
+    assert model.decide_state(plain(drift=["x"], head_changes=["y"], **behind))[1] == \
+        f"inv app.deploy {APP} --cluster {CLUSTER}"
+    assert model.decide_state(plain(rollout="IN_PROGRESS", **behind))[0] == model.ROLLING
+    assert model.decide_state(plain(rollout="FAILED", **behind))[0] == model.FAILED
+    assert model.decide_state(plain(tag_moved=True, **behind))[0] == model.TAG_MOVED
+    assert model.decide_state(plain(service_drift=""))[0] == model.UP_TO_DATE
+
+
+def test_the_table_says_what_the_service_runs_and_what_its_stack_names():
+    row = dict(rows(1)[0], tag_moved=False, tag_digest=D_OLD, tag_commit=OLD,
+               service_drift=f"service runs {SERVICE}:7, the stack {SERVICE}:8")
+    row["state"], row["action"] = model.decide_state(row)
+    assert table.notes(row)[:2] == [
+        f"drift: inv app.deploy {APP} --cluster {CLUSTER}",
+        f"drift: service runs {SERVICE}:7, the stack {SERVICE}:8 (a rollout of the stack's failed or was stopped, "
+        "and the service was rolled back): the release is not out"]

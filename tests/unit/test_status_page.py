@@ -244,6 +244,14 @@ def test_a_cell_says_head_has_changes_for_it_with_the_whole_line_on_hover():
     assert f'title="{line.replace("<", "&lt;").replace(">", "&gt;")}"' in text
 
 
+def test_a_cell_says_its_service_runs_another_task_definition_than_its_stack():
+    rows = [row("shop", "stage", state="drift", action="inv app.deploy shop --cluster stage",
+                service_drift="service runs shop-stage:3, the stack shop-stage:4"), row("shop", "prod")]
+    text = render(rows, clusters=["stage", "prod"], title="t")
+    assert text.count('<span class="warn drift">drift: service runs shop-stage:3, the stack shop-stage:4</span>') == 1
+    assert "to do: <code>inv app.deploy shop --cluster stage</code>" in text
+
+
 def test_only_a_failed_cell_is_red_and_an_up_to_date_one_is_green(tmp_path):
     """The colours a person acts on: a failed row's cell is red; with nothing to do, the page has no
     red (the e2e test asserts the same of a real studio's page)."""
