@@ -274,11 +274,15 @@ class TestStoppedHalfWay:
         assert (newest["action"], newest["outcome"]) == ("service rollback", "succeeded"), newest
 
     def test_once_cleared_the_release_ships(self, lab):
+        # The release of the first test (ROLLBACK_TEST: one) is the stack's; its service was rolled back.
+        assert service(lab)["taskDefinition"] != stack_task_definition(lab)
         lab.ok("sandbox.fail", PROJECT, "--cluster", "stage", "--clear")
         lab.ok("app.deploy", PROJECT)
-        svc = service(lab)
+        svc = settled_on(lab, stack_task_definition(lab))
         assert [(d["status"], d["rolloutState"]) for d in svc["deployments"]] == [("PRIMARY", "COMPLETED")]
+        assert {t["taskDefinitionArn"] for t in running_tasks(lab)} == {stack_task_definition(lab)}
         assert len(running_tasks(lab)) == 3
+
 
 
 # --- a failed release leaves the service behind its stack -------------------------------------------
