@@ -3,11 +3,15 @@ registry and a locally made base image, all on loopback, all state under `mvp.sa
 
 from __future__ import annotations
 
-from .. import sandbox as sbx
 from .boundary import finish, mvp_task, start
+
+# mvp_tasks.sandbox (the moto server's and the services' life cycle) is imported by each task that
+# uses it, not here: `inv --list` imports this module and needs only the tasks' names and help.
 
 
 def _service_lines(world) -> dict:
+    from .. import sandbox as sbx
+
     services = sbx.get_services(world.settings.sandbox_dir)
     return {
         "docker": {"running": bool(services.docker_host), "host": services.docker_host or None,
@@ -26,6 +30,8 @@ def _service_lines(world) -> dict:
 )
 def up(ctx, port=None, aws_only=False, json=False):
     """Start the local sandbox; every task then targets it."""
+    from .. import sandbox as sbx
+
     world = start(ctx, "sandbox.up", aws=False, json_output=json)
     state_dir = world.settings.sandbox_dir
     sbx.require_writable(state_dir)
@@ -59,6 +65,8 @@ def up(ctx, port=None, aws_only=False, json=False):
 
 
 def _left_alone(stranger: str) -> str:
+    from .. import sandbox as sbx
+
     return (f"{sbx.STATE_FILE} named {stranger}, which is not the sandbox's moto server "
             "(its pid was reused): left alone")
 
@@ -70,6 +78,8 @@ def _left_alone(stranger: str) -> str:
 })
 def down(ctx, json=False, forget=False):
     """Stop the local sandbox (its state folder stays; the emulated AWS state is lost)."""
+    from .. import sandbox as sbx
+
     world = start(ctx, "sandbox.down", aws=False, json_output=json)
     state_dir = world.settings.sandbox_dir
     if state_dir.exists():
@@ -96,6 +106,8 @@ def down(ctx, json=False, forget=False):
 @mvp_task(help={"json": "print JSON for scripts"})
 def status(ctx, json=False):
     """Show whether the local sandbox runs and where."""
+    from .. import sandbox as sbx
+
     world = start(ctx, "sandbox.status", aws=False, json_output=json)
     state = sbx.read_moto_state(world.settings.sandbox_dir)
     data = {"aws": {"running": bool(state), "endpoint": state.endpoint if state else None,
