@@ -5,12 +5,19 @@ from __future__ import annotations
 
 from .boundary import finish, mvp_task, start
 
-# mvp_tasks.sandbox (the moto server's and the services' life cycle) is imported by each task that
-# uses it, not here: `inv --list` imports this module and needs only the tasks' names and help.
+
+def _sandbox():
+    """mvp_tasks.sandbox (the moto server's and the services' life cycle), imported by the tasks
+    that use it, not with this module: `inv --list` imports this one for the tasks' names and help
+    alone. By its full name: the package's attribute `sandbox` is this module (mvp_tasks/__init__.py),
+    so `from .. import sandbox` would find this one."""
+    import importlib
+
+    return importlib.import_module("mvp_tasks.sandbox")
 
 
 def _service_lines(world) -> dict:
-    from .. import sandbox as sbx
+    sbx = _sandbox()
 
     services = sbx.get_services(world.settings.sandbox_dir)
     return {
@@ -30,7 +37,7 @@ def _service_lines(world) -> dict:
 )
 def up(ctx, port=None, aws_only=False, json=False):
     """Start the local sandbox; every task then targets it."""
-    from .. import sandbox as sbx
+    sbx = _sandbox()
 
     world = start(ctx, "sandbox.up", aws=False, json_output=json)
     state_dir = world.settings.sandbox_dir
@@ -65,7 +72,7 @@ def up(ctx, port=None, aws_only=False, json=False):
 
 
 def _left_alone(stranger: str) -> str:
-    from .. import sandbox as sbx
+    sbx = _sandbox()
 
     return (f"{sbx.STATE_FILE} named {stranger}, which is not the sandbox's moto server "
             "(its pid was reused): left alone")
@@ -78,7 +85,7 @@ def _left_alone(stranger: str) -> str:
 })
 def down(ctx, json=False, forget=False):
     """Stop the local sandbox (its state folder stays; the emulated AWS state is lost)."""
-    from .. import sandbox as sbx
+    sbx = _sandbox()
 
     world = start(ctx, "sandbox.down", aws=False, json_output=json)
     state_dir = world.settings.sandbox_dir
@@ -106,7 +113,7 @@ def down(ctx, json=False, forget=False):
 @mvp_task(help={"json": "print JSON for scripts"})
 def status(ctx, json=False):
     """Show whether the local sandbox runs and where."""
-    from .. import sandbox as sbx
+    sbx = _sandbox()
 
     world = start(ctx, "sandbox.status", aws=False, json_output=json)
     state = sbx.read_moto_state(world.settings.sandbox_dir)
