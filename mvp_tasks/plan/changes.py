@@ -166,17 +166,20 @@ def get_changed_reasons(settings: Settings, project: ProjectSettings, cluster: C
         return [f"deployed commit {deployed[:12]} is not in this clone's history (fetch with full depth)"]
     before = after = None
     if "invoke.yaml" in files:
-        before = load_config(file_at(root, deployed, "invoke.yaml", memo))
-        after = load_config(file_at(root, head, "invoke.yaml", memo))
+        before = load_config(file_at(root, deployed, "invoke.yaml", memo), memo)
+        after = load_config(file_at(root, head, "invoke.yaml", memo), memo)
     return release_reasons(files, before, after, project.name, cluster.name, project.template)
 
 
-def load_config(text: str) -> Any:
-    """invoke.yaml's text parsed (None where it is not YAML: then every key reads as changed)."""
+def load_config(text: str, memo: Memo | None = None) -> Any:
+    """invoke.yaml's text parsed (None where it is not YAML: then every key reads as changed), once
+    per text in a run (`memo`); read it, never change it."""
     import yaml
 
+    from ..settings import config_from_text
+
     try:
-        return yaml.safe_load(text) or {}
+        return config_from_text(text, memo)
     except yaml.YAMLError:
         return None
 
