@@ -170,16 +170,18 @@ def app_stack_step(world: World, project: ProjectSettings, cluster: ClusterSetti
     return with_role(step, cluster.cfn_role), stack
 
 
-def get_release(world: World, project: ProjectSettings, commit: str) -> Release | None:
+def get_release(world: World, project: ProjectSettings, commit: str, same_at: str = "") -> Release | None:
     """The release of `project` at `commit` from git; None where git cannot say (no commit known,
-    outside git): then the working tree's is rendered, as before releases were commits."""
+    outside git): then the working tree's is rendered, as before releases were commits.
+    `same_at`: a commit whose release the run reads too (its files are read once for both where
+    git says they are the same: `changes.file_at`)."""
     from ..errors import MvpError
     from .release import release_at
 
     if not commit or not world.head_commit():
         return None
     try:
-        return release_at(world.settings, project, commit, world.memo)
+        return release_at(world.settings, project, commit, world.memo, same_at)
     except MvpError:
         if commit == world.head_commit():
             return None
@@ -484,7 +486,7 @@ def _release_lines(world: World, project: ProjectSettings, cluster: ClusterSetti
     if not before or before == after.commit:
         return []
     try:
-        old = get_release(world, project, before)
+        old = get_release(world, project, before, same_at=after.commit)
     except MvpError:
         old = None
     if old is None:

@@ -37,8 +37,9 @@ class Rendering:
     tags: Mapping[str, str]
 
 
-def release_at(settings: Settings, project: ProjectSettings, commit: str, memo=None) -> Release:
-    """The release of `project` at `commit`, read from git (never from the working tree)."""
+def release_at(settings: Settings, project: ProjectSettings, commit: str, memo=None, same_at: str = "") -> Release:
+    """The release of `project` at `commit`, read from git (never from the working tree).
+    `same_at`: a commit whose files the run reads too (see `changes.file_at`)."""
     from ..errors import ConfigError, TemplateError
     from ..settings import project_from_text
     from ..templates import template_from_text
@@ -46,13 +47,13 @@ def release_at(settings: Settings, project: ProjectSettings, commit: str, memo=N
 
     root = settings.root
     where = f"commit {commit[:12]}"
-    config = file_at(root, commit, "invoke.yaml", memo)
+    config = file_at(root, commit, "invoke.yaml", memo, same_at)
     if not config:
         raise ConfigError(f"there is no invoke.yaml at {where} (or the commit is not in this clone)",
                           "fetch the full history (git fetch --unshallow)")
     then = project_from_text(config, project.name, settings.clusters, where, memo)
     path = f"projects/{project.name}/{then.template}"
-    body = file_at(root, commit, path, memo)
+    body = file_at(root, commit, path, memo, same_at)
     if not body:
         raise TemplateError(f"template {path} not found at {where}")
     return Release(commit, then, template_from_text(body, f"{path} at {commit[:12]}", root / path, memo))
