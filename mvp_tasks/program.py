@@ -29,7 +29,7 @@ from typing import Any, Iterable
 
 from invoke import Config, Exit, FilesystemLoader, ParseError, Program
 from invoke.exceptions import CollectionNotFound
-from invoke.parser import Argument, Parser, ParserContext
+from invoke.parser import Argument, ParseResult, Parser, ParserContext
 from invoke.parser.context import to_flag
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".py")
@@ -220,11 +220,38 @@ class MvpLoader(FilesystemLoader):
 
 
 class MvpProgram(Program):
+    # The parser of the tasks' flags is made the first time something reads it: `inv --list`,
+    # `inv --version` and `inv --help TASK` have no task token to parse, and reading every task's
+    # arguments into contexts (then Invoke's deep copy of them) would be a sixth of their time.
+    _parser: Parser | None = None
+
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("config_class", MvpConfig)
         kwargs.setdefault("loader_class", MvpLoader)
         kwargs.setdefault("binary_names", ["inv", "mvp"])
         super().__init__(**kwargs)
+
+    @property
+    def parser(self) -> Parser:
+        if self._parser is None:
+            self._parser = self._make_parser()
+        return self._parser
+
+    @parser.setter
+    def parser(self, value: Parser) -> None:
+        self._parser = value
+
+    def print_version(self) -> None:
+        # Read from the installed package only when asked: importlib.metadata would cost every
+        # `inv` about 15 ms (it imports email, zipfile and scans site-packages).
+        if self.version == "unknown":
+            from importlib.metadata import PackageNotFoundError, version
+
+            try:
+                self.version = version("mvp-tasks")
+            except PackageNotFoundError:  # pragma: no cover - run from a checkout without an install
+                pass
+        super().print_version()
 
     def run(self, argv: Any = None, exit: bool = True) -> None:
         try:
@@ -281,9 +308,11 @@ class MvpProgram(Program):
             if token in ("--help", "-h"):
                 task = next((t for t in reversed(tokens[:index]) if t in self.collection.task_names), None)
                 if task:
-                    self.parser = self._make_parser()
                     self.print_task_help(task)
                     raise Exit
+        if not tokens:  # nothing to parse: what Invoke's parser returns for no tokens, without making it
+            self.tasks = ParseResult()
+            return
         try:
             super().parse_tasks()
         except ParseError as exc:
@@ -544,10 +573,4 @@ def check_config_file(path: str, source: str) -> None:
 
 
 def main() -> None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        ours = version("mvp-tasks")
-    except PackageNotFoundError:  # pragma: no cover - run from a checkout without an install
-        ours = "unknown"
-    MvpProgram(name="mvp-studio deploy tooling", version=ours).run()
+    MvpProgram(name="mvp-studio deploy tooling").run()  # its version is read by --version alone

@@ -560,14 +560,26 @@ def _project(name: Any, data: Any, clusters: Mapping[str, ClusterSettings]) -> P
     return project
 
 
-def project_from_text(text: str, name: str, clusters: Mapping[str, ClusterSettings], where: str) -> ProjectSettings:
+def config_from_text(text: str, memo: Any = None) -> Any:
+    """invoke.yaml's text parsed (`yaml.YAMLError` where it is not YAML), once per text in a run
+    (`memo`: the run's `Memo`): every app of a promotion reads the same commits' invoke.yaml. The
+    answer is shared: read it, never change it."""
+    import yaml
+
+    from .memo import remember
+
+    return remember(memo, ("parsed invoke.yaml", text), lambda: yaml.safe_load(text) or {})
+
+
+def project_from_text(text: str, name: str, clusters: Mapping[str, ClusterSettings], where: str,
+                      memo: Any = None) -> ProjectSettings:
     """Project `name` as invoke.yaml's text `text` (another commit's) configures it, validated as
     `load_settings` validates it, against today's `clusters`. Read-only: what a release at that
-    commit was given (`where` names the commit in errors)."""
+    commit was given (`where` names the commit in errors; `memo`: see `config_from_text`)."""
     import yaml
 
     try:
-        data = yaml.safe_load(text) or {}
+        data = config_from_text(text, memo)
     except yaml.YAMLError as exc:
         raise ConfigError(f"invoke.yaml at {where} is not YAML: {str(exc).splitlines()[0]}") from None
     projects = (data.get("mvp") or {}).get("projects") if isinstance(data, dict) else None

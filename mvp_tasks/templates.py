@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from .errors import TemplateError
 from .aws.stacks import MAX_TEMPLATE_BODY
+from .memo import Memo, remember
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Template:
         return [name for name, spec in self.parameters.items() if "Default" not in spec]
 
 
-def load_template(path: Path, root: Path, config_key: str = "") -> Template:
+def load_template(path: Path, root: Path, config_key: str = "", memo: Memo | None = None) -> Template:
     label = _label(path, root)
     where = f" (set by {config_key})" if config_key else ""
     if not path.is_file():
@@ -42,17 +43,18 @@ def load_template(path: Path, root: Path, config_key: str = "") -> Template:
         body = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise TemplateError(f"template {label} cannot be read: {exc}") from None
-    return template_from_text(body, label, path)
+    return template_from_text(body, label, path, memo)
 
 
-def template_from_text(body: str, label: str, path: Path | None = None) -> Template:
+def template_from_text(body: str, label: str, path: Path | None = None, memo: Memo | None = None) -> Template:
     """A template from its text (`label`: how a person names it, e.g. `projects/app/deploy.yml at
-    1a2b3c4d5e6f` for one read from a commit)."""
+    1a2b3c4d5e6f` for one read from a commit). `memo`: the run's, so that each text is parsed
+    once however many commits and apps hold it (`parsed_template`)."""
     if len(body.encode("utf-8")) > MAX_TEMPLATE_BODY:
         raise TemplateError(
             f"template {label} is larger than {MAX_TEMPLATE_BODY} bytes, the most CloudFormation takes inline",
         )
-    data = parse_template(body, label)
+    data = parsed_template(body, label, memo)
     resources = data.get("Resources")
     if not isinstance(resources, dict) or not resources:
         raise TemplateError(f"template {label}: no Resources section; is this a CloudFormation template?")
@@ -68,6 +70,13 @@ def template_from_text(body: str, label: str, path: Path | None = None) -> Templ
         conditions={k: v["Condition"] for k, v in resources.items()
                     if isinstance(v, dict) and isinstance(v.get("Condition"), str)},
     )
+
+
+def parsed_template(body: str, label: str, memo: Memo | None = None) -> dict:
+    """`parse_template(body, label)`, once per text in a run (`memo`): a promotion reads each app's
+    template at two commits, mostly the same text, and parsing YAML is most of planning's CPU.
+    The answer is shared: read it, never change it (`with_container_settings` copies it first)."""
+    return remember(memo, ("parsed template", body), lambda: parse_template(body, label))
 
 
 def parse_template(body: str, label: str) -> dict:
@@ -125,7 +134,7 @@ def fill_parameters(template: Template, available: Mapping[str, str], configured
 
 
 def with_container_settings(template: Template, environment: Mapping[str, str], secrets: Mapping[str, Any],
-                            config_key: str) -> Template:
+                            config_key: str, memo: Memo | None = None) -> Template:
     """The template with `environment` ({KEY: value}) and `secrets` ({KEY: ValueFrom}) filled into
     its task definition's first container, over the container's own entries of the same name.
 
@@ -138,7 +147,7 @@ def with_container_settings(template: Template, environment: Mapping[str, str], 
     import copy
     import json
 
-    data = copy.deepcopy(parse_template(template.body, template.label))
+    data = copy.deepcopy(parsed_template(template.body, template.label, memo))
     task_definitions = [k for k, v in data["Resources"].items()
                         if isinstance(v, dict) and v.get("Type") == "AWS::ECS::TaskDefinition"]
     if len(task_definitions) != 1:

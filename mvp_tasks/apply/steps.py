@@ -397,7 +397,7 @@ def apply_move_tag(run: TargetRun, step: MoveTag) -> None:
     # What the tag names right now, not when it was planned: another run may have moved it since
     # (a person at the prompt, a CI run in between), and an undo must never undo that run.
     before = registry.get_digest(step.repository, step.tag) or ""
-    digest = move_tag(registry, step.repository, step.source, step.tag, expected)
+    digest = move_tag(registry, step.repository, step.source, step.tag, expected, current=before)
     run.digest = digest
     run.event(f"{step.repository}:{step.tag} -> {digest[:19]}")
     if before and before != digest:

@@ -427,17 +427,21 @@ class OciRegistry:
             docker.login(self.hostport, credentials[0], credentials[1])
 
 
-def move_tag(registry: Registry, repository: str, source: str, tag: str, expected_digest: str = "") -> str:
+def move_tag(registry: Registry, repository: str, source: str, tag: str, expected_digest: str = "",
+             current: str | None = None) -> str:
     """Point `tag` at the image `source` (a tag or a `sha256:` digest) names, server-side, and verify
     it: the one way any tag moves. Returns the digest `tag` names afterwards.
 
     `expected_digest`: what `source` is known to name; a registry whose tag ends up elsewhere (a
-    race with another pusher, a registry that rewrote the manifest) is an error, not a success."""
+    race with another pusher, a registry that rewrote the manifest) is an error, not a success.
+    `current`: what `tag` names, as the caller has just read it ("": nothing), not read again."""
     if not expected_digest:
         expected_digest = source if source.startswith("sha256:") else (registry.get_digest(repository, source) or "")
         if not expected_digest:
             raise BuildError(f"image {registry.ref(repository, source)} does not exist; nothing to tag")
-    if registry.get_digest(repository, tag) != expected_digest:
+    if current is None:
+        current = registry.get_digest(repository, tag) or ""
+    if current != expected_digest:
         registry.retag(repository, source, tag)
     after = registry.get_digest(repository, tag)
     if after != expected_digest:

@@ -145,8 +145,20 @@ def changed_files(root: Path, deployed: str, head: str, memo: Memo | None = None
     return remember(memo, ("git diff", str(root), deployed, head), ask)
 
 
-def file_at(root: Path, commit: str, path: str, memo: Memo | None = None) -> str:
-    """The text of `path` at `commit` ("" where it is not there)."""
+def file_at(root: Path, commit: str, path: str, memo: Memo | None = None, same_at: str = "") -> str:
+    """The text of `path` at `commit` ("" where it is not there). `same_at`: another commit whose
+    text of `path` the run reads too (a promotion reads each app's template at the release it
+    moves from and the one it moves to): where git says the file is the same at both, that one is
+    read, once for both (the two commits' `changed_files`, asked once in the run)."""
+    if same_at and same_at != commit and memo is not None:
+        from ..errors import MvpError
+
+        try:
+            files = changed_files(root, commit, same_at, memo)  # None: `commit` is not in this clone
+        except (MvpError, OSError):  # git cannot compare them: each is read on its own
+            files = None
+        if files is not None and path not in files:
+            commit = same_at
     return remember(memo, ("git show", str(root), commit, path), lambda: git.git(
         Runner.local(), root, "show", f"{commit}:{path}", check=False).stdout)
 
@@ -166,17 +178,20 @@ def get_changed_reasons(settings: Settings, project: ProjectSettings, cluster: C
         return [f"deployed commit {deployed[:12]} is not in this clone's history (fetch with full depth)"]
     before = after = None
     if "invoke.yaml" in files:
-        before = load_config(file_at(root, deployed, "invoke.yaml", memo))
-        after = load_config(file_at(root, head, "invoke.yaml", memo))
+        before = load_config(file_at(root, deployed, "invoke.yaml", memo), memo)
+        after = load_config(file_at(root, head, "invoke.yaml", memo), memo)
     return release_reasons(files, before, after, project.name, cluster.name, project.template)
 
 
-def load_config(text: str) -> Any:
-    """invoke.yaml's text parsed (None where it is not YAML: then every key reads as changed)."""
+def load_config(text: str, memo: Memo | None = None) -> Any:
+    """invoke.yaml's text parsed (None where it is not YAML: then every key reads as changed), once
+    per text in a run (`memo`); read it, never change it."""
     import yaml
 
+    from ..settings import config_from_text
+
     try:
-        return yaml.safe_load(text) or {}
+        return config_from_text(text, memo)
     except yaml.YAMLError:
         return None
 

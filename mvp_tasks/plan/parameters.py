@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 from ..templates import expand_all, fill_parameters, with_container_settings
 
 if TYPE_CHECKING:
+    from ..memo import Memo
     from ..settings import ClusterSettings, ProjectSettings
     from ..templates import Template
 
@@ -154,8 +155,8 @@ def cluster_parameters(template: Template, cluster: ClusterSettings) -> dict[str
 
 
 def with_app_container(template: Template, project: ProjectSettings, cluster: ClusterSettings,
-                       environment: Mapping[str, str]) -> Template:
+                       environment: Mapping[str, str], memo: Memo | None = None) -> Template:
     """The template with the app's environment (`layered(..., "environment", ...)`) and its
-    secrets in its container."""
+    secrets in its container (`memo`: the run's, where its text was parsed already)."""
     return with_container_settings(template, environment, secret_values(project, cluster),
-                                   f"mvp.projects.{project.name}")
+                                   f"mvp.projects.{project.name}", memo)

@@ -144,7 +144,7 @@ def app_stack_step(world: World, project: ProjectSettings, cluster: ClusterSetti
 
     settings = world.settings
     if release is None:
-        release = release_in_tree(settings, project, commit)
+        release = release_in_tree(settings, project, commit, world.memo)
         refusal = check_clean_template(world, f"projects/{project.name}/{project.template}", cluster, allow_dirty,
                                        task, project, check=check)
         if refusal and warnings is not None:
@@ -170,29 +170,33 @@ def app_stack_step(world: World, project: ProjectSettings, cluster: ClusterSetti
     return with_role(step, cluster.cfn_role), stack
 
 
-def get_release(world: World, project: ProjectSettings, commit: str) -> Release | None:
+def get_release(world: World, project: ProjectSettings, commit: str, same_at: str = "") -> Release | None:
     """The release of `project` at `commit` from git; None where git cannot say (no commit known,
-    outside git): then the working tree's is rendered, as before releases were commits."""
+    outside git): then the working tree's is rendered, as before releases were commits.
+    `same_at`: a commit whose release the run reads too (its files are read once for both where
+    git says they are the same: `changes.file_at`)."""
     from ..errors import MvpError
     from .release import release_at
 
     if not commit or not world.head_commit():
         return None
     try:
-        return release_at(world.settings, project, commit, world.memo)
+        return release_at(world.settings, project, commit, world.memo, same_at)
     except MvpError:
         if commit == world.head_commit():
             return None
         raise
 
 
-def released_commit(world: World, project: ProjectSettings, cluster: ClusterSettings, digest: str) -> str:
+def released_commit(world: World, project: ProjectSettings, cluster: ClusterSettings, digest: str,
+                    history: HistoryReader | None = None) -> str:
     """The commit whose release runs `digest` in `cluster`: the newest successful record of that
-    image (a config-only release shares its image with an earlier commit), else the image's label."""
+    image (a config-only release shares its image with an earlier commit), else the image's label.
+    `history`: the planning's read of it (`read_history`), where it asks more of it."""
     from ..errors import MvpError
 
     try:
-        records = world.history(cluster).get_records(project.name)
+        records = (history or world.history(cluster)).get_records(project.name)
     except MvpError:  # no history yet: the label says it
         records = []
     found = next((r.commit for r in records if r.succeeded and r.commit and r.digest == digest
@@ -377,10 +381,11 @@ def plan_deploy(world: World, project: ProjectSettings, cluster: ClusterSettings
     plan = _app_plan(project, cluster, action, commit=commit, digest=digest)
     news = unshipped(world.settings, project, cluster, commit, world.head_commit(), world.memo)
     plan.warnings = (news,) if news else ()
+    history = read_history(world, cluster, project, lazily=True)
     release = None
     if running:
         # fleet.up: the release the cluster runs (its commit's template and config), drift repaired.
-        commit = released_commit(world, project, cluster, digest) or commit
+        commit = released_commit(world, project, cluster, digest, history) or commit
         plan.commit = commit
         release = get_release(world, project, commit)
     step, stack = app_stack_step(world, project, cluster, commit, allow_dirty=allow_dirty, task=task,
@@ -389,8 +394,7 @@ def plan_deploy(world: World, project: ProjectSettings, cluster: ClusterSettings
         plan.steps.append(step)
     # The stack names the image by its cluster tag, which tasks resolve only when they start:
     # after `app.push` moved the tag, the service must roll even when its stack is unchanged.
-    _plan_roll(world, plan, cluster, stack, step,
-               lambda: get_rolled_digest(world.history(cluster), project.name) != digest,
+    _plan_roll(world, plan, cluster, stack, step, lambda: get_rolled_digest(history, project.name) != digest,
                f"{commit[:12] or digest[:19]}: its tag {cluster.tag} names another image than it last rolled out")
     if not plan.steps:
         plan.note = _running_note(world, stack, cluster, commit, digest)
@@ -447,7 +451,7 @@ def plan_deploy_head(world: World, builder_for: Callable[[], Builder], project: 
         warnings.append(f"projects/{project.name}/ has uncommitted changes outside its template ({context}): "
                         f"the image is HEAD's ({head[:12]}) and applying is refused until they are committed")
     check_secrets_set(world, project, cluster)
-    history = world.history(cluster)
+    history = read_history(world, cluster, project)
     registry = world.registry
     current = history.get_current(project.name)
     deployed = (current.commit if current else "") or registry.get_commit(project.repository, cluster.tag) or ""
@@ -456,7 +460,7 @@ def plan_deploy_head(world: World, builder_for: Callable[[], Builder], project: 
     revision = git.Revision(head, False)
     plan.steps, digest = _head_image_steps(world, builder_for, project, cluster, revision, deployed)
     plan.digest = digest
-    after = release_in_tree(world.settings, project, head)
+    after = release_in_tree(world.settings, project, head, world.memo)
     plan.release_lines = tuple(_release_lines(world, project, cluster, deployed, after))
     # Checked above (a preview shows the uncommitted template with its warning).
     step, stack = app_stack_step(world, project, cluster, head, stack=stack, allow_dirty=True, task=task,
@@ -534,7 +538,7 @@ def _release_lines(world: World, project: ProjectSettings, cluster: ClusterSetti
     if not before or before == after.commit:
         return []
     try:
-        old = get_release(world, project, before)
+        old = get_release(world, project, before, same_at=after.commit)
     except MvpError:
         old = None
     if old is None:
@@ -605,15 +609,15 @@ def plan_promote(world: World, project: ProjectSettings, cluster: ClusterSetting
     stack = world.stacks().get_stack(project.stack_name(cluster.name))
     plan = _app_plan(project, cluster, Action.PROMOTE, commit=source_commit, digest=source_digest)
     plan.done = f"{source_commit[:12] or source_digest[:19]} promoted"
-    history = _Records(world.history(cluster).get_records(project.name)) if stack is not None else None
+    history = read_history(world, cluster, project) if stack is not None else None
     # The tag may already name the image (`app.push --cluster` moved it) while the service still runs
     # what it last rolled out: then it rolls all the same.
     rolled = get_rolled_digest(history, project.name) if history is not None else ""
-    running = next((r.commit for r in history.records if r.succeeded and r.commit and r.digest == current), "") \
-        if history is not None and current else ""
+    running = next((r.commit for r in history.get_records(project.name)
+                    if r.succeeded and r.commit and r.digest == current), "") if history is not None and current else ""
     if running and source_commit and running != source_commit:
         plan.reasons = (f"release {running[:12]} -> {source_commit[:12]}",)
-    marks = bad_commits(history.records) if history is not None and source_commit else {}
+    marks = bad_commits(history.get_records(project.name)) if history is not None and source_commit else {}
     if source_commit in marks:
         plan.skip = bad_line(project.name, cluster.name, source_commit, marks[source_commit])
         return plan
@@ -637,14 +641,41 @@ def plan_promote(world: World, project: ProjectSettings, cluster: ClusterSetting
     return plan
 
 
-class _Records:
-    """Records read once, asked the planner's questions (`HistoryReader`)."""
+class _History:
+    """One app's history in one cluster as one planning reads it, asked the planner's questions
+    (`HistoryReader`, `get_current`): a target's planner asks it up to three times (what runs, the
+    bad marks, the last rollout) and planning only reads, so the history does not change under it.
+    The first question is one Query (of its `limit`); a later one is answered from that read unless
+    it wants more records than that read asked for and got (a history shorter than the limit read
+    is whole). A failed read is not kept: the next question asks again, as a store would."""
 
-    def __init__(self, records: list) -> None:
-        self.records = records
+    def __init__(self, store: Callable[[], Any], project: str) -> None:
+        self._store = store  # the cluster's store (`World.history`), got at the first question if lazily
+        self.project = project
+        self._records: list | None = None
+        self._limit = 0  # the limit `_records` was read with
 
     def get_records(self, project: str, limit: int = 50) -> list:
-        return self.records[:limit]
+        if project != self.project:
+            return self._store().get_records(project, limit=limit)
+        if self._records is None or (limit > self._limit and len(self._records) >= self._limit):
+            self._records = self._store().get_records(project, limit=limit)
+            self._limit = limit
+        return self._records[:limit]
+
+    def get_current(self, project: str) -> Record | None:
+        """`ClusterStore.get_current`: the newest successful record of a commit (of the newest 50)."""
+        return next((r for r in self.get_records(project) if r.succeeded and r.commit), None)
+
+
+def read_history(world: World, cluster: ClusterSettings, project: ProjectSettings, lazily: bool = False) -> _History:
+    """`project`'s history in `cluster` for one planning (`_History`): read once, when first asked.
+    The cluster's store is got now (`World.history` refuses a cluster not ready, or no store), or
+    `lazily` at the first question (where a planner has always left that to the question)."""
+    if lazily:
+        return _History(lambda: world.history(cluster), project.name)
+    store = world.history(cluster)
+    return _History(lambda: store, project.name)
 
 
 def _source_commit(world: World, project: ProjectSettings, source_tag: str, digest: str) -> str:
@@ -679,7 +710,7 @@ def plan_rollback(world: World, project: ProjectSettings, cluster: ClusterSettin
     from .release import releases
 
     check_mapped(world.settings, project, cluster)
-    history = world.history(cluster)
+    history = read_history(world, cluster, project)
     stack = get_app_stack(world, project, cluster)
     registry = world.registry
     repo = project.repository
@@ -821,7 +852,7 @@ def plan_release(world: World, builder_for: Callable[[], Builder], project: Proj
         from ..image.runner import Runner
 
         head = git.get_commit(Runner.local(), root, world.memo)
-    history = world.history(cluster)
+    history = read_history(world, cluster, project)
     registry = world.registry
     repo = project.repository
     current = history.get_current(project.name)
@@ -847,7 +878,7 @@ def plan_release(world: World, builder_for: Callable[[], Builder], project: Proj
     from .release import release_in_tree
 
     plan.release_lines = tuple(_release_lines(world, project, cluster, deployed,
-                                              release_in_tree(world.settings, project, revision.commit)))
+                                              release_in_tree(world.settings, project, revision.commit, world.memo)))
     step, stack = app_stack_step(world, project, cluster, revision.commit, stack=stack, task="ci.release")
     if step is not None:
         plan.steps.append(step)
@@ -873,8 +904,8 @@ def _reusable_image(world: World, project: ProjectSettings, deployed: str, head:
     root = world.settings.root
     before = after = None
     if "invoke.yaml" in files:
-        before = load_config(file_at(root, deployed, "invoke.yaml", world.memo))
-        after = load_config(file_at(root, head, "invoke.yaml", world.memo))
+        before = load_config(file_at(root, deployed, "invoke.yaml", world.memo), world.memo)
+        after = load_config(file_at(root, head, "invoke.yaml", world.memo), world.memo)
         if before is None or after is None:
             return ""
     return "" if builds_image(files, before, after, project.name, project.template) else digest

@@ -37,8 +37,9 @@ class Rendering:
     tags: Mapping[str, str]
 
 
-def release_at(settings: Settings, project: ProjectSettings, commit: str, memo=None) -> Release:
-    """The release of `project` at `commit`, read from git (never from the working tree)."""
+def release_at(settings: Settings, project: ProjectSettings, commit: str, memo=None, same_at: str = "") -> Release:
+    """The release of `project` at `commit`, read from git (never from the working tree).
+    `same_at`: a commit whose files the run reads too (see `changes.file_at`)."""
     from ..errors import ConfigError, TemplateError
     from ..settings import project_from_text
     from ..templates import template_from_text
@@ -46,26 +47,26 @@ def release_at(settings: Settings, project: ProjectSettings, commit: str, memo=N
 
     root = settings.root
     where = f"commit {commit[:12]}"
-    config = file_at(root, commit, "invoke.yaml", memo)
+    config = file_at(root, commit, "invoke.yaml", memo, same_at)
     if not config:
         raise ConfigError(f"there is no invoke.yaml at {where} (or the commit is not in this clone)",
                           "fetch the full history (git fetch --unshallow)")
-    then = project_from_text(config, project.name, settings.clusters, where)
+    then = project_from_text(config, project.name, settings.clusters, where, memo)
     path = f"projects/{project.name}/{then.template}"
-    body = file_at(root, commit, path, memo)
+    body = file_at(root, commit, path, memo, same_at)
     if not body:
         raise TemplateError(f"template {path} not found at {where}")
-    return Release(commit, then, template_from_text(body, f"{path} at {commit[:12]}", root / path))
+    return Release(commit, then, template_from_text(body, f"{path} at {commit[:12]}", root / path, memo))
 
 
-def release_in_tree(settings: Settings, project: ProjectSettings, commit: str) -> Release:
+def release_in_tree(settings: Settings, project: ProjectSettings, commit: str, memo=None) -> Release:
     """The release the working tree holds (HEAD's, with any uncommitted change): what `app.deploy`
-    and `--check` show."""
+    and `--check` show (`memo`: the run's, where the template's text was parsed already)."""
     from ..templates import load_template
 
     path = f"projects/{project.name}/{project.template}"
     return Release(commit, project, load_template(settings.root / path, settings.root,
-                                                  f"mvp.projects.{project.name}.template"))
+                                                  f"mvp.projects.{project.name}.template", memo))
 
 
 def render(world: World, release: Release, cluster: ClusterSettings, check_secrets: bool = True) -> Rendering:
@@ -81,7 +82,7 @@ def render(world: World, release: Release, cluster: ClusterSettings, check_secre
     values = parameters.app_parameters(release.template, project, cluster, placeholders, available,
                                        lambda: discovery.cluster_ecs_cluster(world, cluster, cluster_stack))
     environment = parameters.layered(project, cluster, "environment", placeholders)
-    template = parameters.with_app_container(release.template, project, cluster, environment)
+    template = parameters.with_app_container(release.template, project, cluster, environment, world.memo)
     return Rendering(template, values, {"mvp:cluster": cluster.name, "mvp:project": project.name})
 
 

@@ -224,7 +224,7 @@ def read_drift(world: Any, project: Any, cluster: Any, commit: str, stack: Any) 
     from ..plan.planner import get_release
     from ..plan.release import drift, release_in_tree, render
 
-    release = get_release(world, project, commit) or release_in_tree(world.settings, project, commit)
+    release = get_release(world, project, commit) or release_in_tree(world.settings, project, commit, world.memo)
     return drift(world, render(world, release, cluster, check_secrets=False), stack)
 
 

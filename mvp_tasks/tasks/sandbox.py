@@ -3,11 +3,22 @@ registry and a locally made base image, all on loopback, all state under `mvp.sa
 
 from __future__ import annotations
 
-from .. import sandbox as sbx
 from .boundary import finish, mvp_task, start
 
 
+def _sandbox():
+    """mvp_tasks.sandbox (the moto server's and the services' life cycle), imported by the tasks
+    that use it, not with this module: `inv --list` imports this one for the tasks' names and help
+    alone. By its full name: the package's attribute `sandbox` is this module (mvp_tasks/__init__.py),
+    so `from .. import sandbox` would find this one."""
+    import importlib
+
+    return importlib.import_module("mvp_tasks.sandbox")
+
+
 def _service_lines(world) -> dict:
+    sbx = _sandbox()
+
     services = sbx.get_services(world.settings.sandbox_dir)
     return {
         "docker": {"running": bool(services.docker_host), "host": services.docker_host or None,
@@ -26,6 +37,8 @@ def _service_lines(world) -> dict:
 )
 def up(ctx, port=None, aws_only=False, json=False):
     """Start the local sandbox; every task then targets it."""
+    sbx = _sandbox()
+
     world = start(ctx, "sandbox.up", aws=False, json_output=json)
     state_dir = world.settings.sandbox_dir
     sbx.require_writable(state_dir)
@@ -59,6 +72,8 @@ def up(ctx, port=None, aws_only=False, json=False):
 
 
 def _left_alone(stranger: str) -> str:
+    sbx = _sandbox()
+
     return (f"{sbx.STATE_FILE} named {stranger}, which is not the sandbox's moto server "
             "(its pid was reused): left alone")
 
@@ -70,6 +85,8 @@ def _left_alone(stranger: str) -> str:
 })
 def down(ctx, json=False, forget=False):
     """Stop the local sandbox (its state folder stays; the emulated AWS state is lost)."""
+    sbx = _sandbox()
+
     world = start(ctx, "sandbox.down", aws=False, json_output=json)
     state_dir = world.settings.sandbox_dir
     if state_dir.exists():
@@ -96,6 +113,8 @@ def down(ctx, json=False, forget=False):
 @mvp_task(help={"json": "print JSON for scripts"})
 def status(ctx, json=False):
     """Show whether the local sandbox runs and where."""
+    sbx = _sandbox()
+
     world = start(ctx, "sandbox.status", aws=False, json_output=json)
     state = sbx.read_moto_state(world.settings.sandbox_dir)
     data = {"aws": {"running": bool(state), "endpoint": state.endpoint if state else None,

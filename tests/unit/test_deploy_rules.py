@@ -36,11 +36,13 @@ class FakeRegistry:
     def __init__(self, tags: dict[str, str]):
         self.tags = dict(tags)
         self.retags: list[tuple[str, str]] = []
+        self.reads: list[str] = []  # the tags read (a request each to a registry)
 
     def ref(self, repository, tag):
         return f"registry.example/{repository}:{tag}"
 
     def get_digest(self, repository, tag):
+        self.reads.append(tag)
         return self.tags.get(tag)
 
     def retag(self, repository, source, target):
@@ -138,6 +140,9 @@ def test_success_keeps_the_new_tag():
     outcome, rep = promote(registry, history, lambda run, step: None)
 
     assert outcome is Outcome.CHANGED
+    # The tag is read before the move (what to point back at, and whether to move it at all) and
+    # after it (that it names the image now): not once more in between.
+    assert registry.reads == ["stage", "stage"]
     assert registry.tags["stage"] == NEW and registry.retags == [("c2", "stage")]
     assert [(i["outcome"], i["digest"]) for i in history.items] == [("succeeded", NEW)]
     assert history.locks == 0

@@ -18,7 +18,7 @@ import pytest
 
 from mvp_tasks.state.store import ClusterStore as History, Holder, Record
 from mvp_tasks.aws.stacks import Change, StackInfo
-from mvp_tasks.errors import BuildError, ConfigError, StackBusy, StackFailed, UsageError
+from mvp_tasks.errors import BuildError, ConfigError, MvpError, StackBusy, StackFailed, UsageError
 from mvp_tasks.image.git import Revision
 from mvp_tasks.image.registry import RepositoryChanges
 from mvp_tasks.plan import planner
@@ -145,11 +145,13 @@ class FakeHistory:
     def __init__(self, records: list[Record], lock: Holder | None = None):
         self.records = list(records)  # newest first
         self.lock = lock
+        self.reads: list[tuple[str, int]] = []  # (project, limit) of every read: a Query each in the store
 
     def get_lock(self, project: str) -> Holder | None:
         return self.lock
 
     def get_records(self, project: str, limit: int = 50) -> list[Record]:
+        self.reads.append((project, limit))
         return [r for r in self.records if r.project == project][:limit]
 
     get_current = History.get_current  # the real rule, over these records
@@ -1330,3 +1332,70 @@ def test_update_rolls_what_runs_and_warns_of_a_service_left_behind(cluster, comm
     assert plan.warnings == (f"service {name} runs {name}:7, not {name}:8 that its stack registered (a rollout of "
                              f"it failed or was stopped, and the service was rolled back): this update rolls "
                              f"{name}:7 again; `{command}` gets the stack's release out",)
+
+# --- one read of an app's history per planning (a DynamoDB Query each) ---------------------------
+
+
+def reads(world: FakeWorld, cluster: str) -> list[tuple[str, int]]:
+    return world._histories[cluster].reads
+
+
+def test_release_reads_the_history_once_for_what_runs_the_bad_marks_and_the_last_rollout(release):
+    world = clusters_and(app_stack("stage"), tags={"stage": D1, C1: D1, HEAD: D4},
+                         records={"stage": [rec("deploy", C1, D1)]})
+    plan = release.run(world, reasons=["x"])
+    assert types(plan) == [MoveTag, RollService]  # HEAD's image is D4, and D1 rolled out last
+    # What runs and the last rollout ask for 50 records, the bad marks for 100: the 1 record read
+    # is the whole history.
+    assert reads(world, "stage") == [(PROJECT, 50)]
+
+
+def test_a_later_question_for_more_records_than_a_full_first_read_reads_again(release):
+    history = [rec("deploy", C1, D1)] + [rec("update", C1, D1)] * 59
+    world = clusters_and(app_stack("stage"), tags={"stage": D1, C1: D1, HEAD: D4}, records={"stage": history})
+    assert types(release.run(world, reasons=["x"])) == [MoveTag, RollService]
+    # 50 of 60 came back: the bad marks (the newest 100) need the longer read, once; the last rollout
+    # is answered from it.
+    assert reads(world, "stage") == [(PROJECT, 50), (PROJECT, 100)]
+
+
+def test_promote_reads_each_clusters_history_once():
+    world = clusters_and(app_stack("prod"), tags={"stage": D2, "prod": D1, C1: D1, C2: D2},
+                         records={"stage": [rec("release", C2, D2)],
+                                  "prod": [rec("promote", C1, D1, cluster="prod")]})
+    plan = planner.plan_promote(world, PROJ, PROD, source_tag="stage")
+    assert types(plan) == [MoveTag, RollService]
+    assert reads(world, "stage") == [(PROJECT, 50)]  # which commit stage runs
+    assert reads(world, "prod") == [(PROJECT, 50)]  # what prod runs and last rolled out, its bad marks
+
+
+def test_rollback_reads_the_history_once():
+    records = [rec("deploy", C3, D3), rec("deploy", C1, D1)]
+    world = clusters_and(app_stack("stage"), tags=ROLLBACK_TAGS, records={"stage": records})
+    plan = planner.plan_rollback(world, PROJ, STAGE)
+    assert types(plan) == [MoveTag, RollService]
+    assert reads(world, "stage") == [(PROJECT, 100)]
+
+
+def test_fleet_deploy_of_what_runs_reads_the_history_once():
+    world = clusters_and(app_stack("stage"), tags={"stage": D2, C2: D2},
+                         records={"stage": [rec("deploy", C1, D1), rec("deploy", C2, D2)]})
+    plan = planner.plan_deploy(world, PROJ, STAGE, running=True)
+    assert (plan.commit, types(plan)) == (C2, [RollService])  # its released commit, and it rolls: D1 last rolled
+    assert reads(world, "stage") == [(PROJECT, 50)]
+
+
+def test_a_failed_history_read_is_not_kept():
+    store = FakeHistory([rec("deploy", C1, D1)])
+    answers = [MvpError("throttled")]
+
+    def flaky():
+        if answers:
+            raise answers.pop()
+        return store
+
+    history = planner._History(flaky, PROJECT)
+    with pytest.raises(MvpError):
+        history.get_records(PROJECT)
+    assert history.get_current(PROJECT).commit == C1 and history.get_records(PROJECT, limit=100)
+    assert store.reads == [(PROJECT, 50)]

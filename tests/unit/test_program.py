@@ -147,3 +147,36 @@ def test_fit_sentence_cuts_only_when_it_must_and_at_a_word():
     short = fit_sentence(text, 40)
     assert short.endswith("…") and len(short) <= 40
     assert text.startswith(short[:-1]) and not text[len(short) - 1].isalnum(), short
+
+
+# --- what `inv --list` and `inv --version` do not pay for --------------------------------------
+
+
+def _run(argv: list[str], monkeypatch, capsys) -> tuple:
+    from mvp_tasks.program import MvpProgram
+
+    monkeypatch.chdir(ROOT)
+    program = MvpProgram(name="mvp-studio deploy tooling")
+    made = []
+    real = MvpProgram._make_parser
+    monkeypatch.setattr(MvpProgram, "_make_parser", lambda self: made.append(1) or real(self))
+    program.run(argv, exit=False)
+    return program, len(made), capsys.readouterr().out
+
+
+def test_list_makes_no_parser_of_the_tasks_flags(monkeypatch, capsys):
+    _, made, out = _run(["inv", "--list"], monkeypatch, capsys)
+    assert made == 0 and "app.promote" in out
+
+
+@pytest.mark.parametrize("argv", [["inv", "--help", "app.promote"], ["inv", "app.promote", "--help"]])
+def test_help_of_a_task_makes_the_parser_once(argv, monkeypatch, capsys):
+    _, made, out = _run(argv, monkeypatch, capsys)
+    assert made == 1 and "--tag" in out
+
+
+def test_version_is_read_from_the_installed_package_when_asked(monkeypatch, capsys):
+    from importlib.metadata import version
+
+    program, made, out = _run(["inv", "--version"], monkeypatch, capsys)
+    assert out.strip() == f"mvp-studio deploy tooling {version('mvp-tasks')}" and made == 0

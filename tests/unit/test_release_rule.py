@@ -170,3 +170,47 @@ def test_the_bad_line_names_the_unmark_command():
     line = bad_line("museum", "prod", B40, rec("rollback", A40))
     assert f"inv app.unmark museum --cluster prod --commit {B40[:12]}" in line
     assert "a newer commit that changes museum ships as usual" in line
+
+
+# --- a file the run reads at two commits is read once where git says it is the same -----------------
+
+
+def _commit(repo, files: dict[str, str], message: str) -> str:
+    import subprocess
+
+    for path, text in files.items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(text)
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.invalid", "PATH": "/usr/bin:/bin", "HOME": str(repo)}
+    for args in (["add", "-A"], ["commit", "-q", "-m", message]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, env=env)
+    return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def test_a_file_the_same_at_both_commits_is_read_once_and_a_changed_one_at_each(tmp_path, monkeypatch):
+    import subprocess
+
+    from mvp_tasks.image import git
+    from mvp_tasks.memo import Memo
+    from mvp_tasks.plan import changes
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    old = _commit(tmp_path, {"projects/a/deploy.yml": "A1\n", "projects/b/deploy.yml": "B1\n"}, "one")
+    new = _commit(tmp_path, {"projects/b/deploy.yml": "B2\n", "projects/a/site/index.html": "x\n"}, "two")
+    shown: list[str] = []
+    real = git.git
+    monkeypatch.setattr(git, "git", lambda runner, root, *args, **kw: (
+        shown.append(args[1]) if args[0] == "show" else None) or real(runner, root, *args, **kw))
+    memo = Memo()
+    # What a promotion reads: each app's template at the release it moves to, then at the one it leaves.
+    assert changes.file_at(tmp_path, new, "projects/a/deploy.yml", memo) == "A1\n"
+    assert changes.file_at(tmp_path, old, "projects/a/deploy.yml", memo, same_at=new) == "A1\n"
+    assert changes.file_at(tmp_path, new, "projects/b/deploy.yml", memo) == "B2\n"
+    assert changes.file_at(tmp_path, old, "projects/b/deploy.yml", memo, same_at=new) == "B1\n"
+    assert shown == [f"{new}:projects/a/deploy.yml", f"{new}:projects/b/deploy.yml", f"{old}:projects/b/deploy.yml"]
+    # A commit this clone does not have is asked of git on its own, as before ("": not there).
+    gone = "0" * 40
+    assert changes.file_at(tmp_path, gone, "projects/a/deploy.yml", memo, same_at=new) == ""
+    assert shown[-1] == f"{gone}:projects/a/deploy.yml"

@@ -413,3 +413,39 @@ def test_image_tag_with_a_trailing_newline():
 
 def test_build_host_cannot_be_an_ssh_option():
     config_error(config(build={"host": "-oProxyCommand=id"}), "config mvp.build.host", "not an SSH host")
+
+
+# --- another commit's invoke.yaml, parsed once in a run ---------------------------------------------
+
+
+def test_another_commits_invoke_yaml_is_parsed_once_in_a_run_for_every_app_and_question(monkeypatch):
+    from mvp_tasks.memo import Memo
+    from mvp_tasks.plan.changes import load_config
+    from mvp_tasks.settings import project_from_text
+
+    text = yaml.safe_dump(with_project("shop", clusters=["stage"]))
+    settings = load_settings(config(), ROOT)
+    parsed: list[str] = []
+    real = yaml.safe_load
+    monkeypatch.setattr(yaml, "safe_load", lambda stream: parsed.append(stream) or real(stream))
+    memo = Memo()
+    # Every app of a promotion reads the same commit's invoke.yaml, and what changed reads it too.
+    museum = project_from_text(text, "museum-adventure", settings.clusters, "commit 1a2b3c4d5e6f", memo)
+    shop = project_from_text(text, "shop", settings.clusters, "commit 1a2b3c4d5e6f", memo)
+    data = load_config(text, memo)
+    assert (museum.clusters, shop.clusters) == (("stage", "prod"), ("stage",))
+    assert data["mvp"]["projects"]["shop"] == {"clusters": ["stage"]}
+    assert parsed == [text]
+    project_from_text(text, "shop", settings.clusters, "commit 1a2b3c4d5e6f")  # no run's memo: parsed anew
+    assert load_config("mvp: [", memo) is None and len(parsed) == 3  # not YAML: None, as before
+
+
+def test_another_commits_invoke_yaml_that_is_not_yaml_is_named_at_that_commit_each_time():
+    from mvp_tasks.memo import Memo
+    from mvp_tasks.settings import project_from_text
+
+    settings = load_settings(config(), ROOT)
+    memo = Memo()
+    for where in ("commit 1a2b3c4d5e6f", "commit 2b3c4d5e6f70"):
+        with pytest.raises(ConfigError, match=f"invoke.yaml at {where} is not YAML"):
+            project_from_text("mvp: [", "shop", settings.clusters, where, memo)

@@ -281,3 +281,60 @@ def test_a_cluster_parameter_its_template_declares_is_accepted(tmp_path):
     from mvp_tasks.templates import check_cluster_parameters
 
     check_cluster_parameters(_studio(tmp_path, {"ImageTag": "v1"}))
+
+
+# --- each template text parsed once in a run ------------------------------------------------------
+
+
+@pytest.fixture
+def parses(monkeypatch):
+    """The labels `parse_template` was called with (the parse itself is the real one)."""
+    from mvp_tasks import templates
+
+    seen: list[str] = []
+    real = templates.parse_template
+    monkeypatch.setattr(templates, "parse_template", lambda body, label: seen.append(label) or real(body, label))
+    return seen
+
+
+def test_a_template_text_is_parsed_once_in_a_run_whatever_its_label(parses):
+    from mvp_tasks.memo import Memo
+    from mvp_tasks.templates import template_from_text
+
+    memo = Memo()
+    # A promotion reads each app's template at two commits (and apps made from one example share it).
+    a = template_from_text(TEMPLATE, "projects/a/deploy.yml at 1a2b3c4d5e6f", memo=memo)
+    b = template_from_text(TEMPLATE, "projects/b/deploy.yml at 2b3c4d5e6f70", memo=memo)
+    assert parses == ["projects/a/deploy.yml at 1a2b3c4d5e6f"]
+    assert (a.label, b.label) == ("projects/a/deploy.yml at 1a2b3c4d5e6f", "projects/b/deploy.yml at 2b3c4d5e6f70")
+    assert (a.parameters, a.resources, a.body) == (b.parameters, b.resources, b.body)
+    template_from_text(TEMPLATE + "# another text\n", "c", memo=memo)
+    template_from_text(TEMPLATE, "d")  # no run's memo: parsed where asked
+    assert parses[1:] == ["c", "d"]
+
+
+def test_a_template_that_cannot_be_parsed_is_named_by_its_own_label_each_time(parses):
+    from mvp_tasks.memo import Memo
+    from mvp_tasks.templates import template_from_text
+
+    memo = Memo()
+    for label in ("projects/a/deploy.yml at 1a2b3c4d5e6f", "projects/b/deploy.yml at 2b3c4d5e6f70"):
+        with pytest.raises(TemplateError, match=f"template {label}: line 3: YAML error"):
+            template_from_text("Resources:\n  Queue: [\n", label, memo=memo)
+    assert len(parses) == 2  # a failure is not kept
+
+
+def test_the_container_settings_copy_the_shared_parse_and_leave_it_as_it_was(parses):
+    from mvp_tasks.memo import Memo
+    from mvp_tasks.templates import parsed_template, template_from_text, with_container_settings
+
+    root = Path(__file__).resolve().parents[2]
+    body = (root / "projects/museum-adventure/deploy.yml").read_text()
+    memo = Memo()
+    template = template_from_text(body, "deploy.yml", memo=memo)
+    filled = with_container_settings(template, {"A": "1"}, {}, "k", memo)
+    again = with_container_settings(template, {"A": "1"}, {}, "k", memo)
+    assert parses == ["deploy.yml"] and again.body == filled.body and "Name: A" in filled.body
+    container = parsed_template(body, "deploy.yml", memo)["Resources"]["TaskDefinition"]["Properties"][
+        "ContainerDefinitions"][0]
+    assert all(e.get("Name") != "A" for e in container.get("Environment") or [])
