@@ -315,9 +315,18 @@ def install() -> None:
         change_set = self.change_sets.get(change_set_name) or next(
             (c for c in self.change_sets.values() if c.change_set_name == change_set_name), None)
         stack = self.stacks.get(change_set.stack_id) if change_set is not None else None
-        if stack is not None:
-            stack.template_dict = change_set.template_dict
-            stack.output_map = stack._create_output_map()
+        if stack is None:
+            return
+        before = stack.template_dict
+        stack.template_dict = change_set.template_dict
+        try:
+            outputs = stack._create_output_map()
+            for key in list(outputs):
+                outputs[key]  # evaluated now (moto's map is lazy): one it cannot evaluate keeps the old
+        except Exception:  # noqa: BLE001 - moto's resource map lacks what an output names: keep the old
+            stack.template_dict = before
+            return
+        stack.output_map = outputs
 
     cfn_models.CloudFormationBackend.execute_change_set = execute_change_set
     backend_cls.create_service = create_service
