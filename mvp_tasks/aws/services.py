@@ -302,19 +302,18 @@ class Services:
 
     def force_new_deployment(self, cluster: str, service: str) -> str:
         """Start a new deployment (tasks pull the image tag again). Returns its id."""
-        with aws_errors():
-            data = self.client.update_service(cluster=cluster, service=service, forceNewDeployment=True)
-        for deployment in data.get("service", {}).get("deployments", []):
-            if deployment.get("status") == "PRIMARY":
-                return deployment.get("id", "")
-        return ""
+        return self._deploy(cluster, service, forceNewDeployment=True)
 
     def update_task_definition(self, cluster: str, service: str, task_definition: str) -> str:
         """Start a deployment of `task_definition` (an ARN or family:revision): UpdateService, the way
         a service that a rollback left on an older task definition than its stack's gets it back.
         Returns the new deployment's id."""
+        return self._deploy(cluster, service, taskDefinition=task_definition)
+
+    def _deploy(self, cluster: str, service: str, **change: Any) -> str:
+        """UpdateService with `change`; the id of the primary deployment it answers with ("" if none)."""
         with aws_errors():
-            data = self.client.update_service(cluster=cluster, service=service, taskDefinition=task_definition)
+            data = self.client.update_service(cluster=cluster, service=service, **change)
         for deployment in data.get("service", {}).get("deployments", []):
             if deployment.get("status") == "PRIMARY":
                 return deployment.get("id", "")
@@ -416,8 +415,7 @@ class Services:
                 self.client.stop_service_deployment(serviceDeploymentArn=arns[0], stopType="ROLLBACK")
             return f"rolling back: ECS returns service {service} to its previous deployment"
         if previous_task_definition and previous_task_definition != task_definition:
-            with aws_errors():
-                self.client.update_service(cluster=cluster, service=service, taskDefinition=previous_task_definition)
+            self._deploy(cluster, service, taskDefinition=previous_task_definition)
             return f"rolled back: service {service} runs {_short(previous_task_definition)} again"
         return ""
 
